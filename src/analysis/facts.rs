@@ -1,0 +1,216 @@
+//! The facts document: everything the analysis learned about one SQL text, in the shape the
+//! policies read as `input.query`.
+
+use serde::{Deserialize, Serialize};
+
+/// What PostgreSQL's own grammar says one SQL text does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// Length of the SQL text in bytes.
+    pub sql_bytes: usize,
+    /// How many statements the parser found (a text of only comments has none).
+    pub statement_count: usize,
+    /// `search_path` the unqualified names were resolved through.
+    pub search_path: Vec<String>,
+    pub statements: Vec<StatementFacts>,
+}
+
+/// The facts of one top-level statement, gathered from its whole tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementFacts {
+    pub index: usize,
+    /// Byte offset and length of the statement in the SQL text.
+    pub location: usize,
+    pub length: usize,
+    /// PostgreSQL's parse node name (`SelectStmt`, `VariableSetStmt`, …).
+    pub node: String,
+    pub kind: StatementKind,
+    /// Kinds of the statements nested anywhere inside (CTE bodies, `EXPLAIN`, `CREATE … AS`, …).
+    pub nested_kinds: Vec<StatementKind>,
+    /// True only when nothing in the tree writes, locks, creates, or changes the session.
+    pub read_only: bool,
+    /// Why the statement is not read-only: one entry per construct found.
+    pub not_read_only: Vec<Construct>,
+    pub relations: Vec<Relation>,
+    pub functions: Vec<FunctionCall>,
+    /// Operators that are not built into PostgreSQL (they call arbitrary functions).
+    pub operators: Vec<Operator>,
+    /// Columns named or reached through `*` / whole-row references.
+    pub columns: Vec<ColumnRef>,
+    pub settings: Vec<SettingAccess>,
+    pub locking: Vec<Locking>,
+    /// `SELECT … INTO` / `CREATE TABLE AS` targets.
+    pub into: Vec<Relation>,
+    pub explain: Option<Explain>,
+    /// Transaction control details (`BEGIN`, `SET TRANSACTION`, …) when present.
+    pub transaction: Option<Transaction>,
+    /// Node types (or `Parent.field` places) the walker does not classify: the default
+    /// policy denies on any of them.
+    pub unclassified: Vec<String>,
+    /// `$n` parameters referenced (the tools send none, so such a statement cannot run).
+    pub parameters: Vec<i64>,
+}
+
+/// The normalized kind of a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    Explain,
+    Show,
+    Set,
+    Reset,
+    Discard,
+    Transaction,
+    Copy,
+    Ddl,
+    Dcl,
+    Prepare,
+    Execute,
+    Deallocate,
+    Cursor,
+    Notify,
+    Listen,
+    Lock,
+    Maintenance,
+    Do,
+    Call,
+    Load,
+    Utility,
+}
+
+impl StatementKind {
+    /// True for the kinds that change table data.
+    pub fn is_dml(self) -> bool {
+        matches!(
+            self,
+            Self::Insert | Self::Update | Self::Delete | Self::Merge
+        )
+    }
+}
+
+/// One construct that makes a statement other than read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Construct {
+    /// A stable name policies match on (`data_modifying_cte`, `select_into`, `row_lock`, …).
+    pub construct: String,
+    /// What was found, for people.
+    pub detail: String,
+}
+
+/// How a statement touches a relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+    Lock,
+    Create,
+}
+
+/// A relation named anywhere in the statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relation {
+    /// Schema it resolves to (`None` only for a CTE reference).
+    pub schema: Option<String>,
+    pub name: String,
+    /// Every schema the name could resolve to through `search_path`, most likely first.
+    pub candidates: Vec<String>,
+    /// Whether the schema was written in the query.
+    pub qualified: bool,
+    pub access: Access,
+    /// The name resolved to a CTE of an enclosing `WITH`: no table is read by it.
+    pub cte: bool,
+    /// A relation of PostgreSQL's own catalogs (`pg_catalog`, `information_schema`).
+    pub builtin: bool,
+    /// `schema.name` for matching (`name` for a CTE).
+    pub qualified_name: String,
+}
+
+/// A function call found anywhere (expressions, `FROM`, `FILTER`, windows, defaults, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub schema: Option<String>,
+    pub name: String,
+    /// `schema.name` when the schema is known, else `name`.
+    pub qualified_name: String,
+    pub qualified: bool,
+    pub builtin: bool,
+    pub volatility: Volatility,
+    /// Risk categories; empty for an ordinary function.
+    pub risks: Vec<String>,
+    /// Where it was found: `call`, `from`, `tablesample`, `call_statement`.
+    pub context: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Volatility {
+    Immutable,
+    Stable,
+    Volatile,
+    /// Not a built-in: PostgreSQL decides at run time.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    pub schema: Option<String>,
+    pub name: String,
+    pub builtin: bool,
+}
+
+/// A column a statement reads, with the relations it may belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnRef {
+    /// Column name; `*` for a star or a whole-row reference.
+    pub name: String,
+    /// `schema.table` of every relation the column may come from (more than one when an
+    /// unqualified column is not attributable without the database's catalog).
+    pub relations: Vec<String>,
+    /// `*`, `t.*` or a whole-row reference such as `SELECT u FROM users u`.
+    pub star: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingAccess {
+    /// Setting name, lower case; `None` when computed at run time (`set_config(x, …)`).
+    pub name: Option<String>,
+    /// `set`, `reset`, `show`, `read` (`current_setting`), `write` (`set_config`).
+    pub action: String,
+    /// `SET LOCAL` / `set_config(…, true)`.
+    pub local: bool,
+    /// Literal value when set, as written.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locking {
+    /// `for_update`, `for_no_key_update`, `for_share`, `for_key_share`.
+    pub strength: String,
+    /// Tables named in `OF …` (empty: every table of the query level).
+    pub of: Vec<String>,
+    /// The SQL to remove, for messages (`FOR UPDATE`).
+    pub clause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explain {
+    pub analyze: bool,
+    /// Every option, lower case, with its value as written (`true` when bare).
+    pub options: Vec<(String, String)>,
+    /// The facts of the explained statement.
+    pub statement: Box<StatementFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// `begin`, `start`, `commit`, `rollback`, `savepoint`, `release`, `prepare`, …
+    pub action: String,
+    /// `Some(false)` for `READ WRITE`, `Some(true)` for `READ ONLY`.
+    pub read_only: Option<bool>,
+}

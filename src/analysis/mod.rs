@@ -1,0 +1,126 @@
+//! SQL text → [`Facts`]: what PostgreSQL's own grammar says the text does.
+//!
+//! The text is parsed by libpg_query (PostgreSQL's parser), read from its JSON tree without
+//! any depth limit, and every statement's whole tree is walked ([`walk`]). Anything that
+//! cannot be parsed, walked completely or classified is an error or an `unclassified` entry,
+//! which the policy denies: analysis fails closed.
+
+mod catalog;
+mod error;
+pub mod facts;
+mod json;
+mod node_schema;
+mod parser;
+pub mod risk;
+mod statements;
+mod walk;
+
+pub use catalog::{catalog, is_system_schema, Catalog};
+pub use error::AnalysisError;
+pub use facts::*;
+pub use walk::MAX_DEPTH;
+
+/// How to analyze: the connection's `search_path` and the input limits.
+#[derive(Debug, Clone)]
+pub struct AnalysisOptions {
+    search_path: Vec<String>,
+    /// `search_path` as PostgreSQL searches it: `pg_catalog` first unless placed explicitly.
+    effective: Vec<String>,
+    /// Longest SQL text accepted, in bytes.
+    pub max_sql_bytes: usize,
+}
+
+/// The default `search_path` pinned on every connection.
+pub const DEFAULT_SEARCH_PATH: [&str; 2] = ["pg_catalog", "public"];
+/// The default limit on the SQL text's size.
+pub const DEFAULT_MAX_SQL_BYTES: usize = 1024 * 1024;
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self::new(DEFAULT_SEARCH_PATH.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+impl AnalysisOptions {
+    pub fn new(search_path: Vec<String>) -> Self {
+        let search_path: Vec<String> = search_path
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut effective = search_path.clone();
+        if !effective.iter().any(|s| s == "pg_catalog") {
+            effective.insert(0, "pg_catalog".into());
+        }
+        AnalysisOptions {
+            search_path,
+            effective,
+            max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
+        }
+    }
+
+    pub fn search_path(&self) -> &[String] {
+        &self.search_path
+    }
+
+    pub(crate) fn effective_search_path(&self) -> impl Iterator<Item = &str> + '_ {
+        self.effective.iter().map(String::as_str)
+    }
+
+    pub(crate) fn first_schema(&self) -> &str {
+        &self.effective[0]
+    }
+}
+
+/// Analyzes `sql` with the default options.
+pub fn analyze(sql: &str) -> Result<Facts, AnalysisError> {
+    analyze_with(sql, &AnalysisOptions::default())
+}
+
+/// Analyzes `sql`: parse, then walk every statement's whole tree.
+pub fn analyze_with(sql: &str, opts: &AnalysisOptions) -> Result<Facts, AnalysisError> {
+    if sql.len() > opts.max_sql_bytes {
+        return Err(AnalysisError::TooLarge {
+            bytes: sql.len(),
+            limit: opts.max_sql_bytes,
+        });
+    }
+    let parsed = parser::parse(sql)?;
+    let tree = json::parse(parsed.json()).map_err(|e| {
+        AnalysisError::Internal(format!(
+            "unreadable parse tree at byte {}: {}",
+            e.offset, e.what
+        ))
+    })?;
+    let stmts = tree.get(tree.root(), "stmts");
+    let raw: Vec<json::Id> = stmts
+        .map(|s| tree.members(s).iter().map(|(_, v)| *v).collect())
+        .unwrap_or_default();
+    let mut statements = Vec::with_capacity(raw.len());
+    for (index, raw_stmt) in raw.into_iter().enumerate() {
+        let location = tree.get_i64(raw_stmt, "stmt_location").unwrap_or(0).max(0) as usize;
+        let length = match tree.get_i64(raw_stmt, "stmt_len").unwrap_or(0) {
+            // 0 means "to the end of the text".
+            0 => sql.len().saturating_sub(location),
+            n => n.max(0) as usize,
+        };
+        let Some(stmt) = tree.get(raw_stmt, "stmt") else {
+            return Err(AnalysisError::Internal(format!(
+                "statement {index} has no tree"
+            )));
+        };
+        let (mut facts, too_deep) = walk::Walker::new(&tree, opts, index).statement(stmt);
+        if too_deep {
+            return Err(AnalysisError::TooDeep { limit: MAX_DEPTH });
+        }
+        facts.location = location;
+        facts.length = length;
+        statements.push(facts);
+    }
+    Ok(Facts {
+        sql_bytes: sql.len(),
+        statement_count: statements.len(),
+        search_path: opts.search_path.clone(),
+        statements,
+    })
+}

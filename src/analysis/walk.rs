@@ -1,0 +1,1111 @@
+//! The complete walk of one statement's parse tree.
+//!
+//! Every field of every node is visited: nodes with a meaning for the guard (relations,
+//! function calls, CTE scopes, locking, `INTO`, nested statements, settings) are handled by
+//! name and then their remaining fields are walked like any container's. A node or an
+//! unwrapped struct this walker does not know is recorded in `unclassified` and still walked.
+//! Relying on `pg_query`'s helpers instead is how other guards were bypassed (threat model,
+//! "known traps").
+
+use super::catalog::{catalog, is_system_schema};
+use super::facts::*;
+use super::json::{Id, Tree, Value};
+use super::node_schema::typed_field;
+use super::risk;
+use super::statements::{is_container, kind_construct, statement_kind};
+use super::AnalysisOptions;
+
+/// The deepest node nesting the walker follows (the stack grows on the heap past the
+/// thread's own, so this bounds work and memory, not a crash).
+pub const MAX_DEPTH: usize = 20_000;
+
+/// What a relation reached through a field is used for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Ctx {
+    access: Access,
+}
+
+const READ: Ctx = Ctx {
+    access: Access::Read,
+};
+
+/// A name visible to column references at one query level.
+struct ScopeItem {
+    /// Alias, or the relation name when there is none.
+    name: String,
+    /// `schema.name` of the table behind it (`None` for subqueries, functions, CTEs).
+    relation: Option<String>,
+}
+
+pub struct Walker<'t, 'a> {
+    tree: &'t Tree<'a>,
+    opts: &'t AnalysisOptions,
+    pub facts: StatementFacts,
+    /// CTE names visible, innermost scope last.
+    ctes: Vec<Vec<String>>,
+    /// FROM items per query level, innermost last.
+    levels: Vec<Vec<ScopeItem>>,
+    depth: usize,
+    pub too_deep: bool,
+}
+
+fn new_facts(index: usize, node: &str, kind: StatementKind) -> StatementFacts {
+    StatementFacts {
+        index,
+        location: 0,
+        length: 0,
+        node: node.to_string(),
+        kind,
+        nested_kinds: Vec::new(),
+        read_only: true,
+        not_read_only: Vec::new(),
+        relations: Vec::new(),
+        functions: Vec::new(),
+        operators: Vec::new(),
+        columns: Vec::new(),
+        settings: Vec::new(),
+        locking: Vec::new(),
+        into: Vec::new(),
+        explain: None,
+        transaction: None,
+        unclassified: Vec::new(),
+        parameters: Vec::new(),
+    }
+}
+
+/// Is `{ "Type": {…} }` a generic node wrapper? Returns the type and the body.
+fn wrapper<'t>(tree: &'t Tree<'_>, id: Id) -> Option<(&'t str, Id)> {
+    match tree.members(id) {
+        [(k, v)] if tree.is_object(id) && k.starts_with(|c: char| c.is_ascii_uppercase()) => {
+            Some((k.as_ref(), *v))
+        }
+        _ => None,
+    }
+}
+
+impl<'t, 'a> Walker<'t, 'a> {
+    pub fn new(tree: &'t Tree<'a>, opts: &'t AnalysisOptions, index: usize) -> Self {
+        Walker {
+            tree,
+            opts,
+            facts: new_facts(index, "", StatementKind::Utility),
+            ctes: Vec::new(),
+            levels: Vec::new(),
+            depth: 0,
+            too_deep: false,
+        }
+    }
+
+    /// Walks a top-level statement (`{"SelectStmt": {…}}`).
+    pub fn statement(mut self, stmt: Id) -> (StatementFacts, bool) {
+        match wrapper(self.tree, stmt) {
+            Some((ty, body)) => {
+                self.facts.node = ty.to_string();
+                match statement_kind(ty) {
+                    Some(kind) => self.facts.kind = kind,
+                    None => self.facts.unclassified.push(ty.to_string()),
+                }
+                if let Some(c) = statement_kind(ty).and_then(kind_construct) {
+                    self.construct(c, statement_label(ty));
+                }
+                self.node(ty, body, READ, true);
+            }
+            None => self.facts.unclassified.push("statement".into()),
+        }
+        self.finish()
+    }
+
+    fn finish(mut self) -> (StatementFacts, bool) {
+        let f = &mut self.facts;
+        f.read_only = f.not_read_only.is_empty();
+        dedup(&mut f.relations);
+        dedup(&mut f.functions);
+        dedup(&mut f.operators);
+        dedup(&mut f.columns);
+        dedup(&mut f.settings);
+        dedup(&mut f.nested_kinds);
+        dedup(&mut f.unclassified);
+        dedup(&mut f.not_read_only);
+        dedup(&mut f.parameters);
+        (self.facts, self.too_deep)
+    }
+
+    fn construct(&mut self, construct: &str, detail: impl Into<String>) {
+        self.facts.not_read_only.push(Construct {
+            construct: construct.to_string(),
+            detail: detail.into(),
+        });
+    }
+
+    // ---- generic walking -------------------------------------------------------------
+
+    /// Walks the value of field `field` of a node of type `parent`.
+    fn value(&mut self, parent: &str, field: &str, id: Id, ctx: Ctx) {
+        match self.tree.value(id) {
+            Value::Array { .. } => {
+                for i in 0..self.tree.members(id).len() {
+                    let el = self.tree.members(id)[i].1;
+                    self.value(parent, field, el, ctx);
+                }
+            }
+            // libpg_query writes a NIL list element (`DISTINCT` without `ON`) as `{}`.
+            Value::Object { start, end } if start == end => {}
+            Value::Object { .. } => {
+                if let Some((ty, body)) = wrapper(self.tree, id) {
+                    self.node(ty, body, ctx, false);
+                } else if let Some(ty) = typed_field(parent, field) {
+                    self.node(ty, id, ctx, false);
+                } else {
+                    self.facts.unclassified.push(format!("{parent}.{field}"));
+                    self.fields(parent, id, ctx, &[]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Walks every field of node `body` except those in `skip`.
+    fn fields(&mut self, ty: &str, body: Id, ctx: Ctx, skip: &[&str]) {
+        for i in 0..self.tree.members(body).len() {
+            let (key, v) = &self.tree.members(body)[i];
+            if skip.contains(&key.as_ref()) {
+                continue;
+            }
+            let (key, v) = (key.clone(), *v);
+            self.value(ty, &key, v, ctx);
+        }
+    }
+
+    fn field(&mut self, ty: &str, body: Id, name: &str, ctx: Ctx) {
+        if let Some(v) = self.tree.get(body, name) {
+            self.value(ty, name, v, ctx);
+        }
+    }
+
+    /// Dispatches on the node type. `top` is true for the top-level statement itself.
+    fn node(&mut self, ty: &str, body: Id, ctx: Ctx, top: bool) {
+        if self.depth >= MAX_DEPTH {
+            self.too_deep = true;
+            return;
+        }
+        self.depth += 1;
+        stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.dispatch(ty, body, ctx, top));
+        self.depth -= 1;
+    }
+
+    fn dispatch(&mut self, ty: &str, body: Id, ctx: Ctx, top: bool) {
+        if !top {
+            if let Some(kind) = statement_kind(ty) {
+                self.facts.nested_kinds.push(kind);
+                if kind != StatementKind::Select {
+                    // Nested DML is handled where it can appear (WITH, EXPLAIN); any other
+                    // statement nested anywhere counts as its kind.
+                    if !kind.is_dml() && kind != StatementKind::Explain {
+                        if let Some(c) = kind_construct(kind) {
+                            self.construct(c, format!("nested {}", statement_label(ty)));
+                        }
+                    }
+                }
+            }
+        }
+        match ty {
+            "SelectStmt" => self.select(body),
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.dml(ty, body),
+            "RangeVar" => self.range_var(body, ctx.access),
+            "FuncCall" => self.func_call(body, "call"),
+            "RangeTableSample" => self.table_sample(body, ctx),
+            "A_Expr" => self.a_expr(body, ctx),
+            "ColumnRef" => self.column_ref(body),
+            "ParamRef" => {
+                if let Some(n) = self.tree.get_i64(body, "number") {
+                    self.facts.parameters.push(n);
+                }
+            }
+            // Constants are leaves: their values are strings and numbers, never code.
+            "A_Const" => {}
+            "ExplainStmt" => self.explain(body),
+            "VariableSetStmt" => self.variable_set(body),
+            "VariableShowStmt" => {
+                let name = self.tree.get_str(body, "name").map(str::to_lowercase);
+                self.facts.settings.push(SettingAccess {
+                    name,
+                    action: "show".into(),
+                    local: false,
+                    value: None,
+                });
+            }
+            "TransactionStmt" => self.transaction(body),
+            "CopyStmt" => self.copy(body),
+            "LockStmt" => self.fields(
+                ty,
+                body,
+                Ctx {
+                    access: Access::Lock,
+                },
+                &[],
+            ),
+            "CreateStmt"
+            | "ViewStmt"
+            | "CreateTableAsStmt"
+            | "CreateSeqStmt"
+            | "CreateForeignTableStmt"
+            | "CompositeTypeStmt"
+            | "IntoClause" => {
+                if ty == "IntoClause" {
+                    self.select_into(body);
+                } else {
+                    self.fields(
+                        ty,
+                        body,
+                        Ctx {
+                            access: Access::Create,
+                        },
+                        &[],
+                    );
+                }
+            }
+            "CommonTableExpr" | "WithClause" | "LockingClause" => {
+                // Only meaningful inside the statement that owns them (handled there); met
+                // anywhere else they are still walked.
+                self.fields(ty, body, ctx, &[]);
+            }
+            _ if statement_kind(ty).is_some() => {
+                let access =
+                    if matches!(ty, "DeclareCursorStmt" | "PrepareStmt" | "VariableShowStmt") {
+                        Access::Read
+                    } else {
+                        Access::Write
+                    };
+                self.fields(ty, body, Ctx { access }, &[]);
+            }
+            _ if is_container(ty) => self.fields(ty, body, ctx, &[]),
+            _ => {
+                self.facts.unclassified.push(ty.to_string());
+                self.fields(ty, body, ctx, &[]);
+            }
+        }
+    }
+
+    // ---- query levels and CTE scope -----------------------------------------------------
+
+    /// Pushes the CTE names of a `WITH` and walks their bodies with PostgreSQL's scoping:
+    /// in a plain `WITH`, a CTE sees only the CTEs before it (so `WITH users AS (SELECT *
+    /// FROM users)` reads the table: threat model, class 12); in `WITH RECURSIVE`, all.
+    /// Returns whether a scope was pushed.
+    fn with_clause(&mut self, owner: &str, body: Id) -> bool {
+        let Some(with) = self.tree.get(body, "withClause") else {
+            return false;
+        };
+        let recursive = self.tree.get_bool(with, "recursive");
+        let ctes: Vec<(String, Id)> = self
+            .tree
+            .get(with, "ctes")
+            .map(|list| {
+                self.tree
+                    .members(list)
+                    .iter()
+                    .filter_map(|(_, el)| wrapper(self.tree, *el))
+                    .filter(|(ty, _)| *ty == "CommonTableExpr")
+                    .map(|(_, cte)| {
+                        (
+                            self.tree.get_str(cte, "ctename").unwrap_or("").to_string(),
+                            cte,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let names: Vec<String> = ctes.iter().map(|(n, _)| n.clone()).collect();
+        self.ctes
+            .push(if recursive { names.clone() } else { Vec::new() });
+        for (name, cte) in &ctes {
+            if let Some((qty, _)) = self
+                .tree
+                .get(*cte, "ctequery")
+                .and_then(|q| wrapper(self.tree, q))
+            {
+                if let Some(kind) = statement_kind(qty) {
+                    if kind.is_dml() {
+                        self.construct(
+                            "data_modifying_cte",
+                            format!("{} in WITH query \"{name}\"", statement_label(qty)),
+                        );
+                    }
+                }
+            }
+            self.fields("CommonTableExpr", *cte, READ, &[]);
+            if !recursive {
+                if let Some(scope) = self.ctes.last_mut() {
+                    scope.push(name.clone());
+                }
+            }
+        }
+        // Fields of the WITH clause other than its CTEs (none today) still get walked.
+        self.fields("WithClause", with, READ, &["ctes"]);
+        let _ = owner;
+        true
+    }
+
+    fn is_cte(&self, name: &str) -> bool {
+        self.ctes
+            .iter()
+            .rev()
+            .any(|scope| scope.iter().any(|n| n == name))
+    }
+
+    fn select(&mut self, body: Id) {
+        let pushed = self.with_clause("SelectStmt", body);
+        self.levels.push(Vec::new());
+        self.field("SelectStmt", body, "fromClause", READ);
+        if let Some(into) = self.tree.get(body, "intoClause") {
+            self.construct("select_into", "SELECT … INTO creates a table");
+            self.select_into(into);
+        }
+        if let Some(locks) = self.tree.get(body, "lockingClause") {
+            for i in 0..self.tree.members(locks).len() {
+                let el = self.tree.members(locks)[i].1;
+                match wrapper(self.tree, el) {
+                    Some(("LockingClause", lc)) => self.locking_clause(lc),
+                    _ => self.value("SelectStmt", "lockingClause", el, READ),
+                }
+            }
+        }
+        self.fields(
+            "SelectStmt",
+            body,
+            READ,
+            &["withClause", "fromClause", "intoClause", "lockingClause"],
+        );
+        self.levels.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    fn dml(&mut self, ty: &str, body: Id) {
+        let pushed = self.with_clause(ty, body);
+        self.levels.push(Vec::new());
+        if let Some(rel) = self.tree.get(body, "relation") {
+            self.range_var(rel, Access::Write);
+        }
+        // MERGE's source, UPDATE … FROM and DELETE … USING are read.
+        for f in ["sourceRelation", "fromClause", "usingClause"] {
+            self.field(ty, body, f, READ);
+        }
+        if let Some(oc) = self.tree.get(body, "onConflictClause") {
+            if self.tree.get_str(oc, "action") == Some("ONCONFLICT_UPDATE") {
+                self.construct("data_modifying_statement", "INSERT … ON CONFLICT DO UPDATE");
+            }
+        }
+        self.fields(
+            ty,
+            body,
+            READ,
+            &[
+                "withClause",
+                "relation",
+                "sourceRelation",
+                "fromClause",
+                "usingClause",
+            ],
+        );
+        self.levels.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    fn select_into(&mut self, into: Id) {
+        if let Some(rel) = self.tree.get(into, "rel") {
+            let before = self.facts.relations.len();
+            self.range_var(rel, Access::Create);
+            if let Some(r) = self.facts.relations.get(before).cloned() {
+                self.facts.into.push(r);
+            }
+        }
+        self.fields("IntoClause", into, READ, &["rel"]);
+    }
+
+    fn locking_clause(&mut self, lc: Id) {
+        let strength = match self.tree.get_str(lc, "strength") {
+            Some("LCS_FORKEYSHARE") => ("for_key_share", "FOR KEY SHARE"),
+            Some("LCS_FORSHARE") => ("for_share", "FOR SHARE"),
+            Some("LCS_FORNOKEYUPDATE") => ("for_no_key_update", "FOR NO KEY UPDATE"),
+            Some("LCS_FORUPDATE") => ("for_update", "FOR UPDATE"),
+            _ => ("unknown", "the locking clause"),
+        };
+        let mut of = Vec::new();
+        if let Some(rels) = self.tree.get(lc, "lockedRels") {
+            for (_, el) in self.tree.members(rels) {
+                let body = wrapper(self.tree, *el).map(|(_, b)| b).unwrap_or(*el);
+                if let Some(n) = self.tree.get_str(body, "relname") {
+                    of.push(n.to_string());
+                }
+            }
+        }
+        // The locked tables: those named in OF (by alias), else every table of this level.
+        let level = self.levels.last();
+        let locked: Vec<String> = level
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|it| of.is_empty() || of.contains(&it.name))
+                    .filter_map(|it| it.relation.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for q in locked {
+            if let Some(r) = self
+                .facts
+                .relations
+                .iter()
+                .find(|r| r.qualified_name == q)
+                .cloned()
+            {
+                self.facts.relations.push(Relation {
+                    access: Access::Lock,
+                    ..r
+                });
+            }
+        }
+        self.construct("row_lock", format!("{} locks rows", strength.1));
+        self.facts.locking.push(Locking {
+            strength: strength.0.to_string(),
+            of,
+            clause: strength.1.to_string(),
+        });
+        self.fields(
+            "LockingClause",
+            lc,
+            Ctx {
+                access: Access::Lock,
+            },
+            &["lockedRels"],
+        );
+    }
+
+    // ---- relations ---------------------------------------------------------------------
+
+    fn range_var(&mut self, body: Id, access: Access) {
+        let t = self.tree;
+        let name = t.get_str(body, "relname").unwrap_or("").to_string();
+        let schema = t.get_str(body, "schemaname").map(str::to_string);
+        let alias = t
+            .get(body, "alias")
+            .and_then(|a| t.get_str(a, "aliasname"))
+            .map(str::to_string);
+        let rel = if schema.is_none() && access != Access::Write && self.is_cte(&name) {
+            Relation {
+                schema: None,
+                candidates: Vec::new(),
+                qualified: false,
+                access,
+                cte: true,
+                builtin: false,
+                qualified_name: name.clone(),
+                name: name.clone(),
+            }
+        } else {
+            self.resolve_relation(schema, name.clone(), access)
+        };
+        if let Some(level) = self.levels.last_mut() {
+            level.push(ScopeItem {
+                name: alias.unwrap_or_else(|| name.clone()),
+                relation: (!rel.cte).then(|| rel.qualified_name.clone()),
+            });
+        }
+        self.facts.relations.push(rel);
+        // Every other field (alias column lists, catalog name) is still walked.
+        self.fields("RangeVar", body, READ, &["relname", "schemaname", "alias"]);
+    }
+
+    /// Resolves a relation name through `search_path` (threat model, class 11). A schema
+    /// before `pg_catalog` could hold a same-named table, so every schema the name could
+    /// resolve to is listed in `candidates`.
+    fn resolve_relation(&self, schema: Option<String>, name: String, access: Access) -> Relation {
+        let cat = catalog();
+        let (schema, candidates, builtin, qualified) = match schema {
+            Some(s) => {
+                let builtin = cat.has_relation(&s, &name);
+                (s.clone(), vec![s], builtin, true)
+            }
+            None => {
+                let mut candidates = Vec::new();
+                let mut builtin = false;
+                for s in self.opts.effective_search_path() {
+                    if is_system_schema(s) {
+                        if cat.has_relation(s, &name) {
+                            candidates.push(s.to_string());
+                            builtin = true;
+                            break;
+                        }
+                    } else {
+                        candidates.push(s.to_string());
+                    }
+                }
+                if candidates.is_empty() {
+                    candidates.push(self.opts.first_schema().to_string());
+                }
+                // Creating resolves to the first schema of the path, not to pg_catalog.
+                if access == Access::Create {
+                    candidates.truncate(1);
+                    builtin = false;
+                }
+                (candidates[0].clone(), candidates, builtin, false)
+            }
+        };
+        Relation {
+            qualified_name: format!("{schema}.{name}"),
+            schema: Some(schema),
+            name,
+            candidates,
+            qualified,
+            access,
+            cte: false,
+            builtin,
+        }
+    }
+
+    fn table_sample(&mut self, body: Id, ctx: Ctx) {
+        // The sampling method is a function (`bernoulli`, `system`, or an extension's).
+        if let Some(method) = self.tree.get(body, "method") {
+            let names = self.name_list(method);
+            self.record_function(&names, "tablesample");
+        }
+        self.fields("RangeTableSample", body, ctx, &["method"]);
+    }
+
+    // ---- columns -------------------------------------------------------------------------
+
+    fn column_ref(&mut self, body: Id) {
+        let Some(fields) = self.tree.get(body, "fields") else {
+            return;
+        };
+        let mut parts: Vec<Option<String>> = Vec::new(); // None = `*`
+        for (_, el) in self.tree.members(fields) {
+            match wrapper(self.tree, *el) {
+                Some(("String", s)) => parts.push(self.tree.get_str(s, "sval").map(str::to_string)),
+                Some(("A_Star", _)) => parts.push(None),
+                _ => parts.push(None),
+            }
+        }
+        match parts.as_slice() {
+            [None] => {
+                let rels = self.level_tables(None);
+                self.push_column("*", rels, true);
+            }
+            [Some(name)] => {
+                // An unqualified name is a column of any table in scope, or a whole-row
+                // reference to a FROM item of that name (`SELECT u FROM users u`).
+                let whole_row = self.lookup_alias(name);
+                let rels = self.all_tables();
+                self.push_column(name, rels, false);
+                if let Some(rels) = whole_row {
+                    self.push_column("*", rels, true);
+                }
+            }
+            [.., Some(qual), last] => {
+                let rels = self.lookup_alias(qual).unwrap_or_else(|| {
+                    // `schema.table.col` or an unknown qualifier: name the table directly.
+                    let schema = parts.len().checked_sub(3).and_then(|i| parts[i].clone());
+                    match schema {
+                        Some(s) => vec![format!("{s}.{qual}")],
+                        None => Vec::new(),
+                    }
+                });
+                match last {
+                    Some(col) => self.push_column(col, rels, false),
+                    None => self.push_column("*", rels, true),
+                }
+            }
+            _ => {}
+        }
+        self.fields("ColumnRef", body, READ, &["fields"]);
+    }
+
+    fn push_column(&mut self, name: &str, relations: Vec<String>, star: bool) {
+        self.facts.columns.push(ColumnRef {
+            name: name.to_string(),
+            relations,
+            star,
+        });
+    }
+
+    /// Tables of the innermost query level (for `*`).
+    fn level_tables(&self, _: Option<&str>) -> Vec<String> {
+        self.levels
+            .last()
+            .map(|l| l.iter().filter_map(|i| i.relation.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Tables of every enclosing level: an unqualified column may be an outer reference.
+    fn all_tables(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .levels
+            .iter()
+            .flat_map(|l| l.iter().filter_map(|i| i.relation.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The tables behind FROM item `name`, innermost level first; `Some(vec![])` for a
+    /// subquery, function or CTE item.
+    fn lookup_alias(&self, name: &str) -> Option<Vec<String>> {
+        for level in self.levels.iter().rev() {
+            if let Some(item) = level.iter().rev().find(|i| i.name == name) {
+                return Some(item.relation.iter().cloned().collect());
+            }
+        }
+        None
+    }
+
+    // ---- functions and operators -----------------------------------------------------
+
+    fn name_list(&self, list: Id) -> Vec<String> {
+        self.tree
+            .members(list)
+            .iter()
+            .filter_map(|(_, el)| wrapper(self.tree, *el))
+            .filter(|(ty, _)| *ty == "String")
+            .filter_map(|(_, s)| self.tree.get_str(s, "sval").map(str::to_string))
+            .collect()
+    }
+
+    fn func_call(&mut self, body: Id, context: &str) {
+        let names = self
+            .tree
+            .get(body, "funcname")
+            .map(|l| self.name_list(l))
+            .unwrap_or_default();
+        let call = self.record_function(&names, context);
+        if let Some(call) = call {
+            self.setting_function(&call, body);
+        }
+        self.fields("FuncCall", body, READ, &["funcname"]);
+    }
+
+    /// Records a call of `names` (`[schema.]name`) and returns it.
+    fn record_function(&mut self, names: &[String], context: &str) -> Option<FunctionCall> {
+        let (schema, name) = match names {
+            [name] => (None, name.clone()),
+            [.., schema, name] => (Some(schema.clone()), name.clone()),
+            [] => return None,
+        };
+        let cat = catalog();
+        let qualified = schema.is_some();
+        let (schema, builtin) = match schema {
+            Some(s) => {
+                let b = cat.function(&s, &name);
+                (Some(s), b)
+            }
+            None => {
+                // Walk the path: a user schema met before the built-in's schema could hold a
+                // function of the same name (threat model, class 11), so the call is not
+                // known to be the built-in.
+                let mut found = (None, None);
+                for s in self.opts.effective_search_path() {
+                    if is_system_schema(s) {
+                        if let Some(b) = cat.function(s, &name) {
+                            found = (Some(s.to_string()), Some(b));
+                            break;
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        let qualified_name = match &schema {
+            Some(s) => format!("{s}.{name}"),
+            None => name.clone(),
+        };
+        let call = FunctionCall {
+            risks: risk::categories(schema.as_deref(), &name),
+            volatility: builtin.map(|b| b.volatility).unwrap_or(Volatility::Unknown),
+            builtin: builtin.is_some(),
+            schema,
+            name,
+            qualified_name,
+            qualified,
+            context: context.to_string(),
+        };
+        if call
+            .risks
+            .iter()
+            .any(|r| WRITING_RISKS.contains(&r.as_str()))
+        {
+            self.construct(
+                "side_effect_function",
+                format!("{}() ({})", call.name, call.risks.join(", ")),
+            );
+        }
+        self.facts.functions.push(call.clone());
+        Some(call)
+    }
+
+    /// `current_setting('x')` reads a setting; `set_config('x', v, local)` changes one
+    /// (threat model, classes 2 and 10).
+    fn setting_function(&mut self, call: &FunctionCall, body: Id) {
+        let is_catalog = call.schema.as_deref().is_none_or(|s| s == "pg_catalog");
+        if !is_catalog {
+            return;
+        }
+        let args: Vec<Id> = self
+            .tree
+            .get(body, "args")
+            .map(|a| self.tree.members(a).iter().map(|(_, v)| *v).collect())
+            .unwrap_or_default();
+        let literal = |i: usize| args.get(i).and_then(|a| self.string_literal(*a));
+        match call.name.as_str() {
+            "current_setting" => self.facts.settings.push(SettingAccess {
+                name: literal(0).map(|s| s.to_lowercase()),
+                action: "read".into(),
+                local: false,
+                value: None,
+            }),
+            "set_config" => {
+                let local = literal(2).map(|s| s == "true" || s == "t");
+                self.facts.settings.push(SettingAccess {
+                    name: literal(0).map(|s| s.to_lowercase()),
+                    action: "write".into(),
+                    local: local.unwrap_or(false),
+                    value: literal(1),
+                })
+            }
+            _ => {}
+        }
+    }
+
+    /// The text of a string constant (also through a cast such as `'x'::text`).
+    fn string_literal(&self, id: Id) -> Option<String> {
+        let (ty, body) = wrapper(self.tree, id)?;
+        match ty {
+            "A_Const" => {
+                let t = self.tree;
+                for key in ["sval", "fval", "ival", "boolval"] {
+                    if let Some(inner) = t.get(body, key) {
+                        return match t.get(inner, key).map(|v| t.value(v)) {
+                            Some(Value::String(s)) => Some(s.to_string()),
+                            Some(Value::Number(n)) => Some(n.to_string()),
+                            Some(Value::Bool(b)) => Some(b.to_string()),
+                            _ => Some(match key {
+                                "ival" => "0".into(),
+                                "boolval" => "false".into(),
+                                _ => String::new(),
+                            }),
+                        };
+                    }
+                }
+                None
+            }
+            "TypeCast" => self
+                .tree
+                .get(body, "arg")
+                .and_then(|a| self.string_literal(a)),
+            _ => None,
+        }
+    }
+
+    fn a_expr(&mut self, body: Id, ctx: Ctx) {
+        let kind = self.tree.get_str(body, "kind").unwrap_or("");
+        if matches!(kind, "AEXPR_OP" | "AEXPR_OP_ANY" | "AEXPR_OP_ALL") {
+            if let Some(list) = self.tree.get(body, "name") {
+                let names = self.name_list(list);
+                let (schema, name) = match names.as_slice() {
+                    [n] => (None, n.clone()),
+                    [.., s, n] => (Some(s.clone()), n.clone()),
+                    [] => (None, String::new()),
+                };
+                let builtin = schema.as_deref().is_none_or(|s| s == "pg_catalog")
+                    && catalog().has_operator(&name);
+                if !builtin {
+                    self.facts.operators.push(Operator {
+                        schema,
+                        name,
+                        builtin,
+                    });
+                }
+            }
+        }
+        self.fields("A_Expr", body, ctx, &["name"]);
+    }
+
+    // ---- statements with their own facts -------------------------------------------
+
+    fn explain(&mut self, body: Id) {
+        let mut options = Vec::new();
+        let mut analyze = false;
+        if let Some(list) = self.tree.get(body, "options") {
+            for (_, el) in self.tree.members(list) {
+                let Some(("DefElem", d)) = wrapper(self.tree, *el) else {
+                    continue;
+                };
+                let name = self.tree.get_str(d, "defname").unwrap_or("").to_lowercase();
+                let value = self
+                    .tree
+                    .get(d, "arg")
+                    .map(|a| self.def_value(a))
+                    .unwrap_or_else(|| "true".into());
+                if name == "analyze" {
+                    // PostgreSQL's defGetBoolean: anything but an explicit false is true.
+                    analyze = !matches!(
+                        value.to_lowercase().as_str(),
+                        "false" | "off" | "0" | "f" | "no" | "n"
+                    );
+                }
+                options.push((name, value));
+            }
+        }
+        let inner = self.tree.get(body, "query");
+        let mut sub = Walker::new(self.tree, self.opts, self.facts.index);
+        sub.depth = self.depth;
+        let (inner_facts, deep) = match inner {
+            Some(q) => sub.statement(q),
+            None => (
+                new_facts(self.facts.index, "", StatementKind::Utility),
+                false,
+            ),
+        };
+        self.too_deep |= deep;
+        let f = &mut self.facts;
+        f.nested_kinds.push(inner_facts.kind);
+        f.nested_kinds
+            .extend(inner_facts.nested_kinds.iter().copied());
+        f.relations.extend(inner_facts.relations.iter().cloned());
+        f.functions.extend(inner_facts.functions.iter().cloned());
+        f.operators.extend(inner_facts.operators.iter().cloned());
+        f.columns.extend(inner_facts.columns.iter().cloned());
+        f.settings.extend(inner_facts.settings.iter().cloned());
+        f.locking.extend(inner_facts.locking.iter().cloned());
+        f.into.extend(inner_facts.into.iter().cloned());
+        f.unclassified
+            .extend(inner_facts.unclassified.iter().cloned());
+        f.parameters.extend(inner_facts.parameters.iter().copied());
+        if analyze && !inner_facts.read_only {
+            self.construct(
+                "explain_analyze_write",
+                format!(
+                    "EXPLAIN ANALYZE executes the {} statement",
+                    statement_label(&inner_facts.node)
+                ),
+            );
+            self.facts
+                .not_read_only
+                .extend(inner_facts.not_read_only.iter().cloned());
+        }
+        self.facts.explain = Some(Explain {
+            analyze,
+            options,
+            statement: Box::new(inner_facts),
+        });
+        self.fields("ExplainStmt", body, READ, &["options", "query"]);
+    }
+
+    /// The value of a `DefElem` argument as written.
+    fn def_value(&self, id: Id) -> String {
+        if let Some(s) = self.string_literal(id) {
+            return s;
+        }
+        match wrapper(self.tree, id) {
+            Some(("String", s)) => self.tree.get_str(s, "sval").unwrap_or("").to_string(),
+            Some(("Boolean", b)) => self.tree.get_bool(b, "boolval").to_string(),
+            Some(("Integer", i)) => self.tree.get_i64(i, "ival").unwrap_or(0).to_string(),
+            Some(("Float", f)) => self.tree.get_str(f, "fval").unwrap_or("").to_string(),
+            Some((ty, _)) => format!("<{ty}>"),
+            None => String::new(),
+        }
+    }
+
+    fn variable_set(&mut self, body: Id) {
+        let kind = self.tree.get_str(body, "kind").unwrap_or("");
+        let name = self.tree.get_str(body, "name").map(str::to_lowercase);
+        let local = self.tree.get_bool(body, "is_local");
+        let (action, stmt_kind) = match kind {
+            "VAR_RESET" | "VAR_RESET_ALL" => ("reset", StatementKind::Reset),
+            _ => ("set", StatementKind::Set),
+        };
+        if self.facts.node == "VariableSetStmt" {
+            self.facts.kind = stmt_kind;
+        }
+        let args: Vec<Id> = self
+            .tree
+            .get(body, "args")
+            .map(|a| self.tree.members(a).iter().map(|(_, v)| *v).collect())
+            .unwrap_or_default();
+        match name.as_deref() {
+            // SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION carry DefElems.
+            Some("transaction") | Some("session characteristics") => {
+                let mut read_only = None;
+                for a in &args {
+                    if let Some(("DefElem", d)) = wrapper(self.tree, *a) {
+                        let opt = self.tree.get_str(d, "defname").unwrap_or("");
+                        let val = self.tree.get(d, "arg").map(|v| self.def_value(v));
+                        let setting = match opt {
+                            "transaction_read_only" => {
+                                read_only = val.as_deref().map(|v| v != "0" && v != "false");
+                                "transaction_read_only"
+                            }
+                            "transaction_isolation" => "transaction_isolation",
+                            "transaction_deferrable" => "transaction_deferrable",
+                            other => other,
+                        };
+                        let setting = if name.as_deref() == Some("session characteristics") {
+                            format!("default_{setting}")
+                        } else {
+                            setting.to_string()
+                        };
+                        self.facts.settings.push(SettingAccess {
+                            name: Some(setting),
+                            action: action.into(),
+                            local,
+                            value: val,
+                        });
+                    }
+                }
+                if read_only == Some(false) {
+                    self.construct(
+                        "read_write_transaction",
+                        "switches the transaction to READ WRITE",
+                    );
+                }
+            }
+            _ => {
+                let value = if args.is_empty() {
+                    None
+                } else {
+                    Some(
+                        args.iter()
+                            .map(|a| self.def_value(*a))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                };
+                let target = match kind {
+                    "VAR_RESET_ALL" => Some("all".to_string()),
+                    _ => name.clone(),
+                };
+                if matches!(
+                    target.as_deref(),
+                    Some("role") | Some("session_authorization")
+                ) {
+                    self.construct(
+                        "identity_switch",
+                        format!("SET {}", target.as_deref().unwrap_or("")),
+                    );
+                }
+                self.facts.settings.push(SettingAccess {
+                    name: target,
+                    action: action.into(),
+                    local,
+                    value,
+                });
+            }
+        }
+        self.fields("VariableSetStmt", body, READ, &["args"]);
+    }
+
+    fn transaction(&mut self, body: Id) {
+        let action = match self.tree.get_str(body, "kind").unwrap_or("") {
+            "TRANS_STMT_BEGIN" => "begin",
+            "TRANS_STMT_START" => "start",
+            "TRANS_STMT_COMMIT" => "commit",
+            "TRANS_STMT_ROLLBACK" => "rollback",
+            "TRANS_STMT_SAVEPOINT" => "savepoint",
+            "TRANS_STMT_RELEASE" => "release",
+            "TRANS_STMT_ROLLBACK_TO" => "rollback_to",
+            "TRANS_STMT_PREPARE" => "prepare",
+            "TRANS_STMT_COMMIT_PREPARED" => "commit_prepared",
+            "TRANS_STMT_ROLLBACK_PREPARED" => "rollback_prepared",
+            _ => "unknown",
+        };
+        let mut read_only = None;
+        if let Some(opts) = self.tree.get(body, "options") {
+            for (_, el) in self.tree.members(opts) {
+                if let Some(("DefElem", d)) = wrapper(self.tree, *el) {
+                    if self.tree.get_str(d, "defname") == Some("transaction_read_only") {
+                        let v = self.tree.get(d, "arg").map(|a| self.def_value(a));
+                        read_only = v.as_deref().map(|v| v != "0" && v != "false");
+                    }
+                }
+            }
+        }
+        if read_only == Some(false) {
+            self.construct("read_write_transaction", "starts a READ WRITE transaction");
+        }
+        self.facts.transaction = Some(Transaction {
+            action: action.into(),
+            read_only,
+        });
+        self.fields("TransactionStmt", body, READ, &["options"]);
+    }
+
+    fn copy(&mut self, body: Id) {
+        let from = self.tree.get_bool(body, "is_from");
+        let program = self.tree.get_bool(body, "is_program");
+        let file = self.tree.get_str(body, "filename").map(str::to_string);
+        if let Some(rel) = self.tree.get(body, "relation") {
+            self.levels.push(Vec::new());
+            self.range_var(rel, if from { Access::Write } else { Access::Read });
+            self.levels.pop();
+        }
+        let target = match (program, &file) {
+            (true, Some(f)) => format!("PROGRAM '{f}'"),
+            (false, Some(f)) => format!("server file '{f}'"),
+            _ => if from { "STDIN" } else { "STDOUT" }.to_string(),
+        };
+        self.construct(
+            "copy",
+            format!("COPY {} {target}", if from { "FROM" } else { "TO" }),
+        );
+        self.fields("CopyStmt", body, READ, &["relation"]);
+    }
+}
+
+/// Function risk categories that write or act outside the query, so the statement is not
+/// read-only (reading server files or sleeping is denied by policy, not here).
+const WRITING_RISKS: &[&str] = &[
+    "dynamic_sql",
+    "external_session",
+    "large_objects",
+    "backend_control",
+    "advisory_locks",
+    "sequences",
+    "notify",
+    "configuration",
+    "statistics_reset",
+    "replication_backup",
+    "maintenance",
+    "scheduler",
+];
+
+/// A statement node as SQL people write it (`DeleteStmt` → `DELETE`).
+pub fn statement_label(node: &str) -> String {
+    let base = node.strip_suffix("Stmt").unwrap_or(node);
+    let mut out = String::new();
+    for (i, c) in base.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    match out.as_str() {
+        "VARIABLE SET" => "SET".into(),
+        "VARIABLE SHOW" => "SHOW".into(),
+        _ => out,
+    }
+}
+
+fn dedup<T: PartialEq>(v: &mut Vec<T>) {
+    let mut i = 0;
+    while i < v.len() {
+        if v[..i].contains(&v[i]) {
+            v.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}

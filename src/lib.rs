@@ -1,0 +1,4 @@
+//! sqlguard: SQL text → facts (analysis) → decision (policy) → guarded execution → MCP response.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod analysis;

@@ -1,0 +1,142 @@
+//! Shared test idioms.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use sqlguard::analysis::{Access, Facts};
+
+/// `../shared/corpus` beside the checkout, when present.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "\n!!!!! ../shared/corpus is absent: the corpus tests are SKIPPED (looked in {}) !!!!!\n",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Checks one expectation against the facts of a whole text. The language, one string each:
+/// `kind:select`, `read_only`, `construct:NAME`, `read:S.T` (also `write:`, `lock:`,
+/// `create:`), `cte:NAME`, `fn:S.NAME`, `risk:CATEGORY`, `setting:ACTION:NAME`,
+/// `col:S.T.COLUMN`, `star:S.T`, `nested:KIND`, `unclassified`, `statements:N`,
+/// `explain_analyze`, `op:NAME`, `param:N`, `lockclause:STRENGTH`, `into:S.T`;
+/// a leading `!` negates.
+pub fn holds(facts: &Facts, expectation: &str) -> bool {
+    let (negate, e) = match expectation.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, expectation),
+    };
+    let stmts = &facts.statements;
+    let (key, arg) = e.split_once(':').unwrap_or((e, ""));
+    let rel = |access: Access| {
+        stmts.iter().any(|s| {
+            s.relations
+                .iter()
+                .any(|r| r.access == access && !r.cte && r.qualified_name == arg)
+        })
+    };
+    let result = match key {
+        "kind" => stmts
+            .iter()
+            .any(|s| format!("{:?}", s.kind).to_lowercase() == arg),
+        "read_only" => stmts.iter().all(|s| s.read_only),
+        "construct" => stmts
+            .iter()
+            .any(|s| s.not_read_only.iter().any(|c| c.construct == arg)),
+        "read" => rel(Access::Read),
+        "write" => rel(Access::Write),
+        "lock" => rel(Access::Lock),
+        "create" => rel(Access::Create),
+        "cte" => stmts
+            .iter()
+            .any(|s| s.relations.iter().any(|r| r.cte && r.name == arg)),
+        "fn" => stmts
+            .iter()
+            .any(|s| s.functions.iter().any(|f| f.qualified_name == arg)),
+        "builtin_fn" => stmts.iter().any(|s| {
+            s.functions
+                .iter()
+                .any(|f| f.qualified_name == arg && f.builtin)
+        }),
+        "risk" => stmts
+            .iter()
+            .any(|s| s.functions.iter().any(|f| f.risks.iter().any(|r| r == arg))),
+        "setting" => {
+            let (action, name) = arg.split_once(':').unwrap_or((arg, ""));
+            stmts.iter().any(|s| {
+                s.settings
+                    .iter()
+                    .any(|x| x.action == action && x.name.as_deref().unwrap_or("?") == name)
+            })
+        }
+        "col" => {
+            let (table, col) = arg.rsplit_once('.').unwrap_or(("", arg));
+            stmts.iter().any(|s| {
+                s.columns
+                    .iter()
+                    .any(|c| c.name == col && c.relations.iter().any(|r| r == table))
+            })
+        }
+        "star" => stmts.iter().any(|s| {
+            s.columns
+                .iter()
+                .any(|c| c.star && c.relations.iter().any(|r| r == arg))
+        }),
+        "nested" => stmts.iter().any(|s| {
+            s.nested_kinds
+                .iter()
+                .any(|k| format!("{k:?}").to_lowercase() == arg)
+        }),
+        "unclassified" => stmts.iter().any(|s| !s.unclassified.is_empty()),
+        "statements" => facts.statement_count.to_string() == arg,
+        "explain_analyze" => stmts
+            .iter()
+            .any(|s| s.explain.as_ref().is_some_and(|e| e.analyze)),
+        "op" => stmts
+            .iter()
+            .any(|s| s.operators.iter().any(|o| o.name == arg)),
+        "param" => stmts
+            .iter()
+            .any(|s| s.parameters.iter().any(|p| p.to_string() == arg)),
+        "lockclause" => stmts
+            .iter()
+            .any(|s| s.locking.iter().any(|l| l.strength == arg)),
+        "into" => stmts
+            .iter()
+            .any(|s| s.into.iter().any(|r| r.qualified_name == arg)),
+        other => panic!("unknown expectation {other:?}"),
+    };
+    result != negate
+}
+
+/// Blocks of a peer corpus file: `(expect allow?, source, sql)`.
+pub fn peer_cases(text: &str) -> Vec<(bool, String, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(bool, String, String)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("-- expect:") {
+            if let Some(c) = current.take() {
+                out.push(c);
+            }
+            current = Some((rest.trim() == "allow", String::new(), String::new()));
+        } else if let Some(c) = current.as_mut() {
+            if let Some(src) = line.strip_prefix("-- source:") {
+                c.1 = src.trim().to_string();
+            } else if line.starts_with("-- note:") {
+                continue;
+            } else {
+                c.2.push_str(line);
+                c.2.push('\n');
+            }
+        }
+    }
+    out.extend(current);
+    for c in &mut out {
+        c.2 = c.2.trim().to_string();
+    }
+    out
+}

@@ -1,0 +1,5 @@
+//! The integration tests: one binary, one module per part of the pipeline.
+
+mod support;
+
+mod analysis;
