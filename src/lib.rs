@@ -2,3 +2,5 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod analysis;
+pub mod cli;
+pub mod policy;

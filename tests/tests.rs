@@ -3,3 +3,4 @@
 mod support;
 
 mod analysis;
+mod policy;

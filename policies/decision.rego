@@ -1,0 +1,37 @@
+# The decision sqlguard asks for on every tool call: data.sqlguard.decision.
+#
+# Every other file of this package adds entries to `deny`, each an object
+# {"rule": <name>, "message": <what to change>, "statement": <index or -1>}.
+# A call is allowed only when nothing denies it.
+package sqlguard
+
+import rego.v1
+
+decision := {
+	"allow": count(deny) == 0,
+	"reasons": sorted_reasons,
+	"limits": effective_limits,
+}
+
+# Reasons ordered by statement, then rule, for stable output.
+reason_by_key := {reason_key(d): d | some d in deny}
+
+sorted_reasons := [reason_by_key[k] | some k in sort(object.keys(reason_by_key))]
+
+reason_key(r) := sprintf("%06d %s %s", [r.statement + 1, r.rule, r.message])
+
+# A reason about statement `i`.
+reason(rule, i, message) := {"rule": rule, "statement": i, "message": message}
+
+# The statements of the query, when the tool call carries one.
+query_statements contains [i, s] if {
+	some i, s in input.query.statements
+}
+
+# Glob match where `*` matches any characters, dots included ("public.*", "*.secret").
+name_matches(pattern, name) if glob.match(pattern, null, name)
+
+matches_any(patterns, name) if {
+	some p in patterns
+	name_matches(p, name)
+}

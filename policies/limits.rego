@@ -1,0 +1,28 @@
+# Result and time limits. Rules may only tighten the defaults: each limit is the smallest
+# of the default and every matching entry of limits.by_label (database labels) and
+# limits.by_role (Teleport roles).
+package sqlguard
+
+import rego.v1
+
+limit_names := ["max_rows", "max_result_bytes", "statement_timeout_ms"]
+
+# Every set of limits that applies to this call.
+applicable_limits contains data.sqlguard.limits.default
+
+applicable_limits contains entry.limits if {
+	some entry in data.sqlguard.limits.by_label
+	every k, v in entry.labels {
+		input.database.labels[k] == v
+	}
+}
+
+applicable_limits contains entry.limits if {
+	some entry in data.sqlguard.limits.by_role
+	entry.role in input.identity.roles
+}
+
+effective_limits := {name: min(values) |
+	some name in limit_names
+	values := [v | some l in applicable_limits; v := l[name]]
+}

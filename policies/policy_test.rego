@@ -1,0 +1,245 @@
+# Unit tests for every rule of the default bundle: `sqlguard policy test policies`.
+package sqlguard_test
+
+import data.sqlguard
+import rego.v1
+
+# A statement's facts with every field present; `fields` overrides some.
+stmt(fields) := object.union(
+	{
+		"index": 0, "location": 0, "length": 8, "node": "SelectStmt", "kind": "select",
+		"nested_kinds": [], "read_only": true, "not_read_only": [], "relations": [],
+		"functions": [], "operators": [], "columns": [], "settings": [], "locking": [],
+		"into": [], "explain": null, "transaction": null, "unclassified": [], "parameters": [],
+	},
+	fields,
+)
+
+call(stmts) := {
+	"query": {"sql_bytes": 8, "statement_count": count(stmts), "search_path": ["pg_catalog", "public"], "statements": stmts},
+	"database": {"uri": "teleport://clusters/c/databases/shop", "cluster": "c", "name": "shop", "db_name": "shop", "db_user": "agent", "labels": {"env": "dev"}},
+	"identity": {"user": "alice", "roles": ["dev"], "traits": {}},
+	"tool": "teleport_postgres_query",
+}
+
+one(fields) := call([stmt(fields)])
+
+rel(qualified, access) := {
+	"schema": split(qualified, ".")[0], "name": split(qualified, ".")[1],
+	"candidates": [split(qualified, ".")[0]], "qualified": true, "access": access,
+	"cte": false, "builtin": startswith(qualified, "pg_catalog."), "qualified_name": qualified,
+}
+
+fn(name, volatility, builtin, risks) := {
+	"schema": "pg_catalog", "name": name, "qualified_name": sprintf("pg_catalog.%s", [name]),
+	"qualified": false, "builtin": builtin, "volatility": volatility, "risks": risks, "context": "call",
+}
+
+construct(name, detail) := {"construct": name, "detail": detail}
+
+
+allowed(inp) if sqlguard.decision.allow with input as inp
+
+denied_by(rule, inp) if {
+	d := sqlguard.decision with input as inp
+	not d.allow
+	some r in d.reasons
+	r.rule == rule
+}
+
+# ---- statements.rego
+
+test_plain_select_is_allowed if allowed(one({"relations": [rel("public.users", "read")]}))
+
+test_empty_query_is_denied if denied_by("empty_query", call([]))
+
+test_two_statements_are_denied if denied_by("max_statements", call([stmt({}), stmt({"index": 1})]))
+
+test_max_statements_is_a_knob if {
+	allowed(call([stmt({}), stmt({"index": 1})])) with data.sqlguard.max_statements as 2
+}
+
+test_unclassified_node_is_denied if denied_by("unclassified_node", one({"unclassified": ["Var"]}))
+
+test_parameters_are_denied if denied_by("parameters", one({"parameters": [1]}))
+
+test_write_kinds_are_denied_in_read_only_mode if {
+	every kind in ["insert", "update", "delete", "merge", "ddl", "dcl", "set", "transaction", "copy", "do", "call", "lock", "maintenance", "prepare", "execute", "cursor", "listen", "notify", "discard", "reset", "load", "utility"] {
+		denied_by("statement_kind", one({"kind": kind}))
+	}
+}
+
+test_show_and_explain_are_allowed if {
+	allowed(one({"kind": "show", "node": "VariableShowStmt"}))
+	allowed(one({"kind": "explain", "explain": {"analyze": false, "options": [], "statement": stmt({})}}))
+}
+
+test_dml_is_allowed_when_read_only_is_off if {
+	allowed(one({"kind": "insert", "read_only": false, "not_read_only": [construct("data_modifying_statement", "INSERT")]})) with data.sqlguard.read_only as false
+	denied_by("statement_kind", one({"kind": "ddl"})) with data.sqlguard.read_only as false
+}
+
+test_constructs_anywhere_are_denied if {
+	every c in ["data_modifying_cte", "select_into", "row_lock", "explain_analyze_write", "read_write_transaction", "identity_switch"] {
+		denied_by(c, one({"read_only": false, "not_read_only": [construct(c, "FOR UPDATE locks rows")]}))
+	}
+}
+
+test_row_lock_message_says_what_to_remove if {
+	d := sqlguard.decision with input as one({"not_read_only": [construct("row_lock", "FOR UPDATE locks rows")]})
+	some r in d.reasons
+	r.rule == "row_lock"
+	contains(r.message, "remove FOR UPDATE")
+}
+
+test_escape_constructs_are_denied_even_when_writable if {
+	denied_by("read_write_transaction", one({"kind": "insert", "not_read_only": [construct("read_write_transaction", "READ WRITE")]})) with data.sqlguard.read_only as false
+}
+
+test_explain_of_a_write_is_denied if {
+	denied_by("explain_target", one({"kind": "explain", "explain": {"analyze": false, "options": [], "statement": stmt({"kind": "delete"})}}))
+}
+
+# ---- tables.rego
+
+test_sensitive_catalogs_are_denied if denied_by("sensitive_catalog", one({"relations": [rel("pg_catalog.pg_authid", "read")]}))
+
+test_tables_allow_limits_relations if {
+	inp := one({"relations": [rel("public.orders", "read"), rel("pg_catalog.pg_class", "read")]})
+	denied_by("table_not_allowed", inp) with data.sqlguard.tables.allow as ["public.orders"]
+	allowed(inp) with data.sqlguard.tables.allow as ["public.orders", "pg_catalog.*"]
+}
+
+test_tables_deny_wins if {
+	denied_by("table_denied", one({"relations": [rel("hr.salaries", "read")]})) with data.sqlguard.tables.deny as ["hr.*"]
+}
+
+test_every_candidate_schema_is_checked if {
+	r := object.union(rel("public.users", "read"), {"candidates": ["public", "secret"]})
+	denied_by("table_denied", one({"relations": [r]})) with data.sqlguard.tables.deny as ["secret.*"]
+}
+
+test_ctes_are_not_tables if {
+	cte := object.union(rel("public.x", "read"), {"cte": true})
+	allowed(one({"relations": [cte]})) with data.sqlguard.tables.allow as ["public.users"]
+}
+
+test_denied_column_by_name if {
+	denied_by("column_denied", one({"columns": [{"name": "ssn", "relations": ["public.users"], "star": false}]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+}
+
+test_denied_column_through_star if {
+	inp := one({"columns": [{"name": "*", "relations": ["public.users"], "star": true}]})
+	denied_by("column_denied", inp) with data.sqlguard.columns.deny as ["public.users.ssn"]
+}
+
+test_other_columns_are_allowed if {
+	allowed(one({"columns": [{"name": "email", "relations": ["public.users"], "star": false}]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+}
+
+# ---- functions.rego
+
+test_risky_functions_are_denied_whatever_volatility if {
+	denied_by("function_risk", one({"functions": [fn("query_to_xml", "stable", true, ["dynamic_sql"])]}))
+}
+
+test_risk_can_be_allowed_by_category if {
+	allowed(one({"functions": [fn("pg_sleep", "volatile", true, ["sleep"])]})) with data.sqlguard.functions.allow_risks as ["sleep"]
+}
+
+test_volatile_builtins_are_denied_unless_harmless if {
+	denied_by("function_volatile", one({"functions": [fn("pg_stat_clear_snapshot", "volatile", true, [])]}))
+	allowed(one({"functions": [fn("random", "volatile", true, [])]}))
+}
+
+test_stable_and_immutable_builtins_are_allowed if {
+	allowed(one({"functions": [fn("lower", "immutable", true, []), fn("now", "stable", true, [])]}))
+}
+
+test_unknown_functions_need_functions_allow if {
+	f := {"schema": null, "name": "my_fn", "qualified_name": "my_fn", "qualified": false, "builtin": false, "volatility": "unknown", "risks": [], "context": "call"}
+	denied_by("function_unknown", one({"functions": [f]}))
+	allowed(one({"functions": [f]})) with data.sqlguard.functions.allow as ["my_fn"]
+}
+
+test_functions_deny_adds_more if {
+	denied_by("function_denied", one({"functions": [fn("lower", "immutable", true, [])]})) with data.sqlguard.functions.deny as ["lower"]
+}
+
+test_unknown_operators_are_denied if {
+	denied_by("operator_unknown", one({"operators": [{"schema": "public", "name": "+", "builtin": false}]}))
+}
+
+# ---- settings.rego
+
+test_sensitive_settings_cannot_be_read if {
+	denied_by("setting_sensitive", one({"kind": "show", "settings": [{"name": "ssl_key_file", "action": "show", "local": false, "value": null}]}))
+	denied_by("setting_sensitive", one({"settings": [{"name": "archive_command", "action": "read", "local": false, "value": null}]}))
+	denied_by("setting_sensitive", one({"kind": "show", "settings": [{"name": "all", "action": "show", "local": false, "value": null}]}))
+}
+
+test_ordinary_settings_can_be_read if {
+	allowed(one({"kind": "show", "settings": [{"name": "search_path", "action": "show", "local": false, "value": null}]}))
+}
+
+test_computed_setting_names_are_denied if {
+	denied_by("setting_dynamic", one({"settings": [{"name": null, "action": "read", "local": false, "value": null}]}))
+}
+
+test_setting_changes_are_denied if {
+	denied_by("setting_change", one({"settings": [{"name": "role", "action": "write", "local": false, "value": "postgres"}]}))
+}
+
+# ---- tools.rego
+
+tool_call(tool) := {"tool": tool, "identity": {"user": "alice", "roles": [], "traits": {}}}
+
+test_both_tools_are_allowed_by_default if {
+	allowed(tool_call("teleport_postgres_query"))
+	allowed(tool_call("teleport_list_databases"))
+}
+
+test_tool_deny_literal_glob_and_regex if {
+	denied_by("tool_denied", tool_call("teleport_postgres_query")) with data.sqlguard.tools.deny as ["teleport_postgres_query"]
+	denied_by("tool_denied", tool_call("teleport_postgres_query")) with data.sqlguard.tools.deny as ["*_query"]
+	denied_by("tool_denied", tool_call("teleport_postgres_query")) with data.sqlguard.tools.deny as ["^teleport_.*$"]
+	allowed(tool_call("teleport_list_databases")) with data.sqlguard.tools.deny as ["^.*_query$"]
+}
+
+test_tool_allow_list_and_deny_wins if {
+	denied_by("tool_denied", tool_call("teleport_postgres_query")) with data.sqlguard.tools.allow as ["teleport_list_databases"]
+	denied_by("tool_denied", tool_call("teleport_list_databases")) with data.sqlguard.tools.allow as ["*"]
+		with data.sqlguard.tools.deny as ["teleport_list_*"]
+}
+
+test_no_tool_is_allowed_when_allow_is_empty if {
+	denied_by("tool_denied", tool_call("teleport_list_databases")) with data.sqlguard.tools.allow as []
+}
+
+# ---- limits.rego
+
+test_default_limits if {
+	d := sqlguard.decision with input as one({})
+	d.limits == {"max_rows": 1000, "max_result_bytes": 1048576, "statement_timeout_ms": 30000}
+}
+
+test_limits_tighten_by_label_and_role if {
+	by_label := [{"labels": {"env": "dev"}, "limits": {"max_rows": 100, "max_result_bytes": 1048576, "statement_timeout_ms": 5000}}]
+	by_role := [{"role": "dev", "limits": {"max_rows": 500, "max_result_bytes": 4096, "statement_timeout_ms": 30000}}]
+	d := sqlguard.decision with input as one({})
+		with data.sqlguard.limits.by_label as by_label
+		with data.sqlguard.limits.by_role as by_role
+	d.limits == {"max_rows": 100, "max_result_bytes": 4096, "statement_timeout_ms": 5000}
+}
+
+test_limits_never_loosen if {
+	by_role := [{"role": "dev", "limits": {"max_rows": 1000000, "max_result_bytes": 1048576, "statement_timeout_ms": 30000}}]
+	d := sqlguard.decision with input as one({}) with data.sqlguard.limits.by_role as by_role
+	d.limits.max_rows == 1000
+}
+
+test_other_labels_do_not_apply if {
+	by_label := [{"labels": {"env": "prod"}, "limits": {"max_rows": 10, "max_result_bytes": 10, "statement_timeout_ms": 10}}]
+	d := sqlguard.decision with input as one({}) with data.sqlguard.limits.by_label as by_label
+	d.limits.max_rows == 1000
+}

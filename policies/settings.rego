@@ -1,0 +1,36 @@
+# Which server settings may be read (changing any is a session change, denied in
+# statements.rego).
+package sqlguard
+
+import rego.v1
+
+deny contains reason("setting_sensitive", i, msg) if {
+	some [i, s] in query_statements
+	some x in s.settings
+	x.action in {"show", "read"}
+	x.name in data.sqlguard.settings.sensitive
+	msg := sensitive_message(x.name)
+}
+
+sensitive_message("all") := "SHOW ALL lists sensitive settings: SHOW the setting you need"
+
+sensitive_message(name) := sprintf("setting %s is sensitive (file paths, commands or keys) and cannot be read", [name]) if name != "all"
+
+deny contains reason("setting_dynamic", i, msg) if {
+	some [i, s] in query_statements
+	some x in s.settings
+	x.name == null
+	msg := sprintf("the setting name passed to %s is computed at run time: write it as a string literal", [setting_function(x.action)])
+}
+
+setting_function("read") := "current_setting"
+
+setting_function("write") := "set_config"
+
+deny contains reason("setting_change", i, msg) if {
+	some [i, s] in query_statements
+	some x in s.settings
+	x.action in {"set", "reset", "write"}
+	x.name != null
+	msg := sprintf("changing setting %s is not allowed: settings are pinned by sqlguard", [x.name])
+}

@@ -1,0 +1,62 @@
+# Which relations and columns may be read.
+package sqlguard
+
+import rego.v1
+
+# Every relation reached by the query, with all the schemas its name could resolve to.
+relations contains [i, r] if {
+	some [i, s] in query_statements
+	some r in s.relations
+	not r.cte
+}
+
+relation_names(r) := {sprintf("%s.%s", [c, r.name]) | some c in r.candidates}
+
+deny contains reason("table_denied", i, msg) if {
+	some [i, r] in relations
+	some name in relation_names(r)
+	matches_any(data.sqlguard.tables.deny, name)
+	msg := sprintf("table %s is not allowed by the policy (tables.deny): query other tables", [name])
+}
+
+deny contains reason("table_not_allowed", i, msg) if {
+	some [i, r] in relations
+	some name in relation_names(r)
+	not matches_any(data.sqlguard.tables.allow, name)
+	msg := sprintf("table %s is not in the allowed tables (%s): query only those", [name, concat(", ", data.sqlguard.tables.allow)])
+}
+
+deny contains reason("sensitive_catalog", i, msg) if {
+	some [i, r] in relations
+	some name in relation_names(r)
+	name in data.sqlguard.tables.sensitive
+	msg := sprintf("%s holds credentials or server internals and is never readable: use another view", [name])
+}
+
+# columns.deny entries are "schema.table.column".
+denied_columns contains [table, column] if {
+	some entry in data.sqlguard.columns.deny
+	parts := split(entry, ".")
+	count(parts) >= 3
+	column := parts[count(parts) - 1]
+	table := concat(".", array.slice(parts, 0, count(parts) - 1))
+}
+
+deny contains reason("column_denied", i, msg) if {
+	some [i, s] in query_statements
+	some c in s.columns
+	not c.star
+	some [table, column] in denied_columns
+	c.name == column
+	table in c.relations
+	msg := sprintf("column %s.%s is not readable: leave it out of the query", [table, column])
+}
+
+deny contains reason("column_denied", i, msg) if {
+	some [i, s] in query_statements
+	some c in s.columns
+	c.star
+	some [table, column] in denied_columns
+	table in c.relations
+	msg := sprintf("* (or a whole-row reference) of %s would read the denied column %s: name the columns you need instead", [table, column])
+}

@@ -1,0 +1,38 @@
+# Which MCP tools an identity may use, with Teleport's matching rules: a literal, a glob with
+# `*`, or a regular expression written ^…$. Deny wins; denied tools are hidden from
+# tools/list and refused on call.
+package sqlguard
+
+import rego.v1
+
+tool_matches(pattern, tool) if {
+	not is_regex(pattern)
+	glob.match(pattern, null, tool)
+}
+
+tool_matches(pattern, tool) if {
+	is_regex(pattern)
+	regex.match(pattern, tool)
+}
+
+is_regex(p) if {
+	startswith(p, "^")
+	endswith(p, "$")
+}
+
+tool_allowed if {
+	some p in data.sqlguard.tools.allow
+	tool_matches(p, input.tool)
+	not tool_denied
+}
+
+tool_denied if {
+	some p in data.sqlguard.tools.deny
+	tool_matches(p, input.tool)
+}
+
+deny contains reason("tool_denied", -1, msg) if {
+	input.tool
+	not tool_allowed
+	msg := sprintf("tool %s is not allowed for %s by the policy", [input.tool, object.get(input, ["identity", "user"], "this identity")])
+}

@@ -1,0 +1,173 @@
+//! The command line: `analyze`, `check`, `policy test|eval`, and the server's commands.
+
+mod check;
+mod policy;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::analysis::AnalysisOptions;
+use crate::policy::{Bundle, DatabaseContext, Identity, Policy};
+
+#[derive(Parser)]
+#[command(
+    name = "sqlguard",
+    version,
+    about = "Policy-checked, read-only PostgreSQL access for AI agents (a drop-in for `tsh mcp db start`)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the facts the analysis finds in SQL as JSON.
+    Analyze {
+        /// The SQL; `-` or nothing reads stdin.
+        sql: Option<String>,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
+    },
+    /// Decide whether SQL may run: exit 0 allowed, 1 denied, 2 usage or policy error.
+    Check(check::CheckArgs),
+    /// Work on policy bundles.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+/// Options that change how SQL is analyzed.
+#[derive(Args, Clone)]
+pub struct AnalysisArgs {
+    /// search_path that unqualified names resolve through (comma-separated), as pinned on
+    /// the connection.
+    #[arg(long, default_value = "pg_catalog,public")]
+    pub search_path: String,
+}
+
+impl AnalysisArgs {
+    pub fn options(&self) -> AnalysisOptions {
+        AnalysisOptions::new(self.search_path.split(',').map(str::to_string).collect())
+    }
+}
+
+/// Which policy bundle to use.
+#[derive(Args, Clone)]
+pub struct PolicyArgs {
+    /// Policy bundle directory (repeatable); the built-in default bundle when not given.
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policy: Vec<PathBuf>,
+    /// JSON data file merged over the bundle's data, like `opa eval -d` (repeatable).
+    #[arg(long = "data", value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+}
+
+impl PolicyArgs {
+    pub fn bundle(&self) -> Result<Bundle, String> {
+        Bundle::load_or_embedded(&self.policy, &self.data).map_err(|e| e.to_string())
+    }
+
+    pub fn load(&self) -> Result<Policy, String> {
+        Policy::new(self.bundle()?).map_err(|e| e.to_string())
+    }
+}
+
+/// Who calls, and on which database, for `check`.
+#[derive(Args, Clone)]
+pub struct ContextArgs {
+    /// Teleport user name of the caller.
+    #[arg(long, default_value = "")]
+    pub user: String,
+    /// Teleport role of the caller (repeatable).
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Database label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Database resource name.
+    #[arg(long, default_value = "")]
+    pub database: String,
+    /// MCP tool the query arrives through.
+    #[arg(long, default_value = "teleport_postgres_query")]
+    pub tool: String,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("label {s:?} is not KEY=VALUE"))
+}
+
+impl ContextArgs {
+    pub fn identity(&self) -> Identity {
+        Identity {
+            user: self.user.clone(),
+            roles: self.roles.clone(),
+            traits: Default::default(),
+        }
+    }
+
+    pub fn database(&self) -> DatabaseContext {
+        DatabaseContext {
+            name: self.database.clone(),
+            labels: self.labels.iter().cloned().collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Reads the SQL argument, or stdin for `-`/nothing.
+pub fn read_sql(arg: Option<&str>) -> Result<String, String> {
+    match arg {
+        None | Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read the SQL from stdin: {e}"))?;
+            Ok(s)
+        }
+        Some(s) => Ok(s.to_string()),
+    }
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SQLGUARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Analyze { sql, analysis } => {
+            let sql = match read_sql(sql.as_deref()) {
+                Ok(s) => s,
+                Err(e) => return usage_error(&e),
+            };
+            match crate::analysis::analyze_with(&sql, &analysis.options()) {
+                Ok(facts) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&facts).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Check(args) => check::run(args),
+        Command::Policy(cmd) => policy::run(cmd),
+    }
+}
+
+pub fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}

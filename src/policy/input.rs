@@ -1,0 +1,42 @@
+//! The policy input document: `{query, database, identity, tool}`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::Facts;
+
+/// The database a call targets, as policies see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseContext {
+    /// Resource URI without query (`teleport://clusters/c/databases/d`).
+    pub uri: String,
+    pub cluster: String,
+    pub name: String,
+    pub db_name: String,
+    pub db_user: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Who is calling: the Teleport identity from the user's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub user: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub traits: BTreeMap<String, Vec<String>>,
+}
+
+/// Everything a decision is made on.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyInput<'a> {
+    /// The facts of the SQL text (absent for tools that carry no query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<&'a Facts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<&'a DatabaseContext>,
+    pub identity: &'a Identity,
+    pub tool: &'a str,
+}

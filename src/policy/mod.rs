@@ -1,0 +1,161 @@
+//! Facts → [`Decision`]: every decision is made by the Rego bundle in `policies/`.
+//!
+//! The bundle is parsed and prepared once; each call evaluates a clone of the prepared
+//! engine. Anything but a well-formed allowing decision — an evaluation error, a missing or
+//! malformed decision, a policy past its time limit — is a denial.
+
+mod bundle;
+mod decision;
+mod error;
+mod input;
+pub mod testing;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use bundle::Bundle;
+pub use decision::{Decision, Limits, Reason, DENIED_LIMITS};
+pub use error::PolicyError;
+pub use input::{DatabaseContext, Identity, PolicyInput};
+
+use crate::analysis::{AnalysisError, AnalysisOptions, Facts};
+
+/// The rule every call is decided by.
+pub const DECISION_RULE: &str = "data.sqlguard.decision";
+
+/// A loaded, prepared policy bundle.
+#[derive(Clone)]
+pub struct Policy {
+    engine: regorus::Engine,
+    bundle: Arc<Bundle>,
+}
+
+/// The analysis and the decision for one SQL text.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub facts: Result<Facts, AnalysisError>,
+    pub decision: Decision,
+    /// Time spent in analysis and in the policy, in microseconds.
+    pub analysis_us: u64,
+    pub policy_us: u64,
+}
+
+impl Policy {
+    /// Loads and prepares a bundle.
+    pub fn new(bundle: Bundle) -> Result<Policy, PolicyError> {
+        let engine = bundle.engine(false)?;
+        Ok(Policy {
+            engine,
+            bundle: Arc::new(bundle),
+        })
+    }
+
+    /// The bundle's SHA-256 digest over every file, for audit logs.
+    pub fn digest(&self) -> &str {
+        &self.bundle.digest
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// Evaluates `data.sqlguard.decision` for `input`. Never fails: errors deny.
+    pub fn decide(&self, input: &PolicyInput<'_>) -> Decision {
+        let value = match serde_json::to_string(input)
+            .map_err(|e| e.to_string())
+            .and_then(|s| regorus::Value::from_json_str(&s).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                return Decision::deny(
+                    "policy_input",
+                    format!("the policy input could not be built: {e}"),
+                )
+            }
+        };
+        let mut engine = self.engine.clone();
+        engine.set_input(value);
+        match engine.eval_rule(DECISION_RULE.to_string()) {
+            Ok(v) => from_value(&v),
+            Err(e) => Decision::deny(
+                "policy_error",
+                format!("the policy failed to evaluate, so the call is denied: {e}"),
+            ),
+        }
+    }
+
+    /// Analyzes `sql` and decides on it: the whole guard for one query.
+    pub fn check(
+        &self,
+        sql: &str,
+        opts: &AnalysisOptions,
+        database: Option<&DatabaseContext>,
+        identity: &Identity,
+        tool: &str,
+    ) -> Checked {
+        let start = Instant::now();
+        let facts = crate::analysis::analyze_with(sql, opts);
+        let analysis_us = start.elapsed().as_micros() as u64;
+        let start = Instant::now();
+        let decision = match &facts {
+            // Fail closed: a text the analysis cannot read is never allowed, whatever
+            // the policy says.
+            Err(e) => Decision::deny(e.code(), e.to_string()),
+            Ok(f) => self.decide(&PolicyInput {
+                query: Some(f),
+                database,
+                identity,
+                tool,
+            }),
+        };
+        Checked {
+            facts,
+            decision,
+            analysis_us,
+            policy_us: start.elapsed().as_micros() as u64,
+        }
+    }
+
+    /// Whether `tool` may be listed and called by `identity` at all.
+    pub fn tool_allowed(&self, tool: &str, identity: &Identity) -> Decision {
+        self.decide(&PolicyInput {
+            query: None,
+            database: None,
+            identity,
+            tool,
+        })
+    }
+}
+
+/// Reads the decision out of the policy's value; anything malformed denies.
+fn from_value(v: &regorus::Value) -> Decision {
+    if *v == regorus::Value::Undefined {
+        return Decision::deny(
+            "policy_missing_decision",
+            "the policy produced no decision (data.sqlguard.decision is undefined), so the call is denied",
+        );
+    }
+    let text = match v.to_json_str() {
+        Ok(t) => t,
+        Err(e) => {
+            return Decision::deny(
+                "policy_malformed",
+                format!("the policy's decision is unreadable: {e}"),
+            )
+        }
+    };
+    match serde_json::from_str::<Decision>(&text) {
+        Ok(d) if d.allow && !d.reasons.is_empty() => Decision {
+            allow: false,
+            ..d
+        },
+        Ok(d) if d.allow && (d.limits.max_rows == 0 || d.limits.statement_timeout_ms == 0 || d.limits.max_result_bytes == 0) => {
+            Decision::deny("policy_malformed", "the policy allowed the call with a zero limit, so it is denied: set max_rows, max_result_bytes and statement_timeout_ms above 0")
+        }
+        Ok(d) => d,
+        Err(e) => Decision::deny(
+            "policy_malformed",
+            format!("the policy's decision does not have the shape {{allow, reasons, limits}} ({e}), so the call is denied"),
+        ),
+    }
+}

@@ -1,0 +1,473 @@
+//! Policy: facts → decision, through the real Rego files of `policies/`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use sqlguard::analysis::AnalysisOptions;
+use sqlguard::policy::{Bundle, Decision, Identity, Policy, PolicyError};
+
+use crate::support::{corpus_dir, peer_cases};
+
+fn policies_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// The default bundle, loaded from `policies/` on disk.
+fn default_policy() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| Policy::new(Bundle::load(&[policies_dir()], &[]).unwrap()).unwrap())
+}
+
+fn decide(policy: &Policy, sql: &str) -> Decision {
+    let identity = Identity {
+        user: "alice".into(),
+        roles: vec!["dev".into()],
+        traits: Default::default(),
+    };
+    policy
+        .check(
+            sql,
+            &AnalysisOptions::default(),
+            None,
+            &identity,
+            "teleport_postgres_query",
+        )
+        .decision
+}
+
+/// Each case: SQL and the rule that must deny it.
+fn expect_denied(cases: &[(&str, &str)]) {
+    let mut failures = Vec::new();
+    for (sql, rule) in cases {
+        let d = decide(default_policy(), sql);
+        if d.allow || !d.reasons.iter().any(|r| r.rule == *rule) {
+            failures.push(format!("{sql}\n  expected a denial by {rule}, got {d:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn expect_allowed(cases: &[&str]) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|sql| {
+            let d = decide(default_policy(), sql);
+            (!d.allow).then(|| format!("{sql}\n  expected allowed, got {}", d.message()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+static DEEP: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000)));
+
+/// Every bypass class of the threat model is denied, with a reason naming it.
+#[test]
+fn threat_model_classes_are_denied() {
+    expect_denied(&[
+        // 1. Stacked statements.
+        ("COMMIT; DROP TABLE users", "max_statements"),
+        ("SELECT 1; DELETE FROM users", "max_statements"),
+        ("END; SELECT 1", "statement_kind"),
+        // 2. Read-write switches.
+        ("SET TRANSACTION READ WRITE", "read_write_transaction"),
+        ("BEGIN READ WRITE", "read_write_transaction"),
+        (
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+            "read_write_transaction",
+        ),
+        ("SET default_transaction_read_only = off", "setting_change"),
+        (
+            "SELECT set_config('default_transaction_read_only', 'off', false)",
+            "function_risk",
+        ),
+        ("RESET ALL", "statement_kind"),
+        ("DISCARD ALL", "statement_kind"),
+        // 3. Data-modifying CTEs.
+        (
+            "WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d",
+            "data_modifying_cte",
+        ),
+        (
+            "SELECT * FROM (WITH x AS (UPDATE t SET a = 1 RETURNING a) SELECT * FROM x) s",
+            "data_modifying_cte",
+        ),
+        // 4. SELECT INTO.
+        ("SELECT * INTO copy FROM users", "select_into"),
+        // 5. Row locks.
+        ("SELECT * FROM users FOR UPDATE", "row_lock"),
+        (
+            "SELECT * FROM (SELECT * FROM users FOR KEY SHARE) s",
+            "row_lock",
+        ),
+        // 6. EXPLAIN ANALYZE of a write.
+        ("EXPLAIN ANALYZE DELETE FROM users", "explain_analyze_write"),
+        ("EXPLAIN DELETE FROM users", "explain_target"),
+        // 7. Statements allowed inside READ ONLY.
+        ("SET search_path = evil, public", "statement_kind"),
+        ("PREPARE p AS SELECT 1", "statement_kind"),
+        ("EXECUTE p", "statement_kind"),
+        ("DECLARE c CURSOR FOR SELECT 1", "statement_kind"),
+        ("LOAD 'x'", "statement_kind"),
+        ("VACUUM users", "statement_kind"),
+        ("ANALYZE users", "statement_kind"),
+        ("LISTEN ch", "statement_kind"),
+        ("NOTIFY ch", "statement_kind"),
+        ("LOCK TABLE users IN ACCESS SHARE MODE", "statement_kind"),
+        ("COPY users TO STDOUT", "statement_kind"),
+        ("COPY (SELECT 1) TO PROGRAM 'id'", "statement_kind"),
+        ("CHECKPOINT", "statement_kind"),
+        ("ALTER SYSTEM SET work_mem = '1GB'", "statement_kind"),
+        ("DO $$ BEGIN END $$", "statement_kind"),
+        ("CALL p()", "statement_kind"),
+        // 8. Side-effect functions.
+        ("SELECT nextval('s')", "function_risk"),
+        ("SELECT pg_terminate_backend(1)", "function_risk"),
+        ("SELECT pg_sleep(10)", "function_risk"),
+        ("SELECT pg_advisory_lock(1)", "function_risk"),
+        ("SELECT pg_notify('c', 'x')", "function_risk"),
+        ("SELECT pg_reload_conf()", "function_risk"),
+        ("SELECT pg_stat_reset()", "function_risk"),
+        ("SELECT pg_read_file('/etc/passwd')", "function_risk"),
+        ("SELECT * FROM pg_ls_dir('.')", "function_risk"),
+        ("SELECT lo_import('/etc/passwd')", "function_risk"),
+        (
+            "SELECT dblink_exec('host=x', 'DROP TABLE t')",
+            "function_risk",
+        ),
+        ("SELECT gin_clean_pending_list('i')", "function_risk"),
+        (
+            "SELECT cron.schedule('* * * * *', 'DELETE FROM t')",
+            "function_risk",
+        ),
+        (
+            "SELECT count(*) FILTER (WHERE pg_sleep(1) IS NULL) FROM t",
+            "function_risk",
+        ),
+        (
+            "SELECT * FROM t LIMIT (SELECT nextval('s'))",
+            "function_risk",
+        ),
+        // 9. SQL as text.
+        (
+            "SELECT query_to_xml('DELETE FROM users RETURNING *', true, true, '')",
+            "function_risk",
+        ),
+        ("SELECT * FROM ts_stat('SELECT v FROM t')", "function_risk"),
+        // 10. Identity switches.
+        ("SET ROLE postgres", "identity_switch"),
+        ("SET SESSION AUTHORIZATION postgres", "identity_switch"),
+        (
+            "SELECT set_config('role', 'postgres', false)",
+            "setting_change",
+        ),
+        // 11–12. Resolution: sensitive catalogs by any spelling.
+        ("SELECT * FROM pg_authid", "sensitive_catalog"),
+        ("SELECT * FROM pg_catalog.pg_shadow", "sensitive_catalog"),
+        (
+            "WITH pg_authid AS (SELECT * FROM pg_authid) SELECT * FROM pg_authid",
+            "sensitive_catalog",
+        ),
+        // 13. Unicode escapes.
+        ("SELECT U&\"pg_read_fil\\0065\"('x')", "function_risk"),
+        ("SELECT * FROM U&\"pg_auth\\0069d\"", "sensitive_catalog"),
+        // 15. Parser limits: a clear denial.
+        (DEEP.as_str(), "too_deep"),
+        ("SELECT * FORM users", "syntax_error"),
+        // Settings and unknown code.
+        ("SHOW ssl_key_file", "setting_sensitive"),
+        ("SHOW ALL", "setting_sensitive"),
+        (
+            "SELECT current_setting('archive_command')",
+            "setting_sensitive",
+        ),
+        (
+            "SELECT current_setting(name) FROM pg_settings",
+            "setting_dynamic",
+        ),
+        ("SELECT my_function()", "function_unknown"),
+        ("SELECT 1 OPERATOR(public.+) 1", "operator_unknown"),
+        ("SELECT * FROM t WHERE id = $1", "parameters"),
+        ("", "empty_query"),
+    ]);
+}
+
+/// Text that looks dangerous to a lexer but is a plain read.
+#[test]
+fn false_positive_traps_are_allowed() {
+    expect_allowed(&[
+        "SELECT 'DROP TABLE users; DELETE FROM x' AS s",
+        "SELECT $$ COMMIT; DROP TABLE t $$",
+        "SELECT 1 -- ; DROP TABLE users",
+        "SELECT /* DELETE FROM t; */ 1",
+        "SELECT \"update\", \"delete\" FROM \"insert\"",
+        "SELECT * FROM t WHERE note = 'for update'",
+        "SELECT 'a''; DELETE FROM t; --'",
+        "SELECT nextval_count FROM stats",
+        "WITH updates AS (SELECT * FROM t) SELECT * FROM updates",
+        "EXPLAIN SELECT * FROM users",
+        "EXPLAIN ANALYZE SELECT * FROM users",
+        "SHOW search_path",
+        "SELECT current_setting('search_path')",
+        "SELECT now(), random(), gen_random_uuid(), lower('X'), count(*) FROM users",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+        "SELECT relname, pg_total_relation_size(oid) FROM pg_class",
+        "VALUES (1, 'a'), (2, 'b')",
+        "TABLE users",
+        "SELECT * FROM users TABLESAMPLE BERNOULLI (10)",
+    ]);
+}
+
+#[test]
+fn tpch_queries_are_allowed() {
+    let Some(dir) = corpus_dir() else { return };
+    let mut n = 0;
+    for i in 1..=22 {
+        let path = dir.join(format!("tpch/{i}.sql"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        if i == 1 {
+            // Q1 writes `interval '90' day (3)`, SQL-standard syntax PostgreSQL's grammar
+            // rejects: the server could not run it either, so it is refused with the
+            // parser's message.
+            let d = decide(default_policy(), &text);
+            assert_eq!(d.reasons[0].rule, "syntax_error", "{d:?}");
+            assert!(
+                d.reasons[0]
+                    .message
+                    .contains("syntax error at or near \"(\""),
+                "{d:?}"
+            );
+            let fixed = text.replace("interval '90' day (3)", "interval '90' day");
+            assert!(
+                decide(default_policy(), &fixed).allow,
+                "TPC-H Q1 (PostgreSQL spelling) denied"
+            );
+            n += 1;
+            continue;
+        }
+        for sql in pg_query::split_with_parser(&text).unwrap() {
+            // Q15 creates and drops a view around its query: only the query is a read.
+            if sql.trim_start().to_lowercase().starts_with("create view")
+                || sql.trim_start().to_lowercase().starts_with("drop view")
+            {
+                continue;
+            }
+            let d = decide(default_policy(), sql);
+            assert!(d.allow, "TPC-H Q{i} denied: {}\n{sql}", d.message());
+            n += 1;
+        }
+    }
+    assert_eq!(n, 22);
+}
+
+/// Agreement with the peers' suites; every difference must be explained in
+/// `tests/conformance/differences.tsv`.
+#[test]
+fn peer_conformance_report() {
+    let Some(dir) = corpus_dir() else { return };
+    let explained = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/differences.tsv"),
+    )
+    .unwrap();
+    let explained: Vec<(String, String, String)> = explained
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut p = l.splitn(3, '\t');
+            (
+                p.next().unwrap_or("").to_string(),
+                p.next().unwrap_or("").to_string(),
+                p.next().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut unexplained = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("peers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let peer = path.file_stem().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cases = peer_cases(&text);
+        let mut agree = 0;
+        let mut differ = Vec::new();
+        for (peer_allows, source, sql) in &cases {
+            let d = decide(default_policy(), sql);
+            if d.allow == *peer_allows {
+                agree += 1;
+                continue;
+            }
+            let key = first_line(sql);
+            let reason = explained
+                .iter()
+                .find(|(p, k, _)| *p == peer && *k == key)
+                .map(|(_, _, r)| r.clone());
+            let ours = if d.allow {
+                "allow".to_string()
+            } else {
+                format!(
+                    "deny ({})",
+                    d.reasons
+                        .iter()
+                        .map(|r| r.rule.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            match reason {
+                Some(r) => differ.push(format!(
+                    "  {source}: peer {}, sqlguard {ours}: {key}\n    why: {r}",
+                    if *peer_allows { "allow" } else { "deny" }
+                )),
+                None => unexplained.push(format!(
+                    "{peer}\t{key}\t(peer {}, sqlguard {ours}, {source})",
+                    if *peer_allows { "allow" } else { "deny" }
+                )),
+            }
+        }
+        eprintln!(
+            "conformance {peer}: {agree}/{} agree, {} differ (explained)",
+            cases.len(),
+            differ.len()
+        );
+        for d in &differ {
+            eprintln!("{d}");
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "{} differences from peers have no reason in tests/conformance/differences.tsv:\n{}",
+        unexplained.len(),
+        unexplained.join("\n")
+    );
+}
+
+/// The first line of a case's SQL, whitespace folded: the key in differences.tsv.
+fn first_line(sql: &str) -> String {
+    sql.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(120)
+        .collect()
+}
+
+fn bundle_from(files: &[(&str, &str)]) -> Result<Bundle, PolicyError> {
+    let dir = std::env::temp_dir().join(format!(
+        "sqlguard-bundle-{}-{}",
+        std::process::id(),
+        files.len() + files[0].1.len()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let b = Bundle::load(std::slice::from_ref(&dir), &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    b
+}
+
+#[test]
+fn invalid_policy_is_a_startup_error_naming_file_and_line() {
+    let bundle = bundle_from(&[(
+        "broken.rego",
+        "package sqlguard\n\nimport rego.v1\n\ndecision := {\"allow\": true,\n",
+    )])
+    .unwrap();
+    let err = Policy::new(bundle)
+        .err()
+        .expect("a broken policy must not load");
+    let msg = err.to_string();
+    assert!(msg.contains("broken.rego") && msg.contains(":"), "{msg}");
+}
+
+#[test]
+fn missing_decision_rule_is_refused() {
+    let bundle = bundle_from(&[(
+        "p.rego",
+        "package sqlguard\n\nimport rego.v1\n\nallow := true\n",
+    )])
+    .unwrap();
+    assert!(matches!(
+        Policy::new(bundle),
+        Err(PolicyError::MissingDecision(_)) | Err(PolicyError::Rego(_))
+    ));
+}
+
+#[test]
+fn decision_without_shape_denies() {
+    let bundle = bundle_from(&[(
+        "p.rego",
+        "package sqlguard\n\nimport rego.v1\n\ndecision := {\"allow\": true}\n",
+    )])
+    .unwrap();
+    let d = decide(&Policy::new(bundle).unwrap(), "SELECT 1");
+    assert!(!d.allow);
+    assert_eq!(d.reasons[0].rule, "policy_malformed");
+}
+
+#[test]
+fn undefined_decision_denies() {
+    let bundle = bundle_from(&[("p.rego", "package sqlguard\n\nimport rego.v1\n\ndecision := {\"allow\": true, \"reasons\": [], \"limits\": {\"max_rows\": 1, \"max_result_bytes\": 1, \"statement_timeout_ms\": 1}} if input.never\n")]).unwrap();
+    let d = decide(&Policy::new(bundle).unwrap(), "SELECT 1");
+    assert!(!d.allow);
+    assert_eq!(d.reasons[0].rule, "policy_missing_decision");
+}
+
+#[test]
+fn evaluation_error_denies() {
+    let bundle = bundle_from(&[("p.rego", "package sqlguard\n\nimport rego.v1\n\ndecision := {\"allow\": true, \"reasons\": [], \"limits\": {\"max_rows\": 1 / count(input.query.statements[0].relations), \"max_result_bytes\": 1, \"statement_timeout_ms\": 1}}\n")]).unwrap();
+    let d = decide(&Policy::new(bundle).unwrap(), "SELECT 1");
+    assert!(!d.allow, "{d:?}");
+}
+
+#[test]
+fn runaway_policy_denies() {
+    let bundle = bundle_from(&[("p.rego", "package sqlguard\n\nimport rego.v1\n\nbig := [x | some x in numbers.range(1, 100000); some y in numbers.range(1, 100000)]\n\ndecision := {\"allow\": count(big) > 0, \"reasons\": [], \"limits\": {\"max_rows\": 1, \"max_result_bytes\": 1, \"statement_timeout_ms\": 1}} if input.query\n\ndecision := {\"allow\": false, \"reasons\": [], \"limits\": {}} if not input.query\n")]).unwrap();
+    let start = std::time::Instant::now();
+    let d = decide(&Policy::new(bundle).unwrap(), "SELECT 1");
+    assert!(!d.allow, "{d:?}");
+    assert_eq!(d.reasons[0].rule, "policy_error");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn data_files_merge_over_the_bundle() {
+    let dir = std::env::temp_dir().join(format!("sqlguard-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tables.json");
+    std::fs::write(
+        &file,
+        r#"{"sqlguard": {"tables": {"allow": ["public.orders", "public.users"]}}}"#,
+    )
+    .unwrap();
+    let policy = Policy::new(Bundle::load(&[policies_dir()], &[file]).unwrap()).unwrap();
+    assert!(decide(&policy, "SELECT * FROM orders JOIN users ON true").allow);
+    let d = decide(&policy, "SELECT * FROM payments");
+    assert!(
+        d.reasons.iter().any(|r| r.rule == "table_not_allowed"),
+        "{d:?}"
+    );
+    // The rest of the bundle's data is kept.
+    assert!(!decide(&policy, "SELECT * FROM users FOR UPDATE").allow);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn embedded_bundle_matches_policies_dir() {
+    let disk = Bundle::load(&[policies_dir()], &[]).unwrap();
+    let embedded = Bundle::embedded(&[]).unwrap();
+    let disk_modules: Vec<&String> = disk.modules.iter().map(|(_, t)| t).collect();
+    for (_, text) in &embedded.modules {
+        assert!(disk_modules.contains(&text));
+    }
+    assert_eq!(
+        disk.modules.len(),
+        embedded.modules.len(),
+        "a policy file is missing from bundle.rs EMBEDDED"
+    );
+    assert_eq!(disk.data, embedded.data);
+}
