@@ -3,4 +3,5 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod execution;
 pub mod policy;

@@ -1,6 +1,8 @@
 //! Shared test idioms.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::PathBuf;
 
 use sqlguard::analysis::{Access, Facts};
