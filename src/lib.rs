@@ -2,6 +2,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod analysis;
+pub mod audit;
 pub mod cli;
+pub mod config;
 pub mod execution;
+pub mod mcp;
 pub mod policy;
+pub mod teleport;

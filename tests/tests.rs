@@ -4,4 +4,5 @@ mod support;
 
 mod analysis;
 mod execution;
+mod mcp;
 mod policy;

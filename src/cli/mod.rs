@@ -37,6 +37,36 @@ enum Command {
     /// Work on policy bundles.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Serve the databases over MCP on stdio (what an MCP client runs).
+    Serve(ServeArgs),
+    /// Work on audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Database resource URIs, as for `tsh mcp db start`
+    /// (teleport://clusters/<cluster>/databases/<name>?dbName=<db>&dbUser=<user>).
+    uris: Vec<String>,
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Policy bundle directory (repeatable; overrides the configuration).
+    #[arg(long = "policy", value_name = "DIR")]
+    policy: Vec<PathBuf>,
+    /// Data file merged over the bundle's data (repeatable).
+    #[arg(long = "data", value_name = "FILE")]
+    data: Vec<PathBuf>,
+    /// Audit log file (JSON lines, hash-chained).
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an audit log's hash chain: exit 0 when intact, 1 when broken.
+    Verify { file: PathBuf },
 }
 
 /// Options that change how SQL is analyzed.
@@ -136,6 +166,7 @@ pub fn read_sql(arg: Option<&str>) -> Result<String, String> {
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SQLGUARD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -164,6 +195,41 @@ pub fn main() -> ExitCode {
         }
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Serve(args) => serve(args),
+        Command::Audit(AuditCommand::Verify { file }) => match crate::audit::verify(&file) {
+            Ok(n) => {
+                println!("{}: intact, {n} records", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{}: BROKEN: {e}", file.display());
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let opts = crate::mcp::ServeOptions {
+        uris: args.uris,
+        config: args.config,
+        policy: args.policy,
+        data: args.data,
+        audit_log: args.audit_log,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(crate::mcp::serve(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sqlguard serve: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

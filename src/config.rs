@@ -1,0 +1,159 @@
+//! The server's configuration file (TOML) and command-line databases.
+//!
+//! ```toml
+//! policy = ["policies"]            # bundle directories; the built-in bundle when absent
+//! data = ["tables.json"]           # data files merged over the bundle's data
+//! search_path = ["pg_catalog", "public"]
+//! audit_log = "/var/log/sqlguard/audit.jsonl"
+//! audit_query = "text"             # or "hash"
+//! audit_fail_closed = true
+//! max_query_bytes = 65536
+//! pool_size = 4
+//!
+//! [[database]]
+//! uri = "teleport://clusters/local/databases/shop?dbName=shop&dbUser=agent"
+//! dsn = "postgres://agent@127.0.0.1:5432/shop"   # optional: a direct connection
+//! labels = { env = "dev" }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::teleport::DatabaseUri;
+
+/// The default cap on one query's text: larger texts are refused before analysis.
+pub const DEFAULT_MAX_QUERY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub policy: Vec<PathBuf>,
+    #[serde(default)]
+    pub data: Vec<PathBuf>,
+    pub search_path: Option<Vec<String>>,
+    pub audit_log: Option<PathBuf>,
+    #[serde(default)]
+    pub audit_query: AuditQuery,
+    /// When the audit log cannot be written, deny the call (default true).
+    pub audit_fail_closed: Option<bool>,
+    pub max_query_bytes: Option<usize>,
+    pub pool_size: Option<usize>,
+    /// Lock timeout pinned on every session, in ms.
+    pub lock_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub teleport: TeleportConfig,
+    #[serde(default, rename = "database")]
+    pub databases: Vec<DatabaseConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditQuery {
+    #[default]
+    Text,
+    Hash,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TeleportConfig {
+    /// `$TELEPORT_HOME` (default `~/.tsh`).
+    pub home: Option<PathBuf>,
+    /// Path of the `tsh` executable for tunnel mode.
+    pub tsh: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Auto,
+    Native,
+    TshTunnel,
+    Direct,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub uri: String,
+    pub dsn: Option<String>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A database the server serves, checked.
+#[derive(Debug, Clone)]
+pub struct DatabaseSpec {
+    pub uri: DatabaseUri,
+    pub dsn: Option<String>,
+    pub mode: Mode,
+    pub labels: BTreeMap<String, String>,
+    pub description: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the configuration {}: {e}", path.display()))?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| format!("invalid configuration {}: {e}", path.display()))?;
+        // Relative paths are relative to the configuration file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        config.policy.iter_mut().for_each(fix);
+        config.data.iter_mut().for_each(fix);
+        if let Some(p) = config.audit_log.as_mut() {
+            fix(p);
+        }
+        Ok(config)
+    }
+
+    /// The configured databases plus `uris` from the command line, checked like Teleport
+    /// checks its list: full URIs, one cluster, no duplicates.
+    pub fn database_specs(&self, uris: &[String]) -> Result<Vec<DatabaseSpec>, String> {
+        let mut specs = Vec::new();
+        for d in &self.databases {
+            let uri = DatabaseUri::parse(&d.uri).map_err(|e| e.to_string())?;
+            let mode =
+                match (d.mode, &d.dsn) {
+                    (Mode::Direct, None) => return Err(format!(
+                        "database {} has mode = \"direct\" but no dsn: add dsn = \"postgres://…\"",
+                        uri.resource()
+                    )),
+                    (Mode::Auto, Some(_)) => Mode::Direct,
+                    (m, _) => m,
+                };
+            specs.push(DatabaseSpec {
+                uri,
+                dsn: d.dsn.clone(),
+                mode,
+                labels: d.labels.clone(),
+                description: d.description.clone(),
+            });
+        }
+        for s in uris {
+            let uri = DatabaseUri::parse(s).map_err(|e| e.to_string())?;
+            specs.push(DatabaseSpec {
+                uri,
+                dsn: None,
+                mode: Mode::Auto,
+                labels: BTreeMap::new(),
+                description: String::new(),
+            });
+        }
+        crate::teleport::uri::check_set(specs.iter().map(|s| &s.uri))?;
+        Ok(specs)
+    }
+}

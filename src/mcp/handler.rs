@@ -1,0 +1,516 @@
+//! The MCP tools and resources, named and shaped as Teleport's `tsh mcp db start` does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{json, Value};
+
+use super::state::{Backend, ServedDatabase, State};
+use crate::config::AuditQuery;
+use crate::execution::{result_json, ExecError, RunLimits};
+use crate::teleport::uri::{DatabaseUri, EXPECTED_FORMAT};
+
+pub const TOOL_LIST: &str = "teleport_list_databases";
+pub const TOOL_QUERY: &str = "teleport_postgres_query";
+
+const INSTRUCTIONS: &str = "This server gives read-only access to PostgreSQL databases through Teleport, \
+guarded by sqlguard. Call teleport_list_databases to see the databases and their URIs, then \
+teleport_postgres_query with one of those URIs and ONE SQL statement. Rules: only SELECT (also VALUES, \
+TABLE), SHOW and EXPLAIN of those may run; no INSERT/UPDATE/DELETE/DDL, no SET, no transaction \
+control, no FOR UPDATE/SHARE, no SELECT INTO, no data-modifying WITH; volatile or side-effect \
+functions (pg_sleep, nextval, dblink, file access, …) are refused; write values into the query (no \
+$1 parameters). Results are capped (rows, bytes and time, usually 1000 rows / 1 MiB / 30 s): \
+'truncated': true means more rows exist, so add WHERE, LIMIT or aggregates. A refused query comes \
+back as an error that says what to change. To learn the schema, read the resource \
+sqlguard://clusters/<cluster>/databases/<name>/schema or query information_schema.tables and \
+information_schema.columns.";
+
+/// The MCP server.
+#[derive(Clone)]
+pub struct Sqlguard {
+    state: Arc<State>,
+}
+
+fn object_schema(properties: Value, required: &[&str]) -> Arc<serde_json::Map<String, Value>> {
+    let v = json!({"type": "object", "properties": properties, "required": required});
+    Arc::new(v.as_object().cloned().unwrap_or_default())
+}
+
+fn tools() -> Vec<Tool> {
+    vec![
+        Tool::new(
+            TOOL_LIST,
+            "List the PostgreSQL databases this server can query, with their resource URIs (pass one as `database` to teleport_postgres_query).",
+            object_schema(json!({}), &[]),
+        ),
+        Tool::new(
+            TOOL_QUERY,
+            "Run ONE read-only SQL statement (SELECT, VALUES, TABLE, SHOW, EXPLAIN) on a database. \
+             Writes, DDL, SET, transaction control, locking clauses and side-effect functions are refused \
+             with an explanation. Results are capped in rows, bytes and time; the JSON result is \
+             {\"data\": [rows], \"rowsCount\": N, \"truncated\": bool}.",
+            object_schema(
+                json!({
+                    "database": {"type": "string", "description": "Resource URI of the database, from teleport_list_databases (teleport://clusters/<cluster>/databases/<name>)."},
+                    "query": {"type": "string", "description": "One PostgreSQL statement."}
+                }),
+                &["database", "query"],
+            ),
+        ),
+    ]
+}
+
+/// Teleport's error shape: `{"data": null, "rowsCount": 0, "error": "…"}`, as a tool error.
+fn tool_error(message: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(
+        json!({"data": null, "rowsCount": 0, "error": message}).to_string(),
+    )])
+}
+
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// The database's YAML, with the keys Teleport writes.
+fn database_yaml(d: &ServedDatabase) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("name: {}\n", yaml_str(&d.spec.uri.name)));
+    out.push_str(&format!("description: {}\n", yaml_str(&d.spec.description)));
+    if d.spec.labels.is_empty() {
+        out.push_str("labels: {}\n");
+    } else {
+        out.push_str("labels:\n");
+        for (k, v) in &d.spec.labels {
+            out.push_str(&format!("  {}: {}\n", yaml_str(k), yaml_str(v)));
+        }
+    }
+    out.push_str(&format!("uri: {}\n", yaml_str(&d.context.uri)));
+    out.push_str("protocol: postgres\n");
+    out.push_str(&format!(
+        "cluster_name: {}\n",
+        yaml_str(&d.spec.uri.cluster)
+    ));
+    out
+}
+
+fn schema_uri(d: &ServedDatabase) -> String {
+    d.context.uri.replacen("teleport://", "sqlguard://", 1) + "/schema"
+}
+
+/// A PostgreSQL error with every field, for the agent.
+fn exec_message(e: &ExecError) -> String {
+    match e.pg() {
+        Some(pg) => {
+            let mut m = format!("{}: {} (SQLSTATE {})", pg.severity, pg.message, pg.code);
+            if let Some(p) = pg.position {
+                m.push_str(&format!(", at character {p}"));
+            }
+            if let Some(d) = &pg.detail {
+                m.push_str(&format!("\nDETAIL: {d}"));
+            }
+            if let Some(h) = &pg.hint {
+                m.push_str(&format!("\nHINT: {h}"));
+            }
+            m
+        }
+        None => e.to_string(),
+    }
+}
+
+fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+impl Sqlguard {
+    pub fn new(state: Arc<State>) -> Sqlguard {
+        Sqlguard { state }
+    }
+
+    fn tool_allowed(&self, tool: &str) -> Result<(), String> {
+        let d = self.state.policy().tool_allowed(tool, &self.state.identity);
+        if d.allow {
+            Ok(())
+        } else {
+            Err(d.message())
+        }
+    }
+
+    fn list_databases(&self) -> CallToolResult {
+        if self.state.databases.is_empty() {
+            return tool_error(
+                "no databases are configured on this server: start it with database URIs (sqlguard serve teleport://clusters/<cluster>/databases/<name>?dbName=…&dbUser=…) or [[database]] entries in its configuration file",
+            );
+        }
+        let content = self
+            .state
+            .databases
+            .iter()
+            .map(|d| {
+                ContentBlock::resource(
+                    ResourceContents::text(database_yaml(d), d.context.uri.clone())
+                        .with_mime_type("application/yaml"),
+                )
+            })
+            .collect();
+        CallToolResult::success(content)
+    }
+
+    /// Resolves the `database` argument to a served database.
+    fn resolve(&self, arg: &str) -> Result<&ServedDatabase, String> {
+        let uri = DatabaseUri::parse_resource(arg.trim()).map_err(|e| e.to_string())?;
+        self.state.database(&uri.resource()).ok_or_else(|| {
+            format!(
+                "the database {} is not served by this server: call {TOOL_LIST} to see the databases you can query",
+                uri.resource()
+            )
+        })
+    }
+
+    async fn query(&self, database: &str, sql: &str) -> CallToolResult {
+        let state = &self.state;
+        let policy = state.policy();
+        let started = Instant::now();
+        let mut audit = json!({
+            "time": now_rfc3339(),
+            "decision_id": uuid::Uuid::new_v4().to_string(),
+            "database": database,
+            "identity": {"user": state.identity.user, "roles": state.identity.roles},
+            "tool": TOOL_QUERY,
+            "policy_digest": policy.digest(),
+        });
+        match state.audit_query {
+            AuditQuery::Text => audit["query"] = Value::String(sql.to_string()),
+            AuditQuery::Hash => audit["query_hash"] = Value::String(crate::audit::query_hash(sql)),
+        }
+        let result = self.query_inner(database, sql, &policy, &mut audit).await;
+        audit["timings"]["total_us"] = json!(started.elapsed().as_micros() as u64);
+        match (&result, state.audit.as_ref()) {
+            (Ok(_), Some(log)) | (Err(_), Some(log)) => {
+                if let Err(e) = log.append(audit) {
+                    tracing::error!("AUDIT LOG WRITE FAILED: {e}");
+                    if state.audit_fail_closed {
+                        return tool_error(&format!(
+                            "the audit log could not be written ({e}), and this server is configured to refuse calls it cannot audit: ask the operator to fix {}",
+                            log.path().display()
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        match result {
+            Ok(v) => CallToolResult::success(vec![ContentBlock::text(v.to_string())]),
+            Err(message) => tool_error(&message),
+        }
+    }
+
+    async fn query_inner(
+        &self,
+        database: &str,
+        sql: &str,
+        policy: &crate::policy::Policy,
+        audit: &mut Value,
+    ) -> Result<Value, String> {
+        let state = &self.state;
+        let deny = |audit: &mut Value, rule: &str, message: String| {
+            audit["allow"] = json!(false);
+            audit["reasons"] = json!([{"rule": rule, "message": message, "statement": -1}]);
+            Err(message)
+        };
+        let db = match self.resolve(database) {
+            Ok(d) => d,
+            Err(m) => return deny(audit, "unknown_database", m),
+        };
+        audit["database"] = json!(db.context.uri);
+        if sql.len() > state.max_query_bytes {
+            return deny(
+                audit,
+                "query_too_large",
+                format!("the query is {} bytes, over this server's limit of {} bytes: send a shorter query", sql.len(), state.max_query_bytes),
+            );
+        }
+        let checked = policy.check(
+            sql,
+            &state.analysis,
+            Some(&db.context),
+            &state.identity,
+            TOOL_QUERY,
+        );
+        audit["timings"] =
+            json!({"analysis_us": checked.analysis_us, "policy_us": checked.policy_us});
+        audit["allow"] = json!(checked.decision.allow);
+        audit["reasons"] = json!(checked.decision.reasons);
+        if let Ok(f) = &checked.facts {
+            audit["kinds"] = json!(f.statements.iter().map(|s| s.kind).collect::<Vec<_>>());
+        }
+        if !checked.decision.allow {
+            let mut m = checked.decision.message();
+            m.push_str("\nRewrite the query as described and call the tool again.");
+            return Err(m);
+        }
+        let Backend::Ready(pool) = &db.backend else {
+            let Backend::Unavailable(why) = &db.backend else {
+                unreachable!()
+            };
+            audit["error"] = json!(why);
+            return Err(why.clone());
+        };
+        let limits = checked.decision.limits;
+        let started = Instant::now();
+        let r = pool
+            .execute(
+                sql,
+                RunLimits {
+                    max_rows: limits.max_rows,
+                    max_result_bytes: limits.max_result_bytes,
+                    statement_timeout_ms: limits.statement_timeout_ms,
+                },
+            )
+            .await;
+        audit["timings"]["execution_us"] = json!(started.elapsed().as_micros() as u64);
+        match r {
+            Ok(result) => {
+                audit["rows"] = json!(result.rows.as_ref().map_or(0, Vec::len));
+                audit["truncated"] = json!(result.truncated);
+                let mut v = result_json(&result);
+                if let Some(by) = result.truncated_by {
+                    let limit = if by == "max_rows" {
+                        limits.max_rows
+                    } else {
+                        limits.max_result_bytes
+                    };
+                    v["note"] = json!(format!(
+                        "the result was cut at {by} = {limit}: more rows exist; narrow the query with WHERE, LIMIT or aggregates"
+                    ));
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let m = exec_message(&e);
+                audit["error"] = json!(m);
+                Err(m)
+            }
+        }
+    }
+
+    /// The relations and columns this identity's policy lets it read.
+    async fn schema(&self, d: &ServedDatabase) -> Result<Value, String> {
+        let Backend::Ready(pool) = &d.backend else {
+            let Backend::Unavailable(why) = &d.backend else {
+                unreachable!()
+            };
+            return Err(why.clone());
+        };
+        let sql = "SELECT c.table_schema, c.table_name, t.table_type, c.column_name, c.data_type \
+                   FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name) \
+                   WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema NOT LIKE 'pg_toast%' \
+                   ORDER BY 1, 2, c.ordinal_position";
+        let limits = RunLimits {
+            max_rows: 20_000,
+            max_result_bytes: 8 << 20,
+            statement_timeout_ms: 10_000,
+        };
+        let r = pool
+            .execute(sql, limits)
+            .await
+            .map_err(|e| exec_message(&e))?;
+        let policy = self.state.policy();
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let can_read = |q: &str| {
+            policy
+                .check(
+                    q,
+                    &self.state.analysis,
+                    Some(&d.context),
+                    &self.state.identity,
+                    TOOL_QUERY,
+                )
+                .decision
+                .allow
+        };
+        let mut relations: Vec<Value> = Vec::new();
+        let mut current: Option<(String, String, bool)> = None;
+        for row in r.rows.unwrap_or_default() {
+            let s = row
+                .get("table_schema")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let t = row
+                .get("table_name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let col = row.get("column_name").and_then(Value::as_str).unwrap_or("");
+            if current
+                .as_ref()
+                .is_none_or(|(cs, ct, _)| *cs != s || *ct != t)
+            {
+                let readable = can_read(&format!("SELECT 1 FROM {}.{}", quote(&s), quote(&t)));
+                if readable {
+                    relations.push(json!({
+                        "schema": s, "name": t,
+                        "kind": row.get("table_type").cloned().unwrap_or(Value::Null),
+                        "columns": [],
+                    }));
+                }
+                current = Some((s.clone(), t.clone(), readable));
+            }
+            if current.as_ref().is_some_and(|c| c.2)
+                && can_read(&format!(
+                    "SELECT {} FROM {}.{}",
+                    quote(col),
+                    quote(&s),
+                    quote(&t)
+                ))
+            {
+                if let Some(Value::Array(cols)) =
+                    relations.last_mut().and_then(|r| r.get_mut("columns"))
+                {
+                    cols.push(json!({"name": col, "type": row.get("data_type").cloned().unwrap_or(Value::Null)}));
+                }
+            }
+        }
+        Ok(json!({
+            "database": d.context.uri,
+            "note": "Only the relations and columns the policy lets you read are listed.",
+            "relations": relations,
+        }))
+    }
+}
+
+impl ServerHandler for Sqlguard {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("sqlguard", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        // Tools the policy denies this identity are not listed (Teleport's MCP RBAC).
+        let visible = tools()
+            .into_iter()
+            .filter(|t| self.tool_allowed(&t.name).is_ok())
+            .collect();
+        Ok(ListToolsResult::with_all_items(visible))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let name = request.name.as_ref();
+        if name != TOOL_LIST && name != TOOL_QUERY {
+            return Ok(tool_error(&format!(
+                "there is no tool {name}: use {TOOL_LIST} or {TOOL_QUERY}"
+            ))
+            .into());
+        }
+        if let Err(m) = self.tool_allowed(name) {
+            return Ok(tool_error(&m).into());
+        }
+        if name == TOOL_LIST {
+            return Ok(self.list_databases().into());
+        }
+        let args = request.arguments.unwrap_or_default();
+        let get = |k: &str| args.get(k).and_then(Value::as_str);
+        let (Some(database), Some(query)) = (get("database"), get("query")) else {
+            return Ok(tool_error(&format!(
+                "{TOOL_QUERY} needs two string arguments: database (a URI such as {EXPECTED_FORMAT}, from {TOOL_LIST}) and query"
+            ))
+            .into());
+        };
+        Ok(self.query(database, query).await.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut resources = Vec::new();
+        for d in &self.state.databases {
+            let mut r = Resource::new(
+                d.context.uri.clone(),
+                format!("{} Database", d.spec.uri.name),
+            );
+            r.mime_type = Some("application/yaml".into());
+            if !d.spec.description.is_empty() {
+                r.description = Some(d.spec.description.clone());
+            }
+            resources.push(r);
+            let mut s = Resource::new(schema_uri(d), format!("{} Schema", d.spec.uri.name));
+            s.mime_type = Some("application/json".into());
+            s.description = Some("Relations and columns this identity may read".into());
+            resources.push(s);
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        for d in &self.state.databases {
+            if uri == d.context.uri {
+                let c = ResourceContents::text(database_yaml(d), uri)
+                    .with_mime_type("application/yaml");
+                return Ok(ReadResourceResult::new(vec![c]).into());
+            }
+            if uri == schema_uri(d) {
+                let v = self
+                    .schema(d)
+                    .await
+                    .map_err(|e| ErrorData::internal_error(e, None))?;
+                let c =
+                    ResourceContents::text(v.to_string(), uri).with_mime_type("application/json");
+                return Ok(ReadResourceResult::new(vec![c]).into());
+            }
+        }
+        Err(ErrorData::resource_not_found(
+            format!("no resource {uri}: list the resources to see them"),
+            None,
+        ))
+    }
+}

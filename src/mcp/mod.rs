@@ -1,0 +1,37 @@
+//! Guarded execution → MCP response: the stdio MCP server, a drop-in for
+//! `tsh mcp db start` (`../shared/docs/teleport-compat.md`).
+//!
+//! Every `teleport_postgres_query` call goes analysis → policy (with database, identity and
+//! tool in the input) → guarded execution with the decision's limits → result, and leaves
+//! one audit line. stdout belongs to the protocol: every log goes to stderr.
+
+mod handler;
+mod reload;
+mod state;
+
+use std::path::PathBuf;
+
+use rmcp::ServiceExt;
+
+pub use handler::{Sqlguard, TOOL_LIST, TOOL_QUERY};
+pub use state::{ServeOptions, State};
+
+/// Runs the server on stdin/stdout until the client disconnects.
+pub async fn serve(opts: ServeOptions) -> Result<(), String> {
+    let state = State::build(&opts).await?;
+    tracing::info!(
+        databases = state.databases.len(),
+        policy = %state.policy().digest(),
+        "sqlguard serving MCP on stdio"
+    );
+    let watch_paths: Vec<PathBuf> = opts.policy_paths();
+    let _reloader = reload::spawn(state.clone(), watch_paths);
+    let server = Sqlguard::new(state);
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| format!("the MCP session could not start: {e}"))?;
+    let reason = running.waiting().await.map_err(|e| e.to_string())?;
+    tracing::info!(?reason, "MCP client disconnected");
+    Ok(())
+}

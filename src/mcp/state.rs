@@ -1,0 +1,170 @@
+//! What the server holds: databases with their connection pools, the policy (swappable on
+//! reload), the caller's identity and the audit log.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use crate::analysis::AnalysisOptions;
+use crate::audit::AuditLog;
+use crate::config::{AuditQuery, Config, DatabaseSpec, Mode, DEFAULT_MAX_QUERY_BYTES};
+use crate::execution::{Database, DirectDialer, Dsn, SessionSettings};
+use crate::policy::{Bundle, DatabaseContext, Identity, Policy};
+
+/// `sqlguard serve` options (command line over configuration file).
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub uris: Vec<String>,
+    pub config: Option<PathBuf>,
+    pub policy: Vec<PathBuf>,
+    pub data: Vec<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+}
+
+impl ServeOptions {
+    pub fn load_config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if !self.policy.is_empty() {
+            config.policy = self.policy.clone();
+        }
+        config.data.extend(self.data.iter().cloned());
+        if self.audit_log.is_some() {
+            config.audit_log = self.audit_log.clone();
+        }
+        Ok(config)
+    }
+
+    /// Files and directories whose change triggers a policy reload.
+    pub fn policy_paths(&self) -> Vec<PathBuf> {
+        self.load_config()
+            .map(|c| c.policy.iter().chain(c.data.iter()).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// How a served database is reached (or why it cannot be).
+pub enum Backend {
+    Ready(Database),
+    Unavailable(String),
+}
+
+pub struct ServedDatabase {
+    pub spec: DatabaseSpec,
+    pub context: DatabaseContext,
+    pub backend: Backend,
+}
+
+pub struct State {
+    pub databases: Vec<ServedDatabase>,
+    policy: RwLock<Arc<Policy>>,
+    pub policy_dirs: Vec<PathBuf>,
+    pub data_files: Vec<PathBuf>,
+    pub analysis: AnalysisOptions,
+    pub identity: Identity,
+    pub audit: Option<AuditLog>,
+    pub audit_query: AuditQuery,
+    pub audit_fail_closed: bool,
+    pub max_query_bytes: usize,
+}
+
+fn local_identity() -> Identity {
+    Identity {
+        user: std::env::var("USER").unwrap_or_default(),
+        roles: Vec::new(),
+        traits: Default::default(),
+    }
+}
+
+impl State {
+    pub async fn build(opts: &ServeOptions) -> Result<Arc<State>, String> {
+        let config = opts.load_config()?;
+        let specs = config.database_specs(&opts.uris)?;
+        let bundle =
+            Bundle::load_or_embedded(&config.policy, &config.data).map_err(|e| e.to_string())?;
+        let policy =
+            Policy::new(bundle).map_err(|e| format!("the policy bundle does not load: {e}"))?;
+        let search_path = config.search_path.clone().unwrap_or_else(|| {
+            crate::analysis::DEFAULT_SEARCH_PATH
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        let settings = SessionSettings {
+            search_path: search_path.clone(),
+            lock_timeout_ms: config.lock_timeout_ms.unwrap_or(5_000),
+            ..SessionSettings::default()
+        };
+        let identity = local_identity();
+        let pool_size = config.pool_size.unwrap_or(4);
+        let mut databases = Vec::new();
+        for spec in specs {
+            let backend = match (spec.mode, &spec.dsn) {
+                (Mode::Direct, Some(dsn)) | (Mode::Auto, Some(dsn)) => {
+                    let dialer = Dsn::parse(dsn).and_then(DirectDialer::new).map_err(|e| format!("database {}: {e}", spec.uri.resource()))?;
+                    Backend::Ready(Database::new(dialer.endpoint(), settings.clone(), pool_size))
+                }
+                _ => Backend::Unavailable(format!(
+                    "database {} has no direct dsn and Teleport routing is not configured in this build: add dsn = \"postgres://…\" to its [[database]] entry",
+                    spec.uri.resource()
+                )),
+            };
+            let context = DatabaseContext {
+                uri: spec.uri.resource(),
+                cluster: spec.uri.cluster.clone(),
+                name: spec.uri.name.clone(),
+                db_name: spec.uri.db_name().to_string(),
+                db_user: spec.uri.db_user().to_string(),
+                labels: spec.labels.clone(),
+            };
+            databases.push(ServedDatabase {
+                spec,
+                context,
+                backend,
+            });
+        }
+        let audit = match &config.audit_log {
+            Some(p) => Some(AuditLog::open(p)?),
+            None => None,
+        };
+        Ok(Arc::new(State {
+            databases,
+            policy: RwLock::new(Arc::new(policy)),
+            policy_dirs: config.policy.clone(),
+            data_files: config.data.clone(),
+            analysis: AnalysisOptions::new(search_path),
+            identity,
+            audit,
+            audit_query: config.audit_query,
+            audit_fail_closed: config.audit_fail_closed.unwrap_or(true),
+            max_query_bytes: config.max_query_bytes.unwrap_or(DEFAULT_MAX_QUERY_BYTES),
+        }))
+    }
+
+    /// The current policy (a cheap clone of the prepared engine's handle).
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the bundle again; on failure the old policy stays.
+    pub fn reload_policy(&self) -> Result<String, String> {
+        let bundle = Bundle::load_or_embedded(&self.policy_dirs, &self.data_files)
+            .map_err(|e| e.to_string())?;
+        let policy = Policy::new(bundle).map_err(|e| e.to_string())?;
+        let digest = policy.digest().to_string();
+        match self.policy.write() {
+            Ok(mut p) => *p = Arc::new(policy),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
+        }
+        Ok(digest)
+    }
+
+    /// The served database whose resource URI is `resource`.
+    pub fn database(&self, resource: &str) -> Option<&ServedDatabase> {
+        self.databases.iter().find(|d| d.context.uri == resource)
+    }
+}
