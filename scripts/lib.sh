@@ -53,3 +53,17 @@ need_postgres() {
   if [ -z "$(pg_bindir)" ]; then need_debian_packages postgresql || return 1; fi
   [ -x "$(pg_bindir)/initdb" ] || { echo "error: no initdb under $(pg_bindir)" >&2; return 1; }
 }
+
+# The official MCP Python SDK in .venv, for the end-to-end tests.
+MCP_SDK_VERSION=2.3.0
+need_mcp_python_sdk() {
+  if [ -x .venv/bin/python ] && .venv/bin/python -c "import mcp" 2>/dev/null; then return 0; fi
+  command -v python3 >/dev/null 2>&1 || need_debian_packages python3 || return 1
+  if ! python3 -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    need_debian_packages python3-venv || return 1
+    python3 -m venv .venv || return 1
+  fi
+  echo "Installing the MCP Python SDK (mcp==$MCP_SDK_VERSION) into .venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check "mcp==$MCP_SDK_VERSION"
+}

@@ -126,15 +126,16 @@ impl Config {
         let mut specs = Vec::new();
         for d in &self.databases {
             let uri = DatabaseUri::parse(&d.uri).map_err(|e| e.to_string())?;
-            let mode =
-                match (d.mode, &d.dsn) {
-                    (Mode::Direct, None) => return Err(format!(
+            let mode = match (d.mode, &d.dsn) {
+                (Mode::Direct, None) => {
+                    return Err(format!(
                         "database {} has mode = \"direct\" but no dsn: add dsn = \"postgres://…\"",
                         uri.resource()
-                    )),
-                    (Mode::Auto, Some(_)) => Mode::Direct,
-                    (m, _) => m,
-                };
+                    ))
+                }
+                (Mode::Auto, Some(_)) => Mode::Direct,
+                (m, _) => m,
+            };
             specs.push(DatabaseSpec {
                 uri,
                 dsn: d.dsn.clone(),

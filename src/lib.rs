@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod execution;
 pub mod mcp;
 pub mod policy;

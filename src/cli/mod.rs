@@ -42,6 +42,12 @@ enum Command {
     /// Work on audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Start a throwaway PostgreSQL with a sample database and tour sqlguard over real MCP.
+    Demo {
+        /// Keep serving the demo database on stdio for a real MCP client.
+        #[arg(long)]
+        serve: bool,
+    },
 }
 
 #[derive(Args)]
@@ -164,15 +170,24 @@ pub fn read_sql(arg: Option<&str>) -> Result<String, String> {
 }
 
 pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs its work; the other commands speak only when something is wrong.
+    let default_level = if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Demo { serve: true }
+    ) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SQLGUARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Analyze { sql, analysis } => {
             let sql = match read_sql(sql.as_deref()) {
@@ -196,6 +211,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Serve(args) => serve(args),
+        Command::Demo { serve } => demo(serve),
         Command::Audit(AuditCommand::Verify { file }) => match crate::audit::verify(&file) {
             Ok(n) => {
                 println!("{}: intact, {n} records", file.display());
@@ -206,6 +222,35 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn demo(serve: bool) -> ExitCode {
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
+    let result = if serve {
+        rt.block_on(crate::demo::serve())
+    } else {
+        match std::env::current_exe() {
+            Ok(exe) => rt.block_on(crate::demo::tour(&exe)),
+            Err(e) => Err(format!("cannot find the sqlguard executable: {e}")),
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sqlguard demo: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

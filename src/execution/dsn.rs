@@ -43,7 +43,12 @@ impl Dsn {
                 "{why}; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]"
             ))
         };
-        let url = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        // libpq allows an empty host (`postgres://u@/db?host=/run/postgresql`); the URL parser
+        // does not, so a placeholder stands in until the `host` parameter replaces it.
+        let filled = s
+            .replacen("@/", "@localhost/", 1)
+            .replacen(":///", "://localhost/", 1);
+        let url = url::Url::parse(&filled).map_err(|e| bad(&e.to_string()))?;
         if url.scheme() != "postgres" && url.scheme() != "postgresql" {
             return Err(bad(&format!("scheme {:?} is not postgres", url.scheme())));
         }

@@ -1,91 +1,34 @@
-//! A throwaway PostgreSQL cluster for the tests: initdb in a temp dir, a free port, TLS with
-//! certificates generated now, started as an unprivileged account (PostgreSQL refuses
-//! root), stopped when the test process exits — even after a panic or an abort, by a
-//! watchdog that waits for this process to end.
+//! The tests' PostgreSQL cluster: sqlguard's throwaway [`LocalCluster`] (unprivileged
+//! account, free port, stopped when the test process ends however it ends), with TLS
+//! certificates generated now, SCRAM passwords, and the sample schema.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-/// The account the cluster runs as when the tests run as root.
-const PG_ACCOUNT: &str = "postgres";
+use sqlguard::demo::cluster::{ClusterOptions, LocalCluster};
+
 pub const WRITER: &str = "writer";
 pub const WRITER_PASSWORD: &str = "writer-secret";
 pub const DB: &str = "shop";
 
 pub struct Cluster {
-    pub dir: PathBuf,
+    pub local: LocalCluster,
     pub port: u16,
-    pub bindir: PathBuf,
     /// CA certificate (PEM) that signed the server certificate.
     pub ca_file: PathBuf,
     /// CA private key and certificate, for tests that issue more certificates.
     pub ca: (String, String),
 }
 
-fn bindir() -> PathBuf {
-    if let Ok(d) = std::env::var("SQLGUARD_PG_BINDIR") {
-        return PathBuf::from(d);
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-                .filter(|p| p.join("initdb").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    dirs.pop().unwrap_or_else(|| {
-        panic!("no PostgreSQL server binaries under /usr/lib/postgresql: run scripts/test, which installs Debian's postgresql, or set SQLGUARD_PG_BINDIR")
-    })
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
-/// A command run as the cluster's account.
-fn as_pg(program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", PG_ACCOUNT, "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
 }
 
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Certificates: a CA, and a server certificate for `names`.
+/// Issues a certificate for `names` signed by `ca` (`(key PEM, cert PEM)`).
 pub fn issue_cert(
     ca: &(String, String),
     names: &[&str],
@@ -129,180 +72,43 @@ impl Cluster {
         CLUSTER.get_or_init(|| Cluster::start("shared"))
     }
 
-    /// Starts a new cluster (seeded), stopped when this process exits.
+    /// Starts a new seeded cluster with TLS (certificate for `localhost` only) and SCRAM
+    /// passwords on TCP; stopped when this process exits.
     pub fn start(tag: &str) -> Cluster {
-        let bindir = bindir();
-        let dir = std::env::temp_dir().join(format!("sqlguard-pg-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let data = dir.join("data");
-        let root = is_root();
-        if root {
-            run(
-                Command::new("chown").args([PG_ACCOUNT, dir.to_str().unwrap()]),
-                "chown",
-            );
-            run(
-                Command::new("chmod").args(["755", dir.to_str().unwrap()]),
-                "chmod",
-            );
-        }
-        // TLS material, readable by the server's account only.
+        let certs =
+            std::env::temp_dir().join(format!("sqlguard-certs-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&certs).unwrap();
         let ca = new_ca("sqlguard test CA");
         let (key, cert) = issue_cert(&ca, &["localhost"], None);
-        let ca_file = dir.join("ca.crt");
+        let ca_file = certs.join("ca.crt");
         std::fs::write(&ca_file, &ca.1).unwrap();
-        std::fs::write(dir.join("server.crt"), &cert).unwrap();
-        std::fs::write(dir.join("server.key"), &key).unwrap();
-        std::fs::write(dir.join("pwfile"), "postgres-secret\n").unwrap();
-        if root {
-            for f in ["server.crt", "server.key", "pwfile"] {
-                run(
-                    Command::new("chown").args([PG_ACCOUNT, dir.join(f).to_str().unwrap()]),
-                    "chown",
-                );
-            }
-        }
-        run(
-            Command::new("chmod").args(["600", dir.join("server.key").to_str().unwrap()]),
-            "chmod",
-        );
-
-        run(
-            as_pg(&bindir.join("initdb"))
-                .args([
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                ])
-                .arg(format!("--pwfile={}", dir.join("pwfile").display())),
-            "initdb",
-        );
-        let port = free_port();
+        std::fs::write(certs.join("server.crt"), &cert).unwrap();
+        std::fs::write(certs.join("server.key"), &key).unwrap();
+        let local = LocalCluster::start(&ClusterOptions {
+            tag: tag.to_string(),
+            host_auth: "scram-sha-256".into(),
+            superuser_password: Some("postgres-secret".into()),
+            tls: Some((certs.join("server.crt"), certs.join("server.key"))),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
         let cluster = Cluster {
-            dir: dir.clone(),
-            port,
-            bindir,
+            port: local.port,
+            local,
             ca_file,
             ca,
         };
-        cluster.pg_ctl_start();
-        cluster.watchdog();
         cluster.seed();
         cluster
     }
 
-    fn pg_ctl_start(&self) {
-        let data = self.dir.join("data");
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-            self.port,
-            self.dir.display(),
-            self.dir.join("server.crt").display(),
-            self.dir.join("server.key").display()
-        );
-        run(
-            as_pg(&self.bindir.join("pg_ctl"))
-                .args([
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-l",
-                    self.dir.join("log").to_str().unwrap(),
-                    "-o",
-                    &opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ])
-                .stdout(Stdio::null()),
-            "pg_ctl start",
-        );
-    }
-
-    /// Stops the server when this process ends, however it ends.
-    fn watchdog(&self) {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop}; rm -rf '{dir}'",
-            pid = std::process::id(),
-            stop = self.stop_command(),
-            dir = self.dir.display()
-        );
-        // Detached on purpose: it must outlive this process; `setsid -f` forks it away.
-        let _ = Command::new("setsid")
-            .args(["-f", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("start the cluster watchdog");
-    }
-
-    fn stop_command(&self) -> String {
-        let pg_ctl = self.bindir.join("pg_ctl");
-        let data = self.dir.join("data");
-        if is_root() {
-            format!(
-                "runuser -u {PG_ACCOUNT} -- {} -D {} -m immediate stop",
-                pg_ctl.display(),
-                data.display()
-            )
-        } else {
-            format!(
-                "{} -D {} -m immediate stop",
-                pg_ctl.display(),
-                data.display()
-            )
-        }
-    }
-
     /// Restarts the server (connections in pools break).
     pub fn restart(&self) {
-        let data = self.dir.join("data");
-        run(
-            as_pg(&self.bindir.join("pg_ctl"))
-                .args(["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"])
-                .stdout(Stdio::null()),
-            "pg_ctl stop",
-        );
-        self.pg_ctl_start();
+        self.local.restart().unwrap();
     }
 
     /// psql as the superuser over the Unix socket (fixed SQL written by the tests).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = as_pg(&self.bindir.join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                self.dir.to_str().unwrap(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql failed on {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.local.psql(db, sql).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `postgres://writer:…@127.0.0.1:PORT/shop` plus extra query parameters.
@@ -314,15 +120,6 @@ impl Cluster {
     }
 
     fn seed(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the test cluster did not start: see {}/log",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
         self.psql(
             "postgres",
             &format!("CREATE ROLE {WRITER} LOGIN PASSWORD '{WRITER_PASSWORD}'"),
