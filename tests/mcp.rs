@@ -120,3 +120,71 @@ fn python_sdk_client_end_to_end() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A bad configuration stops start-up with what to fix; an expired or absent Teleport
+/// session does not: the tools say which tsh command to run.
+#[tokio::test]
+async fn startup_errors_and_missing_teleport_sessions() {
+    let dir = std::env::temp_dir().join(format!("sqlguard-startup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[database]]\nuri = \"teleport://clusters/a/databases/b\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .args(["serve", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dbName parameter is required") && stderr.contains("expected teleport://"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .args([
+            "serve",
+            "teleport://clusters/a/databases/x?dbName=x&dbUser=u",
+            "teleport://clusters/b/databases/y?dbName=y&dbUser=u",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two clusters"));
+
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::ServiceExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args([
+        "serve",
+        "teleport://clusters/acme/databases/shop?dbName=shop&dbUser=agent",
+    ])
+    .env("TELEPORT_HOME", dir.join("no-tsh-here"))
+    .env("PATH", "/usr/bin:/bin")
+    .env("SQLGUARD_LOG", "error");
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let args = serde_json::json!({"database": "teleport://clusters/acme/databases/shop", "query": "SELECT 1"});
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("teleport_postgres_query")
+                .with_arguments(args.as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text: String = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    assert!(text.contains("tsh"), "{text}");
+    // The server keeps serving after the error.
+    let r = client
+        .call_tool(CallToolRequestParams::new("teleport_list_databases"))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true));
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,3 +6,4 @@ mod analysis;
 mod execution;
 mod mcp;
 mod policy;
+mod teleport;

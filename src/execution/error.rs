@@ -56,6 +56,10 @@ pub enum ExecError {
 
     #[error("invalid database connection string: {0}")]
     Dsn(String),
+
+    /// Missing or expired Teleport credentials; the message names the tsh command to run.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 impl ExecError {

@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 use crate::analysis::AnalysisOptions;
 use crate::audit::AuditLog;
 use crate::config::{AuditQuery, Config, DatabaseSpec, Mode, DEFAULT_MAX_QUERY_BYTES};
-use crate::execution::{Database, DirectDialer, Dsn, SessionSettings};
+use crate::execution::{Database, DirectDialer, Dsn, Endpoint, SessionSettings};
 use crate::policy::{Bundle, DatabaseContext, Identity, Policy};
+use crate::teleport::TshHome;
 
 /// `sqlguard serve` options (command line over configuration file).
 #[derive(Debug, Clone, Default)]
@@ -96,19 +97,52 @@ impl State {
             lock_timeout_ms: config.lock_timeout_ms.unwrap_or(5_000),
             ..SessionSettings::default()
         };
-        let identity = local_identity();
+        let home = TshHome::locate(config.teleport.home.as_deref());
+        // The identity policies see: the Teleport user from the tsh profile when logged in.
+        let identity = match home.as_ref().map(crate::teleport::identity_from_profile) {
+            Some(Ok(id)) => id,
+            Some(Err(e)) => {
+                if specs.iter().any(|s| s.dsn.is_none()) {
+                    tracing::warn!("no Teleport identity ({e}); policies see the local user");
+                }
+                local_identity()
+            }
+            None => local_identity(),
+        };
         let pool_size = config.pool_size.unwrap_or(4);
         let mut databases = Vec::new();
         for spec in specs {
             let backend = match (spec.mode, &spec.dsn) {
                 (Mode::Direct, Some(dsn)) | (Mode::Auto, Some(dsn)) => {
-                    let dialer = Dsn::parse(dsn).and_then(DirectDialer::new).map_err(|e| format!("database {}: {e}", spec.uri.resource()))?;
-                    Backend::Ready(Database::new(dialer.endpoint(), settings.clone(), pool_size))
+                    let dialer = Dsn::parse(dsn)
+                        .and_then(DirectDialer::new)
+                        .map_err(|e| format!("database {}: {e}", spec.uri.resource()))?;
+                    Backend::Ready(Database::new(
+                        dialer.endpoint(),
+                        settings.clone(),
+                        pool_size,
+                    ))
                 }
-                _ => Backend::Unavailable(format!(
-                    "database {} has no direct dsn and Teleport routing is not configured in this build: add dsn = \"postgres://…\" to its [[database]] entry",
-                    spec.uri.resource()
-                )),
+                (mode, _) => match home
+                    .clone()
+                    .ok_or_else(|| {
+                        "no home directory to find tsh's files in: set [teleport] home".to_string()
+                    })
+                    .and_then(|h| {
+                        crate::teleport::dialer(mode, h, &spec.uri, config.teleport.tsh.as_deref())
+                    }) {
+                    Ok(dialer) => Backend::Ready(Database::new(
+                        Endpoint {
+                            dialer,
+                            user: spec.uri.db_user().to_string(),
+                            dbname: spec.uri.db_name().to_string(),
+                            password: None,
+                        },
+                        settings.clone(),
+                        pool_size,
+                    )),
+                    Err(e) => Backend::Unavailable(e),
+                },
             };
             let context = DatabaseContext {
                 uri: spec.uri.resource(),

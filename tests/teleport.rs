@@ -1,0 +1,418 @@
+//! Through Teleport, without a real Teleport: a test double of the proxy (TLS demanding a
+//! client certificate from a test CA, checking ALPN `teleport-postgres`, forwarding to the
+//! test cluster), a generated tsh home (both key layouts, an expired set), and a stand-in
+//! `tsh` for the tunnel.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use sqlguard::config::Mode;
+use sqlguard::execution::{Database, Endpoint, ExecError, RunLimits, SessionSettings};
+use sqlguard::teleport::identity::read_cert;
+use sqlguard::teleport::tunnel::{Tunnel, TunnelDialer};
+use sqlguard::teleport::{dialer, DatabaseUri, TshHome};
+
+use crate::support::cluster::{new_ca, Cluster, DB, WRITER};
+
+const LIMITS: RunLimits = RunLimits {
+    max_rows: 100,
+    max_result_bytes: 1 << 20,
+    statement_timeout_ms: 10_000,
+};
+const CLUSTER_NAME: &str = "acme";
+
+/// `(key PEM, cert PEM)` signed by `ca`, with Teleport's subject fields.
+fn teleport_cert(
+    ca: &(String, String),
+    user: &str,
+    roles: &[&str],
+    traits: &str,
+    names: &[&str],
+    expired: bool,
+) -> (String, String) {
+    let ca_key = rcgen::KeyPair::from_pem(&ca.0).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.1, ca_key).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, user);
+    // rcgen keeps one value per attribute type: the second role is written as O through its
+    // raw OID, which is what a multi-valued O is on the wire.
+    if let Some(first) = roles.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, *first);
+    }
+    if let Some(second) = roles.get(1) {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 10]), *second);
+    }
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 17]), traits);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CustomDnType(vec![1, 3, 9999, 2, 1]), "shop");
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 2);
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (key.serialize_pem(), cert.pem())
+}
+
+struct Pki {
+    /// Signs the proxy's web certificate (trusted through `cas/`).
+    host_ca: (String, String),
+    /// Signs user and database certificates (the proxy demands them).
+    user_ca: (String, String),
+}
+
+fn pki() -> Pki {
+    Pki {
+        host_ca: new_ca("acme host CA"),
+        user_ca: new_ca("acme user CA"),
+    }
+}
+
+/// A tsh home as tsh v17 writes it, plus a v16-layout database.
+fn tsh_home(pki: &Pki, proxy_port: u16, tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sqlguard-tsh-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys = dir.join("keys/localhost");
+    let db_dir = keys.join(format!("alice-db/{CLUSTER_NAME}"));
+    std::fs::create_dir_all(keys.join("cas")).unwrap();
+    std::fs::create_dir_all(&db_dir).unwrap();
+    std::fs::write(dir.join("current-profile"), "localhost\n").unwrap();
+    std::fs::write(
+        dir.join("localhost.yaml"),
+        format!("web_proxy_addr: localhost:{proxy_port}\nssh_proxy_addr: localhost:3023\nuser: alice\ncluster: {CLUSTER_NAME}\ntls_routing_enabled: true\nauth_type: local\n"),
+    )
+    .unwrap();
+    std::fs::write(keys.join(format!("cas/{CLUSTER_NAME}.pem")), &pki.host_ca.1).unwrap();
+    let traits = r#"{"logins":["alice"],"db_users":["writer"]}"#;
+    let (ukey, ucert) = teleport_cert(
+        &pki.user_ca,
+        "alice",
+        &["dev", "analyst"],
+        traits,
+        &[],
+        false,
+    );
+    std::fs::write(keys.join("alice.key"), &ukey).unwrap();
+    std::fs::write(keys.join("alice.crt"), &ucert).unwrap();
+    // v17 layout: <db>.crt + <db>.key.
+    write_db_cert(pki, &db_dir, "shop", false);
+    // v16 layout: <db>-x509.pem signed for the user's own key (file `alice`).
+    std::fs::write(keys.join("alice"), &ukey).unwrap();
+    let user_key = rcgen::KeyPair::from_pem(&ukey).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&pki.user_ca.0).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&pki.user_ca.1, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&user_key, &issuer).unwrap();
+    std::fs::write(db_dir.join("legacy-x509.pem"), cert.pem()).unwrap();
+    dir
+}
+
+fn write_db_cert(pki: &Pki, db_dir: &Path, db: &str, expired: bool) {
+    let (key, cert) = teleport_cert(&pki.user_ca, "alice", &["dev"], "null", &[], expired);
+    std::fs::write(db_dir.join(format!("{db}.key")), key).unwrap();
+    std::fs::write(db_dir.join(format!("{db}.crt")), cert).unwrap();
+}
+
+/// The proxy double: TLS on 127.0.0.1 with a certificate for `localhost`, client
+/// certificates from `client_ca` required, ALPN `alpn` only, then a byte pipe to `target`.
+async fn proxy_double(
+    server_ca: &(String, String),
+    client_ca: &(String, String),
+    alpn: &[u8],
+    target: u16,
+) -> u16 {
+    let (key, cert) = crate::support::cluster::issue_cert(server_ca, &["localhost"], None);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca.1.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                assert_eq!(
+                    tls.get_ref().1.alpn_protocol(),
+                    Some(&b"teleport-postgres"[..])
+                );
+                let Ok(mut pg) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut pg).await;
+            });
+        }
+    });
+    port
+}
+
+fn uri(db: &str) -> DatabaseUri {
+    DatabaseUri::new(CLUSTER_NAME, db, DB, WRITER)
+}
+
+fn teleport_db(home: &Path, db: &str, mode: Mode) -> Database {
+    let dialer = dialer(
+        mode,
+        TshHome {
+            dir: home.to_path_buf(),
+        },
+        &uri(db),
+        None,
+    )
+    .unwrap();
+    Database::new(
+        Endpoint {
+            dialer,
+            user: WRITER.into(),
+            dbname: DB.into(),
+            password: Some(crate::support::cluster::WRITER_PASSWORD.into()),
+        },
+        SessionSettings::default(),
+        2,
+    )
+}
+
+#[tokio::test]
+async fn native_routing_through_the_proxy_double() {
+    let cluster = Cluster::shared();
+    let pki = pki();
+    let proxy = proxy_double(
+        &pki.host_ca,
+        &pki.user_ca,
+        b"teleport-postgres",
+        cluster.port,
+    )
+    .await;
+    let home = tsh_home(&pki, proxy, "native");
+    let db = teleport_db(&home, "shop", Mode::Native);
+    let r = db
+        .execute("SELECT current_user AS u, count(*) AS n FROM users", LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rows.unwrap()[0],
+        *json!({"u": "writer", "n": 100}).as_object().unwrap()
+    );
+
+    // The identity policies see comes from the user's certificate.
+    let id = sqlguard::teleport::identity_from_profile(&TshHome { dir: home.clone() }).unwrap();
+    assert_eq!(id.user, "alice");
+    assert_eq!(id.roles, ["dev", "analyst"]);
+    assert_eq!(id.traits["db_users"], ["writer"]);
+    let db_cert =
+        read_cert(&home.join(format!("keys/localhost/alice-db/{CLUSTER_NAME}/shop.crt"))).unwrap();
+    assert_eq!(db_cert.db_service.as_deref(), Some("shop"));
+
+    // The older key layout: <db>-x509.pem with the user's key.
+    let legacy = teleport_db(&home, "legacy", Mode::Native);
+    legacy.execute("SELECT 1", LIMITS).await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_alpn_wrong_ca_and_expired_certificates_fail_clearly() {
+    let cluster = Cluster::shared();
+    let pki = pki();
+
+    let mysql_only =
+        proxy_double(&pki.host_ca, &pki.user_ca, b"teleport-mysql", cluster.port).await;
+    let home = tsh_home(&pki, mysql_only, "alpn");
+    let e = teleport_db(&home, "shop", Mode::Native)
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ALPN teleport-postgres"), "{e}");
+
+    let other_ca = new_ca("some other CA");
+    let untrusted = proxy_double(&other_ca, &pki.user_ca, b"teleport-postgres", cluster.port).await;
+    let home = tsh_home(&pki, untrusted, "ca");
+    let e = teleport_db(&home, "shop", Mode::Native)
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not trusted"), "{e}");
+
+    // Expired database certificate: detected before dialing, with the command to run; new
+    // files make the next call work, with nothing restarted.
+    let proxy = proxy_double(
+        &pki.host_ca,
+        &pki.user_ca,
+        b"teleport-postgres",
+        cluster.port,
+    )
+    .await;
+    let home = tsh_home(&pki, proxy, "expired");
+    let db_dir = home.join(format!("keys/localhost/alice-db/{CLUSTER_NAME}"));
+    write_db_cert(&pki, &db_dir, "shop", true);
+    let db = teleport_db(&home, "shop", Mode::Native);
+    let e = db.execute("SELECT 1", LIMITS).await.unwrap_err();
+    assert!(matches!(e, ExecError::Credentials(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("tsh db login --db-user=writer --db-name=shop shop"),
+        "{e}"
+    );
+    write_db_cert(&pki, &db_dir, "shop", false);
+    db.execute("SELECT 1", LIMITS).await.unwrap();
+
+    // No database certificate at all; no profile at all.
+    let e = teleport_db(&home, "other", Mode::Native)
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("tsh db login"), "{e}");
+    std::fs::remove_file(home.join("current-profile")).unwrap();
+    let e = db.execute("SELECT 1", LIMITS).await;
+    // A pooled session may still serve; a new one needs the profile.
+    if let Err(e) = e {
+        assert!(e.to_string().contains("tsh login"), "{e}");
+    }
+}
+
+fn fake_tsh() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fake_tsh.py")
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[tokio::test]
+async fn tsh_tunnel_is_supervised() {
+    let cluster = Cluster::shared();
+    std::env::set_var("FAKE_TSH_TARGET", format!("127.0.0.1:{}", cluster.port));
+    let tunnel = Arc::new(Tunnel::new(fake_tsh(), uri("shop")));
+    let db = Database::new(
+        Endpoint {
+            dialer: Arc::new(TunnelDialer {
+                tunnel: tunnel.clone(),
+            }),
+            user: WRITER.into(),
+            dbname: DB.into(),
+            password: Some(crate::support::cluster::WRITER_PASSWORD.into()),
+        },
+        SessionSettings::default(),
+        1,
+    );
+    // Started on first use, ready when its port accepts.
+    db.execute("SELECT 1", LIMITS).await.unwrap();
+    let pid = tunnel.pid().await.unwrap();
+    assert!(alive(pid));
+    assert_eq!(tunnel.starts(), 1);
+
+    // Killed: the next call restarts it (the pooled session died with it).
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ok = db.execute("SELECT 2", LIMITS).await.is_ok();
+    if !ok {
+        ok = db.execute("SELECT 2", LIMITS).await.is_ok();
+    }
+    assert!(ok, "the tunnel was not restarted");
+    assert_eq!(tunnel.starts(), 2);
+    let pid2 = tunnel.pid().await.unwrap();
+    assert_ne!(pid, pid2);
+
+    // Shutdown leaves nothing running.
+    tunnel.stop().await;
+    drop(db);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!alive(pid2), "tsh still runs after shutdown");
+}
+
+#[tokio::test]
+async fn tsh_tunnel_errors_carry_its_stderr() {
+    let failing = std::env::temp_dir().join(format!("sqlguard-failing-tsh-{}", std::process::id()));
+    std::fs::write(
+        &failing,
+        format!(
+            "#!/bin/sh\nFAKE_TSH_FAIL=1 exec {} \"$@\"\n",
+            fake_tsh().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", failing.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let tunnel = Arc::new(Tunnel::new(failing, uri("shop")));
+    let e = tunnel.ensure().await.unwrap_err();
+    assert!(e.to_string().contains("session has expired"), "{e}");
+}
+
+#[test]
+fn uri_rules_mirror_teleport() {
+    let u = DatabaseUri::parse(
+        "teleport://clusters/acme/databases/shop?dbUser=agent&dbName=shop&extra=1",
+    )
+    .unwrap();
+    assert_eq!(
+        u.to_string(),
+        "teleport://clusters/acme/databases/shop?dbName=shop&dbUser=agent&extra=1"
+    );
+    assert!(DatabaseUri::parse("teleport://clusters/acme/databases/shop").is_err());
+    assert!(DatabaseUri::parse_resource("teleport://clusters/acme/databases/shop").is_ok());
+}
+
+proptest! {
+    // Teleport resource names start with a letter or digit ("." and ".." are no names);
+    // database and user names may hold anything but NUL.
+    #[test]
+    fn uri_print_parse_round_trip(cluster in "[a-zA-Z0-9][a-zA-Z0-9._ -]{0,19}", name in "[a-zA-Z0-9][a-zA-Z0-9._@ -]{0,19}", db in "[^\u{0}]{1,20}", user in "[^\u{0}]{1,20}") {
+        let u = DatabaseUri::new(&cluster, &name, &db, &user);
+        let printed = u.to_string();
+        let back = DatabaseUri::parse(&printed).unwrap();
+        prop_assert_eq!(&back, &u);
+        prop_assert_eq!(back.to_string(), printed);
+    }
+}
