@@ -4,8 +4,10 @@
 pub mod analysis;
 pub mod audit;
 pub mod cli;
+pub mod clientconfig;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod execution;
 pub mod mcp;
 pub mod policy;

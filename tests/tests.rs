@@ -3,6 +3,8 @@
 mod support;
 
 mod analysis;
+mod clientconfig;
+mod doctor;
 mod execution;
 mod mcp;
 mod policy;

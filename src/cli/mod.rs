@@ -1,6 +1,6 @@
 //! The command line: `analyze`, `check`, `policy test|eval`, and the server's commands.
 
-mod check;
+pub mod check;
 mod policy;
 
 use std::io::Read;
@@ -42,6 +42,15 @@ enum Command {
     /// Work on audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Write the MCP client configuration (like `tsh mcp db config`), or print it.
+    Config(ConfigArgs),
+    /// Check the configuration, policy, Teleport session, databases and MCP server.
+    Doctor {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: check::Format,
+    },
     /// Start a throwaway PostgreSQL with a sample database and tour sqlguard over real MCP.
     Demo {
         /// Keep serving the demo database on stdio for a real MCP client.
@@ -67,6 +76,38 @@ pub struct ServeArgs {
     /// Audit log file (JSON lines, hash-chained).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ConfigArgs {
+    /// Database URIs, or one database name with --db-user and --db-name.
+    targets: Vec<String>,
+    /// claude, cursor, vscode, claude-code, or the path of a client's JSON file.
+    #[arg(long)]
+    client_config: Option<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    json_format: JsonFormatArg,
+    /// Replace the entry's env too.
+    #[arg(long)]
+    overwrite: bool,
+    /// Entry name (default teleport-databases, which takes over tsh's entry).
+    #[arg(long, default_value = crate::clientconfig::DEFAULT_ENTRY)]
+    name: String,
+    #[arg(long, short = 'u')]
+    db_user: Option<String>,
+    #[arg(long, short = 'n')]
+    db_name: Option<String>,
+    /// Teleport cluster (default: the tsh profile's).
+    #[arg(long)]
+    cluster: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum JsonFormatArg {
+    Pretty,
+    Compact,
+    Auto,
+    None,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +253,8 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Serve(args) => serve(args),
         Command::Demo { serve } => demo(serve),
+        Command::Config(args) => config(args),
+        Command::Doctor { serve, format } => doctor(serve, format),
         Command::Audit(AuditCommand::Verify { file }) => match crate::audit::verify(&file) {
             Ok(n) => {
                 println!("{}: intact, {n} records", file.display());
@@ -254,14 +297,138 @@ fn demo(serve: bool) -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let opts = crate::mcp::ServeOptions {
+fn config(args: ConfigArgs) -> ExitCode {
+    use crate::clientconfig::{merge, update_file, Client, Entry, JsonFormat};
+    use crate::teleport::DatabaseUri;
+    let uris: Result<Vec<DatabaseUri>, String> = match (&args.db_user, &args.db_name) {
+        (Some(user), Some(db)) => {
+            let [name] = args.targets.as_slice() else {
+                return usage_error("with --db-user and --db-name, name exactly one database");
+            };
+            let cluster = match &args.cluster {
+                Some(c) => Ok(c.clone()),
+                None => crate::teleport::TshHome::locate(None)
+                    .ok_or_else(|| "no home directory".to_string())
+                    .and_then(|h| h.current_profile())
+                    .map(|p| p.cluster)
+                    .map_err(|e| format!("cannot tell the cluster ({e}): pass --cluster")),
+            };
+            cluster.map(|c| vec![DatabaseUri::new(&c, name, db, user)])
+        }
+        (None, None) => args
+            .targets
+            .iter()
+            .map(|t| DatabaseUri::parse(t).map_err(|e| e.to_string()))
+            .collect(),
+        _ => Err("--db-user and --db-name go together".into()),
+    };
+    let uris = match uris {
+        Ok(u) if !u.is_empty() => u,
+        Ok(_) => {
+            return usage_error(
+                "name at least one database (a URI, or NAME with --db-user and --db-name)",
+            )
+        }
+        Err(e) => return usage_error(&e),
+    };
+    if let Err(e) = crate::teleport::uri::check_set(uris.iter()) {
+        return usage_error(&e);
+    }
+    let command = match std::env::current_exe().and_then(|p| p.canonicalize()) {
+        Ok(p) => p.display().to_string(),
+        Err(e) => return usage_error(&format!("cannot find the sqlguard executable: {e}")),
+    };
+    let format = match args.json_format {
+        JsonFormatArg::Pretty => JsonFormat::Pretty,
+        JsonFormatArg::Compact => JsonFormat::Compact,
+        JsonFormatArg::Auto => JsonFormat::Auto,
+        JsonFormatArg::None => JsonFormat::None,
+    };
+    let Some(target) = args.client_config else {
+        let entry = Entry {
+            name: args.name,
+            command,
+            uris,
+            overwrite: args.overwrite,
+            vscode: false,
+        };
+        return match merge(serde_json::Value::Null, "mcpServers", &entry) {
+            Ok(doc) => {
+                print!(
+                    "{}",
+                    crate::clientconfig::render(&doc, JsonFormat::Pretty, false)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e),
+        };
+    };
+    let client = Client::parse(&target);
+    let path = match client.path() {
+        Ok(p) => p,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let key = client.servers_key(&path);
+    let entry = Entry {
+        name: args.name,
+        command,
+        uris,
+        overwrite: args.overwrite,
+        vscode: key == "servers",
+    };
+    match update_file(&path, key, &entry, format) {
+        Ok(_) => {
+            println!(
+                "Updated {} (entry {key}.{}). Restart the client to use sqlguard.",
+                path.display(),
+                entry.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e.to_string()),
+    }
+}
+
+fn doctor(args: ServeArgs, format: check::Format) -> ExitCode {
+    let opts = serve_options(args);
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return usage_error(&format!("cannot find the sqlguard executable: {e}")),
+    };
+    let checks = rt.block_on(crate::doctor::run(&opts, &exe));
+    match format {
+        check::Format::Text => print!("{}", crate::doctor::render_text(&checks)),
+        check::Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"ok": checks.iter().all(|c| c.ok), "checks": checks})
+            )
+            .unwrap_or_default()
+        ),
+    }
+    if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn serve_options(args: ServeArgs) -> crate::mcp::ServeOptions {
+    crate::mcp::ServeOptions {
         uris: args.uris,
         config: args.config,
         policy: args.policy,
         data: args.data,
         audit_log: args.audit_log,
-    };
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let opts = serve_options(args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

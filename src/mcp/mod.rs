@@ -7,7 +7,7 @@
 
 mod handler;
 mod reload;
-mod state;
+pub mod state;
 
 use std::path::PathBuf;
 

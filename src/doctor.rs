@@ -1,0 +1,306 @@
+//! `sqlguard doctor`: one command that tells why a client shows "Server disconnected".
+//! Each check says ✓ or ✗ and, when it fails, what to do.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::Mode;
+use crate::mcp::ServeOptions;
+use crate::mcp::State;
+use crate::policy::{testing, Bundle, Policy};
+use crate::teleport::identity::read_cert;
+use crate::teleport::TshHome;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// What to do when it failed.
+    pub fix: Option<String>,
+}
+
+fn pass(name: &str, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok: true,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok: false,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+/// Runs every check in order; later checks that depend on a failed one are reported failed.
+pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let config = match opts.load_config() {
+        Ok(c) => {
+            let what = opts
+                .config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "no file (command line only)".into());
+            checks.push(pass("configuration", format!("parses: {what}")));
+            c
+        }
+        Err(e) => {
+            checks.push(fail(
+                "configuration",
+                e,
+                "fix the file as the message says (see README: configuration)",
+            ));
+            return checks;
+        }
+    };
+    let specs = match config.database_specs(&opts.uris) {
+        Ok(s) => {
+            checks.push(pass("databases", format!("{} configured", s.len())));
+            s
+        }
+        Err(e) => {
+            checks.push(fail(
+                "databases",
+                e,
+                "list each database once, with full URIs, from one cluster",
+            ));
+            return checks;
+        }
+    };
+
+    // Policy: compiles, and its tests pass.
+    match Bundle::load_or_embedded(&config.policy, &config.data)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            Policy::new(b.clone()).map_err(|e| e.to_string())?;
+            Ok(b)
+        }) {
+        Ok(bundle) => {
+            let tests = if bundle.tests.is_empty() {
+                Ok((0, 0))
+            } else {
+                testing::run(&bundle, false)
+                    .map(|(r, _)| {
+                        (
+                            r.iter().filter(|t| t.passed).count(),
+                            r.iter().filter(|t| !t.passed).count(),
+                        )
+                    })
+                    .map_err(|e| e.to_string())
+            };
+            match tests {
+                Ok((p, 0)) => checks.push(pass(
+                    "policy",
+                    format!(
+                        "bundle compiles (digest {}), {p} policy tests pass",
+                        &bundle.digest[..12]
+                    ),
+                )),
+                Ok((p, f)) => checks.push(fail(
+                    "policy",
+                    format!("{f} policy tests fail, {p} pass"),
+                    "run `sqlguard policy test` on the bundle and fix the failing rules",
+                )),
+                Err(e) => checks.push(fail(
+                    "policy",
+                    e,
+                    "run `sqlguard policy test` on the bundle",
+                )),
+            }
+        }
+        Err(e) => checks.push(fail(
+            "policy",
+            e,
+            "fix the Rego file and line named above; `sqlguard policy test DIR` shows it too",
+        )),
+    }
+
+    // Teleport profile, when a database goes through Teleport.
+    let teleport_needed = specs
+        .iter()
+        .any(|s| s.mode != Mode::Direct && s.dsn.is_none());
+    if teleport_needed {
+        let home = TshHome::locate(config.teleport.home.as_deref());
+        match home.as_ref().map(|h| (h, h.current_profile())) {
+            Some((h, Ok(p))) => match h.user_cert(&p).map(|c| read_cert(&c)) {
+                Some(Ok(info)) if !info.expired() => checks.push(pass(
+                    "teleport session",
+                    format!("logged in to {} as {}", p.web_proxy_addr, p.user),
+                )),
+                Some(Ok(_)) => checks.push(fail(
+                    "teleport session",
+                    format!(
+                        "the session for {} at {} has expired",
+                        p.user, p.web_proxy_addr
+                    ),
+                    format!(
+                        "run `{}`",
+                        crate::teleport::native::tsh_login_hint(Some(&p))
+                    ),
+                )),
+                Some(Err(e)) => checks.push(fail(
+                    "teleport session",
+                    e,
+                    format!(
+                        "run `{}`",
+                        crate::teleport::native::tsh_login_hint(Some(&p))
+                    ),
+                )),
+                None => checks.push(fail(
+                    "teleport session",
+                    "no user certificate",
+                    format!(
+                        "run `{}`",
+                        crate::teleport::native::tsh_login_hint(Some(&p))
+                    ),
+                )),
+            },
+            Some((_, Err(e))) => checks.push(fail(
+                "teleport session",
+                e,
+                "run `tsh login --proxy=<proxy address>`",
+            )),
+            None => checks.push(fail(
+                "teleport session",
+                "no home directory",
+                "set [teleport] home in the configuration",
+            )),
+        }
+    } else {
+        checks.push(pass(
+            "teleport session",
+            "not needed: every database has a direct dsn",
+        ));
+    }
+
+    // Each database: connect and run SELECT 1 under the guard.
+    match State::build(opts).await {
+        Ok(state) => {
+            for d in &state.databases {
+                let name = format!("database {}", d.spec.uri.name);
+                match &d.backend {
+                    crate::mcp::state::Backend::Ready(db) => match db.ping().await {
+                        Ok(()) => checks.push(pass(
+                            &name,
+                            format!(
+                                "{} answers SELECT 1 in a read-only transaction",
+                                db.target()
+                            ),
+                        )),
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let fix = if msg.contains("password authentication failed") {
+                                "check the user and password in the dsn".to_string()
+                            } else if msg.contains("Connection refused")
+                                || msg.contains("connection refused")
+                            {
+                                "start the database server, or fix the host and port".to_string()
+                            } else if msg.contains("tsh") {
+                                msg.split('`')
+                                    .nth(1)
+                                    .map(|c| format!("run `{c}`"))
+                                    .unwrap_or_else(|| "log in with tsh".into())
+                            } else {
+                                "check the address, credentials and TLS settings of this database"
+                                    .to_string()
+                            };
+                            checks.push(fail(&name, msg, fix));
+                        }
+                    },
+                    crate::mcp::state::Backend::Unavailable(why) => {
+                        checks.push(fail(&name, why.clone(), "fix its [[database]] entry"))
+                    }
+                }
+            }
+        }
+        Err(e) => checks.push(fail(
+            "server state",
+            e,
+            "fix the configuration as the message says",
+        )),
+    }
+
+    // The MCP server answers `initialize` over stdio, as a client would start it.
+    checks.push(mcp_check(opts, exe).await);
+    checks
+}
+
+async fn mcp_check(opts: &ServeOptions, exe: &Path) -> Check {
+    use rmcp::ServiceExt;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("serve")
+        .args(&opts.uris)
+        .env("SQLGUARD_LOG", "error");
+    if let Some(c) = &opts.config {
+        cmd.arg("--config").arg(c);
+    }
+    for p in &opts.policy {
+        cmd.arg("--policy").arg(p);
+    }
+    for d in &opts.data {
+        cmd.arg("--data").arg(d);
+    }
+    let transport = match rmcp::transport::TokioChildProcess::new(cmd) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                "mcp server",
+                format!("cannot start {}: {e}", exe.display()),
+                "check that the sqlguard executable runs",
+            )
+        }
+    };
+    let started =
+        tokio::time::timeout(std::time::Duration::from_secs(20), ().serve(transport)).await;
+    match started {
+        Ok(Ok(client)) => {
+            let tools = client.list_all_tools().await.map(|t| t.len()).unwrap_or(0);
+            let _ = client.cancel().await;
+            pass(
+                "mcp server",
+                format!("`sqlguard serve` answers initialize over stdio; {tools} tools listed"),
+            )
+        }
+        Ok(Err(e)) => fail(
+            "mcp server",
+            format!("`sqlguard serve` did not complete initialize: {e}"),
+            "run `sqlguard serve …` by hand to see its error on stderr",
+        ),
+        Err(_) => fail(
+            "mcp server",
+            "`sqlguard serve` did not answer within 20 s",
+            "run `sqlguard serve …` by hand to see its error on stderr",
+        ),
+    }
+}
+
+/// Renders the checks for a terminal.
+pub fn render_text(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        out.push_str(&format!(
+            "{} {}: {}\n",
+            if c.ok { "✓" } else { "✗" },
+            c.name,
+            c.detail
+        ));
+        if let Some(f) = &c.fix {
+            out.push_str(&format!("    fix: {f}\n"));
+        }
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    out.push_str(&if failed == 0 {
+        "All checks passed.\n".to_string()
+    } else {
+        format!("{failed} check(s) failed.\n")
+    });
+    out
+}
