@@ -145,20 +145,14 @@ fn each_failure_names_its_fix() {
     )
     .unwrap();
     let ca = crate::support::cluster::new_ca("user CA");
-    let ca_key = rcgen::KeyPair::from_pem(&ca.0).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.1, ca_key).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "alice");
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
     params.not_after = rcgen::date_time_ymd(2020, 1, 2);
-    let key = rcgen::KeyPair::generate().unwrap();
-    std::fs::write(
-        home.join("keys/proxy.example.com/alice.crt"),
-        params.signed_by(&key, &issuer).unwrap().pem(),
-    )
-    .unwrap();
+    let (_, cert) = crate::support::cluster::sign(&ca, params, None);
+    std::fs::write(home.join("keys/proxy.example.com/alice.crt"), cert).unwrap();
     let config = dir.join("teleport.toml");
     std::fs::write(&config, "[[database]]\nuri = \"teleport://clusters/proxy.example.com/databases/shop?dbName=shop&dbUser=agent\"\nmode = \"native\"\n").unwrap();
     let (ok, v) = doctor(&config, &[("TELEPORT_HOME", home.to_str().unwrap())]);

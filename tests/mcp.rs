@@ -188,3 +188,52 @@ async fn startup_errors_and_missing_teleport_sessions() {
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Tools the policy denies are not listed and are refused on call.
+#[tokio::test]
+async fn denied_tools_are_hidden_and_refused() {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::ServiceExt;
+    let dir = std::env::temp_dir().join(format!("sqlguard-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("tools.json");
+    std::fs::write(
+        &data,
+        r#"{"sqlguard": {"tools": {"deny": ["^teleport_postgres_.*$"]}}}"#,
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args([
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "teleport://clusters/acme/databases/shop?dbName=shop&dbUser=agent",
+    ])
+    .env("SQLGUARD_LOG", "error");
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(tools, ["teleport_list_databases"]);
+    let args = serde_json::json!({"database": "teleport://clusters/acme/databases/shop", "query": "SELECT 1"});
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("teleport_postgres_query")
+                .with_arguments(args.as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text: String = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    assert!(text.contains("tool_denied"), "{text}");
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,7 +17,7 @@ use sqlguard::teleport::identity::read_cert;
 use sqlguard::teleport::tunnel::{Tunnel, TunnelDialer};
 use sqlguard::teleport::{dialer, DatabaseUri, TshHome};
 
-use crate::support::cluster::{new_ca, Cluster, DB, WRITER};
+use crate::support::cluster::{new_ca, sign, Cluster, DB, WRITER};
 
 const LIMITS: RunLimits = RunLimits {
     max_rows: 100,
@@ -35,8 +35,6 @@ fn teleport_cert(
     names: &[&str],
     expired: bool,
 ) -> (String, String) {
-    let ca_key = rcgen::KeyPair::from_pem(&ca.0).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.1, ca_key).unwrap();
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
@@ -69,9 +67,7 @@ fn teleport_cert(
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2020, 1, 2);
     }
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (key.serialize_pem(), cert.pem())
+    sign(ca, params, None)
 }
 
 struct Pki {
@@ -119,15 +115,13 @@ fn tsh_home(pki: &Pki, proxy_port: u16, tag: &str) -> PathBuf {
     // v16 layout: <db>-x509.pem signed for the user's own key (file `alice`).
     std::fs::write(keys.join("alice"), &ukey).unwrap();
     let user_key = rcgen::KeyPair::from_pem(&ukey).unwrap();
-    let ca_key = rcgen::KeyPair::from_pem(&pki.user_ca.0).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&pki.user_ca.1, ca_key).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "alice");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&user_key, &issuer).unwrap();
-    std::fs::write(db_dir.join("legacy-x509.pem"), cert.pem()).unwrap();
+    let (_, cert) = sign(&pki.user_ca, params, Some(user_key));
+    std::fs::write(db_dir.join("legacy-x509.pem"), cert).unwrap();
     dir
 }
 

@@ -3,6 +3,7 @@
 mod support;
 
 mod analysis;
+mod cli;
 mod clientconfig;
 mod doctor;
 mod execution;

@@ -124,3 +124,28 @@ pub fn analyze_with(sql: &str, opts: &AnalysisOptions) -> Result<Facts, Analysis
         statements,
     })
 }
+
+/// An oracle for fuzzing and property tests: every relation and function the analysis
+/// reports is named in the text, as the parser decoded it. The exceptions are calls the
+/// grammar writes itself (`TRIM` → `pg_catalog.btrim`, `AT TIME ZONE` → `pg_catalog.timezone`:
+/// schema-qualified pg_catalog calls) and texts whose names are escaped (`U&"…"`, `""`).
+pub fn check_names_in_text(sql: &str, facts: &Facts) -> Result<(), String> {
+    let lower = sql.to_lowercase();
+    if lower.contains("u&") || lower.contains("\"\"") {
+        return Ok(());
+    }
+    for s in &facts.statements {
+        for r in &s.relations {
+            if !lower.contains(&r.name.to_lowercase()) {
+                return Err(format!("relation {:?} is not in the text {sql:?}", r.name));
+            }
+        }
+        for f in &s.functions {
+            let grammar_written = f.qualified && f.schema.as_deref() == Some("pg_catalog");
+            if !grammar_written && !lower.contains(&f.name.to_lowercase()) {
+                return Err(format!("function {:?} is not in the text {sql:?}", f.name));
+            }
+        }
+    }
+    Ok(())
+}

@@ -61,11 +61,8 @@ impl Policy {
 
     /// Evaluates `data.sqlguard.decision` for `input`. Never fails: errors deny.
     pub fn decide(&self, input: &PolicyInput<'_>) -> Decision {
-        let value = match serde_json::to_string(input)
-            .map_err(|e| e.to_string())
-            .and_then(|s| regorus::Value::from_json_str(&s).map_err(|e| e.to_string()))
-        {
-            Ok(v) => v,
+        let value: regorus::Value = match serde_json::to_value(input) {
+            Ok(v) => v.into(),
             Err(e) => {
                 return Decision::deny(
                     "policy_input",

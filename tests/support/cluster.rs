@@ -28,14 +28,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Issues a certificate for `names` signed by `ca` (`(key PEM, cert PEM)`).
+/// Signs `params` with `ca` (`(key PEM, cert PEM)`), for `key` or a new key pair.
+pub fn sign(
+    ca: &(String, String),
+    params: rcgen::CertificateParams,
+    key: Option<rcgen::KeyPair>,
+) -> (String, String) {
+    let ca_key = rcgen::KeyPair::from_pem(&ca.0).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.1, ca_key).unwrap();
+    let key = key.unwrap_or_else(|| rcgen::KeyPair::generate().unwrap());
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (key.serialize_pem(), cert.pem())
+}
+
+/// Issues a certificate for `names` signed by `ca`.
 pub fn issue_cert(
     ca: &(String, String),
     names: &[&str],
     client_cn: Option<&str>,
 ) -> (String, String) {
-    let ca_key = rcgen::KeyPair::from_pem(&ca.0).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.1, ca_key).unwrap();
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
@@ -44,9 +55,7 @@ pub fn issue_cert(
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
     }
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (key.serialize_pem(), cert.pem())
+    sign(ca, params, None)
 }
 
 pub fn new_ca(name: &str) -> (String, String) {

@@ -1,0 +1,205 @@
+//! The decision hot path and the cost of the guard at execution.
+//!
+//!   cargo bench --bench decision            (all)
+//!   cargo bench --bench decision -- analysis/join
+//!
+//! Execution benches start a throwaway PostgreSQL (see `sqlguard::demo::cluster`).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sqlguard::analysis::{analyze_with, AnalysisOptions};
+use sqlguard::policy::{Bundle, Identity, Policy, PolicyInput};
+
+const POINT: &str = "SELECT id, name, email FROM users WHERE id = 42";
+
+/// About 350 bytes: a join with a CTE and a subquery.
+const JOIN: &str = "WITH recent AS (SELECT user_id, sum(total) AS spent FROM orders WHERE placed_at > now() - interval '30 days' GROUP BY user_id) \
+SELECT u.id, u.name, r.spent, (SELECT count(*) FROM tickets t WHERE t.user_id = u.id AND t.status = 'open') AS open_tickets \
+FROM users u JOIN recent r ON r.user_id = u.id WHERE u.active ORDER BY r.spent DESC LIMIT 20";
+
+fn big_query() -> String {
+    let cols: Vec<String> = (0..60)
+        .map(|i| format!("coalesce(t{}.c{i}, 0) AS c{i}", i % 6))
+        .collect();
+    let joins: Vec<String> = (1..6)
+        .map(|i| format!("LEFT JOIN table_{i} t{i} ON t{i}.id = t0.id AND t{i}.kind = 'k{i}'"))
+        .collect();
+    format!("SELECT {} FROM table_0 t0 {} WHERE t0.created_at > '2024-01-01' AND t0.id IN (SELECT id FROM audit WHERE ok) ORDER BY 1 LIMIT 100", cols.join(", "), joins.join(" "))
+}
+
+fn nested_query(depth: usize) -> String {
+    format!(
+        "SELECT * FROM {}users{}",
+        "(SELECT * FROM ".repeat(depth),
+        ") s".repeat(depth)
+    )
+}
+
+fn tpch() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/tpch");
+    if !dir.is_dir() {
+        eprintln!("!!!!! ../shared/corpus/tpch is absent: the TPC-H benches are SKIPPED !!!!!");
+        return Vec::new();
+    }
+    (1..=22)
+        .filter_map(|i| {
+            let text = std::fs::read_to_string(dir.join(format!("{i}.sql"))).ok()?;
+            // PostgreSQL spells Q1's interval without a precision; Q15's query sits between
+            // its view DDL.
+            let text = text.replace("interval '90' day (3)", "interval '90' day");
+            let sql = pg_query::split_with_parser(&text)
+                .ok()?
+                .into_iter()
+                .find(|s| {
+                    s.trim_start().to_lowercase().starts_with("select")
+                        || s.trim_start().to_lowercase().starts_with("with")
+                })?
+                .to_string();
+            Some((format!("q{i:02}"), sql))
+        })
+        .collect()
+}
+
+fn inputs() -> Vec<(String, String)> {
+    let mut v = vec![
+        ("point".to_string(), POINT.to_string()),
+        ("join".to_string(), JOIN.to_string()),
+        ("3kb".to_string(), big_query()),
+        ("nested40".to_string(), nested_query(40)),
+    ];
+    v.extend(tpch().into_iter().map(|(n, s)| (format!("tpch/{n}"), s)));
+    v
+}
+
+fn policy() -> Policy {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    Policy::new(Bundle::load(&[dir], &[]).unwrap()).unwrap()
+}
+
+fn hot_path(c: &mut Criterion) {
+    let opts = AnalysisOptions::default();
+    let policy = policy();
+    let identity = Identity {
+        user: "alice".into(),
+        roles: vec!["dev".into()],
+        traits: Default::default(),
+    };
+    for (name, sql) in inputs() {
+        assert!(
+            policy
+                .check(&sql, &opts, None, &identity, "teleport_postgres_query")
+                .decision
+                .allow,
+            "{name} is not allowed"
+        );
+        c.bench_with_input(BenchmarkId::new("analysis", &name), &sql, |b, sql| {
+            b.iter(|| analyze_with(black_box(sql), &opts).unwrap())
+        });
+        let facts = analyze_with(&sql, &opts).unwrap();
+        let input = PolicyInput {
+            query: Some(&facts),
+            database: None,
+            identity: &identity,
+            tool: "teleport_postgres_query",
+        };
+        c.bench_with_input(BenchmarkId::new("policy", &name), &input, |b, input| {
+            b.iter(|| policy.decide(black_box(input)))
+        });
+        c.bench_with_input(BenchmarkId::new("decision", &name), &sql, |b, sql| {
+            b.iter(|| {
+                policy.check(
+                    black_box(sql),
+                    &opts,
+                    None,
+                    &identity,
+                    "teleport_postgres_query",
+                )
+            })
+        });
+    }
+    c.bench_function("baseline/pg_query::parse/join", |b| {
+        b.iter(|| pg_query::parse(black_box(JOIN), 0).unwrap())
+    });
+    c.bench_function("baseline/pg_query::summary/join", |b| {
+        b.iter(|| pg_query::summary(black_box(JOIN), 0, -1).unwrap())
+    });
+}
+
+fn execution(c: &mut Criterion) {
+    use sqlguard::demo::cluster::{ClusterOptions, LocalCluster};
+    use sqlguard::execution::{Database, DirectDialer, Dsn, RunLimits, SessionSettings};
+    let cluster = match LocalCluster::start(&ClusterOptions {
+        tag: "bench".into(),
+        host_auth: "trust".into(),
+        ..Default::default()
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("!!!!! no PostgreSQL for the execution benches ({e}): SKIPPED !!!!!");
+            return;
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dsn = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+        cluster.port
+    );
+    let db = Database::new(
+        DirectDialer::new(Dsn::parse(&dsn).unwrap())
+            .unwrap()
+            .endpoint(),
+        SessionSettings::default(),
+        1,
+    );
+    let (client, conn) = rt
+        .block_on(tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                cluster.port
+            ),
+            tokio_postgres::NoTls,
+        ))
+        .unwrap();
+    rt.spawn(conn);
+    let limits = RunLimits {
+        max_rows: 1000,
+        max_result_bytes: 1 << 20,
+        statement_timeout_ms: 30_000,
+    };
+    let policy = policy();
+    let opts = AnalysisOptions::default();
+    let identity = Identity::default();
+    for (name, sql) in [
+        ("select1", "SELECT 1"),
+        (
+            "rows1000",
+            "SELECT g, 'row ' || g AS label FROM generate_series(1, 1000) g",
+        ),
+    ] {
+        c.bench_function(&format!("execution/unguarded/{name}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { client.query_typed(sql, &[]).await.unwrap() })
+        });
+        c.bench_function(&format!("execution/guarded/{name}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { db.execute(sql, limits).await.unwrap() })
+        });
+        c.bench_function(&format!("execution/guarded+decision/{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let checked = policy.check(sql, &opts, None, &identity, "teleport_postgres_query");
+                assert!(checked.decision.allow);
+                db.execute(sql, limits).await.unwrap()
+            })
+        });
+    }
+    drop(cluster);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = hot_path, execution
+}
+criterion_main!(benches);

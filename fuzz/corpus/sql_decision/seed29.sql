@@ -1,0 +1,1 @@
+SELECT * FROM json_table('{}'::jsonb, '$' COLUMNS (a int PATH '$.a')) jt

@@ -1,0 +1,1 @@
+SELECT U&"pg_read_fil\0065"('x')

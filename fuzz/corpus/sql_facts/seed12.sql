@@ -1,0 +1,1 @@
+SELECT a.x, b.y FROM a JOIN b USING (id) LEFT JOIN LATERAL (SELECT * FROM c WHERE c.id = a.id) s ON true

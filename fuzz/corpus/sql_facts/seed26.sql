@@ -1,0 +1,1 @@
+SELECT nextval('s') FROM generate_series(1, 3)
