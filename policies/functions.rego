@@ -3,11 +3,6 @@ package sqlguard
 
 import rego.v1
 
-calls contains [i, f] if {
-	some [i, s] in query_statements
-	some f in s.functions
-}
-
 function_allowed(f) if matches_any(data.sqlguard.functions.allow, f.qualified_name)
 
 function_allowed(f) if {
@@ -17,7 +12,8 @@ function_allowed(f) if {
 
 # Risk categories are denied whatever the volatility (threat model, classes 8 and 9).
 deny contains reason("function_risk", i, msg) if {
-	some [i, f] in calls
+	some i, s in input.query.statements
+	some f in s.functions
 	some risk in f.risks
 	not risk in data.sqlguard.functions.allow_risks
 	not function_allowed(f)
@@ -25,7 +21,8 @@ deny contains reason("function_risk", i, msg) if {
 }
 
 deny contains reason("function_volatile", i, msg) if {
-	some [i, f] in calls
+	some i, s in input.query.statements
+	some f in s.functions
 	f.builtin
 	f.volatility == "volatile"
 	count(f.risks) == 0
@@ -35,7 +32,8 @@ deny contains reason("function_volatile", i, msg) if {
 }
 
 deny contains reason("function_unknown", i, msg) if {
-	some [i, f] in calls
+	some i, s in input.query.statements
+	some f in s.functions
 	not f.builtin
 	count(f.risks) == 0
 	not function_allowed(f)
@@ -43,14 +41,15 @@ deny contains reason("function_unknown", i, msg) if {
 }
 
 deny contains reason("function_denied", i, msg) if {
-	some [i, f] in calls
+	some i, s in input.query.statements
+	some f in s.functions
 	some name in {f.qualified_name, f.name}
 	matches_any(data.sqlguard.functions.deny, name)
 	msg := sprintf("function %s is denied by the policy (functions.deny)", [f.qualified_name])
 }
 
 deny contains reason("operator_unknown", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some o in s.operators
 	msg := sprintf("operator %s is not a PostgreSQL built-in: use built-in operators only", [o.name])
 }

@@ -5,7 +5,7 @@ package sqlguard
 import rego.v1
 
 deny contains reason("setting_sensitive", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some x in s.settings
 	x.action in {"show", "read"}
 	x.name in data.sqlguard.settings.sensitive
@@ -17,7 +17,7 @@ sensitive_message("all") := "SHOW ALL lists sensitive settings: SHOW the setting
 sensitive_message(name) := sprintf("setting %s is sensitive (file paths, commands or keys) and cannot be read", [name]) if name != "all"
 
 deny contains reason("setting_dynamic", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some x in s.settings
 	x.name == null
 	msg := sprintf("the setting name passed to %s is computed at run time: write it as a string literal", [setting_function(x.action)])
@@ -28,7 +28,7 @@ setting_function("read") := "current_setting"
 setting_function("write") := "set_config"
 
 deny contains reason("setting_change", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some x in s.settings
 	x.action in {"set", "reset", "write"}
 	x.name != null

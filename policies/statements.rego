@@ -15,13 +15,13 @@ deny contains reason("max_statements", -1, msg) if {
 }
 
 deny contains reason("unclassified_node", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some node in s.unclassified
 	msg := sprintf("sqlguard cannot classify the construct %s: rewrite the query without it", [node])
 }
 
 deny contains reason("parameters", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	count(s.parameters) > 0
 	msg := "the query uses $n parameters but none are sent: write the values into the query"
 }
@@ -31,7 +31,7 @@ allowed_kinds := data.sqlguard.statements.read_only_kinds if data.sqlguard.read_
 allowed_kinds := data.sqlguard.statements.writable_kinds if not data.sqlguard.read_only
 
 deny contains reason("statement_kind", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	not s.kind in allowed_kinds
 	msg := sprintf("%s statements are not allowed%s: only %s may run", [upper(kind_label(s.kind)), mode_label, concat(", ", [upper(kind_label(k)) | some k in allowed_kinds])])
 }
@@ -47,7 +47,7 @@ kind_label(k) := replace(k, "_", " ")
 # ANALYZE of a write, session and transaction changes, side-effect functions).
 deny contains reason(c.construct, i, construct_message(c)) if {
 	data.sqlguard.read_only
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some c in s.not_read_only
 	not c.construct in kind_constructs
 }
@@ -63,7 +63,7 @@ kind_constructs := {
 # identity (threat model, classes 2 and 10).
 deny contains reason(c.construct, i, construct_message(c)) if {
 	not data.sqlguard.read_only
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some c in s.not_read_only
 	c.construct in {"read_write_transaction", "identity_switch", "select_into", "data_modifying_cte", "explain_analyze_write"}
 }
@@ -86,7 +86,7 @@ construct_message(c) := c.detail if {
 
 # EXPLAIN is allowed only for a statement that is itself allowed.
 deny contains reason("explain_target", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	s.kind == "explain"
 	not s.explain.statement.kind in allowed_kinds
 	msg := sprintf("EXPLAIN of %s is not allowed: explain a statement that may itself run", [upper(kind_label(s.explain.statement.kind))])

@@ -3,31 +3,31 @@ package sqlguard
 
 import rego.v1
 
-# Every relation reached by the query, with all the schemas its name could resolve to.
-relations contains [i, r] if {
-	some [i, s] in query_statements
-	some r in s.relations
-	not r.cte
-}
-
+# Every schema a relation's name could resolve to (CTE references are no tables).
 relation_names(r) := {sprintf("%s.%s", [c, r.name]) | some c in r.candidates}
 
 deny contains reason("table_denied", i, msg) if {
-	some [i, r] in relations
+	some i, s in input.query.statements
+	some r in s.relations
+	not r.cte
 	some name in relation_names(r)
 	matches_any(data.sqlguard.tables.deny, name)
 	msg := sprintf("table %s is not allowed by the policy (tables.deny): query other tables", [name])
 }
 
 deny contains reason("table_not_allowed", i, msg) if {
-	some [i, r] in relations
+	some i, s in input.query.statements
+	some r in s.relations
+	not r.cte
 	some name in relation_names(r)
 	not matches_any(data.sqlguard.tables.allow, name)
 	msg := sprintf("table %s is not in the allowed tables (%s): query only those", [name, concat(", ", data.sqlguard.tables.allow)])
 }
 
 deny contains reason("sensitive_catalog", i, msg) if {
-	some [i, r] in relations
+	some i, s in input.query.statements
+	some r in s.relations
+	not r.cte
 	some name in relation_names(r)
 	name in data.sqlguard.tables.sensitive
 	msg := sprintf("%s holds credentials or server internals and is never readable: use another view", [name])
@@ -43,7 +43,7 @@ denied_columns contains [table, column] if {
 }
 
 deny contains reason("column_denied", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some c in s.columns
 	not c.star
 	some [table, column] in denied_columns
@@ -53,7 +53,7 @@ deny contains reason("column_denied", i, msg) if {
 }
 
 deny contains reason("column_denied", i, msg) if {
-	some [i, s] in query_statements
+	some i, s in input.query.statements
 	some c in s.columns
 	c.star
 	some [table, column] in denied_columns

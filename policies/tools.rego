@@ -7,7 +7,7 @@ import rego.v1
 
 tool_matches(pattern, tool) if {
 	not is_regex(pattern)
-	glob.match(pattern, null, tool)
+	name_matches(pattern, tool)
 }
 
 tool_matches(pattern, tool) if {

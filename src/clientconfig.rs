@@ -355,3 +355,24 @@ mod tests {
         assert!(merge(json!({"mcpServers": 3}), "mcpServers", &entry(&[])).is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// Numbers in a client's file survive the rewrite exactly (serde_json float_roundtrip).
+    #[test]
+    fn fuzz_crash_25f7a128() {
+        let doc: Value = serde_json::from_str(r#"{"mcpServe":9999990668520184933983 }"#).unwrap();
+        let e = Entry {
+            name: DEFAULT_ENTRY.into(),
+            command: "x".into(),
+            uris: vec![],
+            overwrite: false,
+            vscode: false,
+        };
+        let out = merge(doc, "mcpServers", &e).unwrap();
+        let text = render(&out, JsonFormat::Auto, true);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), out);
+    }
+}

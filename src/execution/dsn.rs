@@ -53,10 +53,9 @@ impl Dsn {
             return Err(bad(&format!("scheme {:?} is not postgres", url.scheme())));
         }
         let decode = |v: &str| {
-            url::form_urlencoded::parse(format!("x={v}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         let mut dsn = Dsn {
             host: url

@@ -63,10 +63,9 @@ impl DatabaseUri {
             .path_segments()
             .map(|p| {
                 p.map(|s| {
-                    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                        .next()
-                        .map(|(_, v)| v.into_owned())
-                        .unwrap_or_default()
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
                 })
                 .collect()
             })
@@ -207,5 +206,26 @@ mod tests {
         assert!(check_set([&a, &DatabaseUri::new("c1", "a", "other", "u")])
             .unwrap_err()
             .contains("twice"));
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// Path segments are percent-decoded, not form-decoded: `&` and `+` are literal there.
+    #[test]
+    fn fuzz_crash_3b93cd5d() {
+        let bytes: Vec<u8> = vec![
+            116, 101, 108, 101, 112, 111, 114, 116, 58, 47, 47, 99, 108, 117, 115, 116, 101, 114,
+            115, 47, 98, 50, 37, 47, 100, 97, 116, 97, 98, 97, 115, 101, 115, 47, 46, 38, 63, 100,
+            98, 85, 115, 101, 114, 61, 117, 61, 115, 47, 97, 98, 37, 65, 61, 47, 100, 97, 116, 97,
+            98, 97, 115, 101, 115, 38, 100, 98, 78, 97, 109, 101, 61, 61, 58, 47, 47,
+        ];
+        let s = String::from_utf8(bytes).unwrap();
+        let u = DatabaseUri::parse(&s).unwrap();
+        let printed = u.to_string();
+        assert_eq!(u.name, ".&");
+        assert_eq!(DatabaseUri::parse(&printed).unwrap(), u);
     }
 }
