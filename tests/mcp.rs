@@ -164,20 +164,8 @@ async fn startup_errors_and_missing_teleport_sessions() {
     .env("PATH", "/usr/bin:/bin")
     .env("SQLGUARD_LOG", "error");
     let client = ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap()).await.unwrap();
-    let args = serde_json::json!({"database": "teleport://clusters/acme/databases/shop", "query": "SELECT 1"});
-    let r = client
-        .call_tool(
-            CallToolRequestParams::new("teleport_postgres_query")
-                .with_arguments(args.as_object().cloned().unwrap()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true));
-    let text: String = r
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect();
+    let (is_error, text) = query_shop(&client, "SELECT 1").await;
+    assert!(is_error);
     assert!(text.contains("tsh"), "{text}");
     // The server keeps serving after the error.
     let r = client
@@ -219,21 +207,31 @@ async fn denied_tools_are_hidden_and_refused() {
         .map(|t| t.name.to_string())
         .collect();
     assert_eq!(tools, ["teleport_list_databases"]);
-    let args = serde_json::json!({"database": "teleport://clusters/acme/databases/shop", "query": "SELECT 1"});
+    let (is_error, text) = query_shop(&client, "SELECT 1").await;
+    assert!(is_error);
+    assert!(text.contains("tool_denied"), "{text}");
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Calls teleport_postgres_query on the `shop` database: `(isError, text)`.
+async fn query_shop(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    sql: &str,
+) -> (bool, String) {
+    let args =
+        serde_json::json!({"database": "teleport://clusters/acme/databases/shop", "query": sql});
     let r = client
         .call_tool(
-            CallToolRequestParams::new("teleport_postgres_query")
+            rmcp::model::CallToolRequestParams::new("teleport_postgres_query")
                 .with_arguments(args.as_object().cloned().unwrap()),
         )
         .await
         .unwrap();
-    assert_eq!(r.is_error, Some(true));
-    let text: String = r
+    let text = r
         .content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
         .collect();
-    assert!(text.contains("tool_denied"), "{text}");
-    let _ = client.cancel().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    (r.is_error == Some(true), text)
 }
