@@ -180,7 +180,6 @@ async fn startup_errors_and_missing_teleport_sessions() {
 /// Tools the policy denies are not listed and are refused on call.
 #[tokio::test]
 async fn denied_tools_are_hidden_and_refused() {
-    use rmcp::model::CallToolRequestParams;
     use rmcp::ServiceExt;
     let dir = std::env::temp_dir().join(format!("sqlguard-tools-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
