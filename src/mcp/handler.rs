@@ -13,7 +13,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
-use super::state::{Backend, ServedDatabase, State};
+use super::state::{ServedDatabase, State};
 use crate::config::AuditQuery;
 use crate::execution::{result_json, ExecError, RunLimits};
 use crate::teleport::uri::{DatabaseUri, EXPECTED_FORMAT};
@@ -277,12 +277,12 @@ impl Sqlguard {
             m.push_str("\nRewrite the query as described and call the tool again.");
             return Err(m);
         }
-        let Backend::Ready(pool) = &db.backend else {
-            let Backend::Unavailable(why) = &db.backend else {
-                unreachable!()
-            };
-            audit["error"] = json!(why);
-            return Err(why.clone());
+        let pool = match db.backend.ready() {
+            Ok(pool) => pool,
+            Err(why) => {
+                audit["error"] = json!(why);
+                return Err(why.to_string());
+            }
         };
         let limits = checked.decision.limits;
         let started = Instant::now();
@@ -324,12 +324,7 @@ impl Sqlguard {
 
     /// The relations and columns this identity's policy lets it read.
     async fn schema(&self, d: &ServedDatabase) -> Result<Value, String> {
-        let Backend::Ready(pool) = &d.backend else {
-            let Backend::Unavailable(why) = &d.backend else {
-                unreachable!()
-            };
-            return Err(why.clone());
-        };
+        let pool = d.backend.ready().map_err(str::to_string)?;
         let sql = "SELECT c.table_schema, c.table_name, t.table_type, c.column_name, c.data_type \
                    FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name) \
                    WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema NOT LIKE 'pg_toast%' \

@@ -51,6 +51,16 @@ pub enum Backend {
     Unavailable(String),
 }
 
+impl Backend {
+    /// The pool, or why the database cannot be reached.
+    pub fn ready(&self) -> Result<&Database, &str> {
+        match self {
+            Backend::Ready(db) => Ok(db),
+            Backend::Unavailable(why) => Err(why),
+        }
+    }
+}
+
 pub struct ServedDatabase {
     pub spec: DatabaseSpec,
     pub context: DatabaseContext,
