@@ -41,10 +41,11 @@ deny contains reason("function_unknown", i, msg) if {
 }
 
 deny contains reason("function_denied", i, msg) if {
+	some pattern in data.sqlguard.functions.deny
 	some i, s in input.query.statements
 	some f in s.functions
 	some name in {f.qualified_name, f.name}
-	matches_any(data.sqlguard.functions.deny, name)
+	name_matches(pattern, name)
 	msg := sprintf("function %s is denied by the policy (functions.deny)", [f.qualified_name])
 }
 

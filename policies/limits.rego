@@ -22,7 +22,10 @@ applicable_limits contains entry.limits if {
 	entry.role in input.identity.roles
 }
 
+# Usually only the defaults apply: then they are the limits, with nothing to compare.
+effective_limits := data.sqlguard.limits.default if count(applicable_limits) == 1
+
 effective_limits := {name: min(values) |
 	some name in limit_names
 	values := [v | some l in applicable_limits; v := l[name]]
-}
+} if count(applicable_limits) > 1

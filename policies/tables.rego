@@ -3,36 +3,39 @@ package sqlguard
 
 import rego.v1
 
-# Every schema a relation's name could resolve to (CTE references are no tables).
-relation_names(r) := {sprintf("%s.%s", [c, r.name]) | some c in r.candidates}
-
-deny contains reason("table_denied", i, msg) if {
+# Every table a statement names, under each schema its name could resolve to (CTE
+# references are no tables), computed once per call: [statement index, "schema.table"].
+table_refs contains [i, name] if {
 	some i, s in input.query.statements
 	some r in s.relations
 	not r.cte
-	some name in relation_names(r)
-	matches_any(data.sqlguard.tables.deny, name)
+	some schema in r.candidates
+	name := concat(".", [schema, r.name])
+}
+
+# The names one relation could resolve to (for rules of your own).
+relation_names(r) := {concat(".", [c, r.name]) | some c in r.candidates}
+
+deny contains reason("table_denied", i, msg) if {
+	some pattern in data.sqlguard.tables.deny
+	some [i, name] in table_refs
+	name_matches(pattern, name)
 	msg := sprintf("table %s is not allowed by the policy (tables.deny): query other tables", [name])
 }
 
+# "*" allows every table, so the usual configuration costs nothing here.
 deny contains reason("table_not_allowed", i, msg) if {
-	some i, s in input.query.statements
-	some r in s.relations
-	not r.cte
-	some name in relation_names(r)
+	not "*" in data.sqlguard.tables.allow
+	some [i, name] in table_refs
 	not matches_any(data.sqlguard.tables.allow, name)
 	msg := sprintf("table %s is not in the allowed tables (%s): query only those", [name, concat(", ", data.sqlguard.tables.allow)])
 }
 
 deny contains reason("sensitive_catalog", i, msg) if {
-	some i, s in input.query.statements
-	some r in s.relations
-	not r.cte
-	some name in relation_names(r)
+	some [i, name] in table_refs
 	name in data.sqlguard.tables.sensitive
 	msg := sprintf("%s holds credentials or server internals and is never readable: use another view", [name])
 }
-
 # columns.deny entries are "schema.table.column".
 denied_columns contains [table, column] if {
 	some entry in data.sqlguard.columns.deny
@@ -43,20 +46,20 @@ denied_columns contains [table, column] if {
 }
 
 deny contains reason("column_denied", i, msg) if {
+	some [table, column] in denied_columns
 	some i, s in input.query.statements
 	some c in s.columns
 	not c.star
-	some [table, column] in denied_columns
 	c.name == column
 	table in c.relations
 	msg := sprintf("column %s.%s is not readable: leave it out of the query", [table, column])
 }
 
 deny contains reason("column_denied", i, msg) if {
+	some [table, column] in denied_columns
 	some i, s in input.query.statements
 	some c in s.columns
 	c.star
-	some [table, column] in denied_columns
 	table in c.relations
 	msg := sprintf("* (or a whole-row reference) of %s would read the denied column %s: name the columns you need instead", [table, column])
 }

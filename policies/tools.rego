@@ -21,9 +21,17 @@ is_regex(p) if {
 }
 
 tool_allowed if {
+	tool_listed
+	not tool_denied
+}
+
+# "*" lists every tool, so the usual configuration needs no matching.
+tool_listed if "*" in data.sqlguard.tools.allow
+
+tool_listed if {
+	not "*" in data.sqlguard.tools.allow
 	some p in data.sqlguard.tools.allow
 	tool_matches(p, input.tool)
-	not tool_denied
 }
 
 tool_denied if {

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use sqlguard::analysis::analyze;
 use sqlguard::analysis::AnalysisOptions;
-use sqlguard::policy::{Bundle, Decision, Identity, Policy, PolicyError};
+use sqlguard::policy::{Bundle, Decision, Identity, Policy, PolicyError, PolicyInput};
 
 use crate::support::{corpus_dir, peer_cases};
 
@@ -470,4 +471,28 @@ fn embedded_bundle_matches_policies_dir() {
         "a policy file is missing from bundle.rs EMBEDDED"
     );
     assert_eq!(disk.data, embedded.data);
+}
+
+/// A built-in that fails on the security team's data (an invalid glob in tables.deny) is an
+/// evaluation error, so every call is denied — never a deny rule that silently stops matching.
+/// (regorus' RVM treats such an error as a false rule body, which would allow the call: one
+/// reason the interpreter decides; see docs/performance.md.)
+#[test]
+fn failing_builtin_denies() {
+    let dir = std::env::temp_dir().join(format!("sqlguard-glob-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tables.json");
+    std::fs::write(&file, r#"{"sqlguard": {"tables": {"deny": ["a*b*["]}}}"#).unwrap();
+    let policy = Policy::new(Bundle::load(&[policies_dir()], &[file]).unwrap()).unwrap();
+    let facts = analyze("SELECT * FROM users").unwrap();
+    let identity = Identity::default();
+    let d = policy.decide(&PolicyInput {
+        query: Some(&facts),
+        database: None,
+        identity: &identity,
+        tool: "teleport_postgres_query",
+    });
+    assert!(!d.allow, "{d:?}");
+    assert_eq!(d.reasons[0].rule, "policy_error", "{d:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -88,29 +88,50 @@ const RISKS: &[(&str, &str)] = &[
     ("pg_background_*", "scheduler"),
 ];
 
+/// One entry of [`RISKS`], split once: schema (if any), and the name as a literal or as the
+/// prefix and suffix around its `*`.
+struct Pattern {
+    schema: Option<&'static str>,
+    name: &'static str,
+    star: Option<(&'static str, &'static str)>,
+    category: &'static str,
+}
+
+static PATTERNS: std::sync::LazyLock<Vec<Pattern>> = std::sync::LazyLock::new(|| {
+    RISKS
+        .iter()
+        .map(|(pattern, category)| {
+            let (schema, name) = match pattern.split_once('.') {
+                Some((s, n)) => (Some(s), n),
+                None => (None, *pattern),
+            };
+            Pattern {
+                schema,
+                name,
+                star: name.split_once('*'),
+                category,
+            }
+        })
+        .collect()
+});
+
 /// The risk categories of `schema.name` (`schema` as resolved, `None` when unknown).
 pub fn categories(schema: Option<&str>, name: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (pattern, category) in RISKS {
-        let (p_schema, p_name) = match pattern.split_once('.') {
-            Some((s, n)) => (Some(s), n),
-            None => (None, *pattern),
-        };
-        if let Some(ps) = p_schema {
-            if schema != Some(ps) {
-                continue;
-            }
+    for p in PATTERNS.iter() {
+        if p.schema.is_some() && schema != p.schema {
+            continue;
         }
-        let hit = match p_name.find('*') {
-            Some(star) => {
-                name.starts_with(&p_name[..star])
-                    && name.ends_with(&p_name[star + 1..])
-                    && name.len() >= p_name.len() - 1
+        let hit = match p.star {
+            Some((prefix, suffix)) => {
+                name.starts_with(prefix)
+                    && name.ends_with(suffix)
+                    && name.len() >= prefix.len() + suffix.len()
             }
-            None => name == p_name,
+            None => name == p.name,
         };
-        if hit && !out.iter().any(|c| c == category) {
-            out.push((*category).to_string());
+        if hit && !out.iter().any(|c| c == p.category) {
+            out.push(p.category.to_string());
         }
     }
     out

@@ -1,7 +1,7 @@
 //! Facts → [`Decision`]: every decision is made by the Rego bundle in `policies/`.
 //!
-//! The bundle is parsed and prepared once; each call evaluates a clone of the prepared
-//! engine. Anything but a well-formed allowing decision — an evaluation error, a missing or
+//! The bundle is parsed and prepared once; each call builds the input value straight from
+//! the facts ([`to_value`]) and evaluates a clone of the prepared engine. Anything but a well-formed allowing decision — an evaluation error, a missing or
 //! malformed decision, a policy past its time limit — is a denial.
 
 mod bundle;
@@ -9,6 +9,7 @@ mod decision;
 mod error;
 mod input;
 pub mod testing;
+mod value;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ pub use bundle::Bundle;
 pub use decision::{Decision, Limits, Reason, DENIED_LIMITS};
 pub use error::PolicyError;
 pub use input::{DatabaseContext, Identity, PolicyInput};
+pub use value::to_value;
 
 use crate::analysis::{AnalysisError, AnalysisOptions, Facts};
 
@@ -61,8 +63,8 @@ impl Policy {
 
     /// Evaluates `data.sqlguard.decision` for `input`. Never fails: errors deny.
     pub fn decide(&self, input: &PolicyInput<'_>) -> Decision {
-        let value: regorus::Value = match serde_json::to_value(input) {
-            Ok(v) => v.into(),
+        let value = match to_value(input) {
+            Ok(v) => v,
             Err(e) => {
                 return Decision::deny(
                     "policy_input",
