@@ -36,6 +36,7 @@ deny contains reason("sensitive_catalog", i, msg) if {
 	name in data.sqlguard.tables.sensitive
 	msg := sprintf("%s holds credentials or server internals and is never readable: use another view", [name])
 }
+
 # columns.deny entries are "schema.table.column".
 denied_columns contains [table, column] if {
 	some entry in data.sqlguard.columns.deny

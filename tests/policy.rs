@@ -1,11 +1,11 @@
 //! Policy: facts → decision, through the real Rego files of `policies/`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use sqlguard::analysis::analyze;
 use sqlguard::analysis::AnalysisOptions;
-use sqlguard::policy::{Bundle, Decision, Identity, Policy, PolicyError, PolicyInput};
+use sqlguard::policy::{Bundle, Decision, Identity, Policy, PolicyError};
 
 use crate::support::{corpus_dir, peer_cases};
 
@@ -355,14 +355,21 @@ fn first_line(sql: &str) -> String {
         .collect()
 }
 
-fn bundle_from(files: &[(&str, &str)]) -> Result<Bundle, PolicyError> {
+/// A fresh temporary directory, unique within this test run.
+fn scratch_dir(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "sqlguard-bundle-{}-{}",
+        "sqlguard-{tag}-{}-{}",
         std::process::id(),
-        files.len() + files[0].1.len()
+        NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bundle_from(files: &[(&str, &str)]) -> Result<Bundle, PolicyError> {
+    let dir = scratch_dir("bundle");
     for (name, text) in files {
         std::fs::write(dir.join(name), text).unwrap();
     }
@@ -435,17 +442,21 @@ fn runaway_policy_denies() {
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
 }
 
+/// The default bundle with one data file of `json` merged over it (`--data`).
+fn policy_with_data(json: &str) -> Policy {
+    let dir = scratch_dir("data");
+    let file = dir.join("data.json");
+    std::fs::write(&file, json).unwrap();
+    let policy = Policy::new(Bundle::load(&[policies_dir()], &[file]).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    policy
+}
+
 #[test]
 fn data_files_merge_over_the_bundle() {
-    let dir = std::env::temp_dir().join(format!("sqlguard-data-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tables.json");
-    std::fs::write(
-        &file,
+    let policy = policy_with_data(
         r#"{"sqlguard": {"tables": {"allow": ["public.orders", "public.users"]}}}"#,
-    )
-    .unwrap();
-    let policy = Policy::new(Bundle::load(&[policies_dir()], &[file]).unwrap()).unwrap();
+    );
     assert!(decide(&policy, "SELECT * FROM orders JOIN users ON true").allow);
     let d = decide(&policy, "SELECT * FROM payments");
     assert!(
@@ -454,7 +465,6 @@ fn data_files_merge_over_the_bundle() {
     );
     // The rest of the bundle's data is kept.
     assert!(!decide(&policy, "SELECT * FROM users FOR UPDATE").allow);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -479,20 +489,8 @@ fn embedded_bundle_matches_policies_dir() {
 /// reason the interpreter decides; see docs/performance.md.)
 #[test]
 fn failing_builtin_denies() {
-    let dir = std::env::temp_dir().join(format!("sqlguard-glob-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("tables.json");
-    std::fs::write(&file, r#"{"sqlguard": {"tables": {"deny": ["a*b*["]}}}"#).unwrap();
-    let policy = Policy::new(Bundle::load(&[policies_dir()], &[file]).unwrap()).unwrap();
-    let facts = analyze("SELECT * FROM users").unwrap();
-    let identity = Identity::default();
-    let d = policy.decide(&PolicyInput {
-        query: Some(&facts),
-        database: None,
-        identity: &identity,
-        tool: "teleport_postgres_query",
-    });
+    let policy = policy_with_data(r#"{"sqlguard": {"tables": {"deny": ["a*b*["]}}}"#);
+    let d = decide(&policy, "SELECT * FROM users");
     assert!(!d.allow, "{d:?}");
     assert_eq!(d.reasons[0].rule, "policy_error", "{d:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

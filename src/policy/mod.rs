@@ -1,8 +1,9 @@
 //! Facts → [`Decision`]: every decision is made by the Rego bundle in `policies/`.
 //!
 //! The bundle is parsed and prepared once; each call builds the input value straight from
-//! the facts ([`to_value`]) and evaluates a clone of the prepared engine. Anything but a well-formed allowing decision — an evaluation error, a missing or
-//! malformed decision, a policy past its time limit — is a denial.
+//! the facts ([`to_value`]) and evaluates a clone of the prepared engine. Anything but a
+//! well-formed allowing decision — an evaluation error, a missing or malformed decision, a
+//! policy past its time limit — is a denial.
 
 mod bundle;
 mod decision;

@@ -62,25 +62,25 @@ impl ser::Serializer for ValueSerializer {
         Ok(Value::Bool(v))
     }
     fn serialize_i8(self, v: i8) -> Result<Value, ValueError> {
-        Ok(Value::from(i64::from(v)))
+        self.serialize_i64(i64::from(v))
     }
     fn serialize_i16(self, v: i16) -> Result<Value, ValueError> {
-        Ok(Value::from(i64::from(v)))
+        self.serialize_i64(i64::from(v))
     }
     fn serialize_i32(self, v: i32) -> Result<Value, ValueError> {
-        Ok(Value::from(i64::from(v)))
+        self.serialize_i64(i64::from(v))
     }
     fn serialize_i64(self, v: i64) -> Result<Value, ValueError> {
         Ok(Value::from(v))
     }
     fn serialize_u8(self, v: u8) -> Result<Value, ValueError> {
-        Ok(Value::from(u64::from(v)))
+        self.serialize_u64(u64::from(v))
     }
     fn serialize_u16(self, v: u16) -> Result<Value, ValueError> {
-        Ok(Value::from(u64::from(v)))
+        self.serialize_u64(u64::from(v))
     }
     fn serialize_u32(self, v: u32) -> Result<Value, ValueError> {
-        Ok(Value::from(u64::from(v)))
+        self.serialize_u64(u64::from(v))
     }
     fn serialize_u64(self, v: u64) -> Result<Value, ValueError> {
         Ok(Value::from(v))
@@ -143,9 +143,7 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         v: &T,
     ) -> Result<Value, ValueError> {
-        let mut map = BTreeMap::new();
-        map.insert(Value::from(variant), v.serialize(self)?);
-        Ok(Value::from(map))
+        Ok(variant_object(variant, v.serialize(self)?))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq, ValueError> {
         Ok(Seq(Vec::with_capacity(len.unwrap_or(0))))
@@ -261,15 +259,12 @@ impl ser::SerializeStruct for Map {
     }
 }
 
-/// An enum variant with content: `{"variant": content}`, as serde_json writes it.
+/// An enum variant with content, collected until `end`.
 struct Variant<T>(&'static str, T);
 
-impl<T> Variant<T> {
-    fn wrap(variant: &'static str, content: Value) -> Value {
-        let mut map = BTreeMap::new();
-        map.insert(Value::from(variant), content);
-        Value::from(map)
-    }
+/// An enum variant with content as serde_json writes it: `{"variant": content}`.
+fn variant_object(variant: &'static str, content: Value) -> Value {
+    Value::from(BTreeMap::from([(Value::from(variant), content)]))
 }
 
 impl ser::SerializeTupleVariant for Variant<Seq> {
@@ -279,7 +274,7 @@ impl ser::SerializeTupleVariant for Variant<Seq> {
         ser::SerializeSeq::serialize_element(&mut self.1, v)
     }
     fn end(self) -> Result<Value, ValueError> {
-        Ok(Self::wrap(self.0, ser::SerializeSeq::end(self.1)?))
+        Ok(variant_object(self.0, ser::SerializeSeq::end(self.1)?))
     }
 }
 
@@ -294,7 +289,7 @@ impl ser::SerializeStructVariant for Variant<Map> {
         ser::SerializeStruct::serialize_field(&mut self.1, key, v)
     }
     fn end(self) -> Result<Value, ValueError> {
-        Ok(Self::wrap(self.0, ser::SerializeStruct::end(self.1)?))
+        Ok(variant_object(self.0, ser::SerializeStruct::end(self.1)?))
     }
 }
 
