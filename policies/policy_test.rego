@@ -137,6 +137,90 @@ test_other_columns_are_allowed if {
 	allowed(one({"columns": [{"name": "email", "relations": ["public.users"], "star": false}]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
 }
 
+col(table, name, via) := {"name": name, "relations": [table], "star": name == "*", "via": via}
+
+pinned(r, pins) := object.union(r, {"pinned": [{"column": c, "values": v} | some c, v in pins]})
+
+reason_for(rule, inp) := [r.message | d := sqlguard.decision with input as inp; some r in d.reasons; r.rule == rule]
+
+test_join_using_a_denied_column_is_an_oracle if {
+	inp := one({"columns": [col("public.users", "ssn", "join_using")]})
+	denied_by("column_denied", inp) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	some m in reason_for("column_denied", inp) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	contains(m, "USING (ssn)")
+}
+
+test_natural_join_and_column_aliases_say_what_to_change if {
+	nat := one({"columns": [col("public.users", "*", "natural_join")]})
+	some m in reason_for("column_denied", nat) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	contains(m, "with ON")
+	ali := one({"columns": [col("public.users", "*", "column_aliases")]})
+	some n in reason_for("column_denied", ali) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	contains(n, "alias list")
+}
+
+stats_read(pins) := one({
+	"relations": [pinned(rel("pg_catalog.pg_stats", "read"), pins)],
+	"columns": [col("pg_catalog.pg_stats", "histogram_bounds", "named")],
+})
+
+test_statistics_of_a_denied_column_are_denied if {
+	denied_by("column_side_channel", stats_read({})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	denied_by("column_side_channel", stats_read({"tablename": ["users"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	denied_by("column_side_channel", stats_read({"attname": ["id", "ssn"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+}
+
+test_statistics_pinned_to_readable_columns_are_allowed if {
+	allowed(stats_read({"attname": ["id"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	allowed(stats_read({"tablename": ["orders"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	allowed(stats_read({"schemaname": ["app"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	allowed(stats_read({})) with data.sqlguard.columns.deny as []
+}
+
+test_statistics_counts_are_allowed if {
+	inp := one({
+		"relations": [rel("pg_catalog.pg_stats", "read")],
+		"columns": [col("pg_catalog.pg_stats", "null_frac", "named")],
+	})
+	allowed(inp) with data.sqlguard.columns.deny as ["public.users.ssn"]
+}
+
+test_query_texts_are_denied_with_column_rules if {
+	inp := one({
+		"relations": [rel("pg_catalog.pg_stat_activity", "read")],
+		"columns": [col("pg_catalog.pg_stat_activity", "query", "named")],
+	})
+	denied_by("column_side_channel", inp) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	allowed(inp) with data.sqlguard.columns.deny as []
+}
+
+settings_read(pins) := one({
+	"relations": [pinned(rel("pg_catalog.pg_settings", "read"), pins)],
+	"columns": [col("pg_catalog.pg_settings", "*", "star")],
+})
+
+test_settings_view_follows_settings_sensitive if {
+	denied_by("setting_sensitive", settings_read({}))
+	denied_by("setting_sensitive", settings_read({"name": ["work_mem", "data_directory"]}))
+	allowed(settings_read({"name": ["work_mem"]}))
+	allowed(settings_read({})) with data.sqlguard.settings.sensitive as []
+}
+
+test_role_settings_are_denied if {
+	inp := one({
+		"relations": [rel("pg_catalog.pg_roles", "read")],
+		"columns": [col("pg_catalog.pg_roles", "rolconfig", "named")],
+	})
+	denied_by("setting_sensitive", inp)
+}
+
+test_side_channel_functions if {
+	denied_by("setting_sensitive", one({"functions": [fn("pg_show_all_settings", "stable", true, [])]}))
+	inp := one({"functions": [fn("pg_stat_get_activity", "stable", true, [])]})
+	denied_by("column_side_channel", inp) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	allowed(inp) with data.sqlguard.columns.deny as []
+}
+
 # ---- functions.rego
 
 test_risky_functions_are_denied_whatever_volatility if {

@@ -37,7 +37,7 @@ deny contains reason("sensitive_catalog", i, msg) if {
 	msg := sprintf("%s holds credentials or server internals and is never readable: use another view", [name])
 }
 
-# columns.deny entries are "schema.table.column".
+# columns.deny entries are "schema.table.column": [schema.table, column].
 denied_columns contains [table, column] if {
 	some entry in data.sqlguard.columns.deny
 	parts := split(entry, ".")
@@ -53,8 +53,18 @@ deny contains reason("column_denied", i, msg) if {
 	not c.star
 	c.name == column
 	table in c.relations
-	msg := sprintf("column %s.%s is not readable: leave it out of the query", [table, column])
+	msg := named_column_message(object.get(c, "via", "named"), table, column)
 }
+
+named_column_message("join_using", table, column) := sprintf(
+	"JOIN … USING (%s) compares the denied column %s.%s row by row: join ON readable columns instead",
+	[column, table, column],
+)
+
+named_column_message(via, table, column) := sprintf(
+	"column %s.%s is not readable: leave it out of the query",
+	[table, column],
+) if via != "join_using"
 
 deny contains reason("column_denied", i, msg) if {
 	some [table, column] in denied_columns
@@ -62,5 +72,20 @@ deny contains reason("column_denied", i, msg) if {
 	some c in s.columns
 	c.star
 	table in c.relations
-	msg := sprintf("* (or a whole-row reference) of %s would read the denied column %s: name the columns you need instead", [table, column])
+	msg := all_columns_message(object.get(c, "via", "star"), table, column)
 }
+
+all_columns_message("natural_join", table, column) := sprintf(
+	"NATURAL JOIN compares every column %s shares with the other side, the denied column %s.%s included: name the join columns with ON",
+	[table, table, column],
+)
+
+all_columns_message("column_aliases", table, column) := sprintf(
+	"a column alias list on %s renames its columns, the denied column %s.%s included: drop the alias list and name the columns you need",
+	[table, table, column],
+)
+
+all_columns_message(via, table, column) := sprintf(
+	"* (or a whole-row reference) of %s would read the denied column %s.%s: name the columns you need instead",
+	[table, table, column],
+) if not via in {"natural_join", "column_aliases"}

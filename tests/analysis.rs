@@ -288,6 +288,113 @@ fn columns_read() {
     ]);
 }
 
+/// Columns a query reads without naming them (threat model, "implicit references"): joins
+/// compare them, column alias lists rename them.
+#[test]
+fn implicit_column_references() {
+    check(&[
+        // JOIN … USING compares the column of both sides, also under a join alias.
+        (
+            "SELECT id FROM vault JOIN (SELECT 'guess' AS secret) s USING (secret)",
+            &["via:join_using:public.vault", "col:public.vault.secret"],
+        ),
+        (
+            "SELECT j.id FROM vault JOIN other USING (secret) AS j",
+            &["col:public.vault.secret", "col:public.other.secret"],
+        ),
+        (
+            "SELECT id FROM (vault v JOIN other o USING (id)) AS j WHERE j.secret > ''",
+            &["col:public.vault.secret", "col:public.other.secret"],
+        ),
+        (
+            "SELECT id FROM vault JOIN other USING (id)",
+            &["col:public.vault.id", "!col:public.vault.secret"],
+        ),
+        // NATURAL JOIN compares whatever columns the sides share: all of them may be.
+        (
+            "SELECT id FROM vault NATURAL JOIN (SELECT 'guess' AS secret) s",
+            &["via:natural_join:public.vault", "star:public.vault"],
+        ),
+        (
+            "SELECT 1 FROM a NATURAL LEFT JOIN (b JOIN c ON true)",
+            &["star:public.a", "star:public.b", "star:public.c"],
+        ),
+        // Column alias lists rename a table's columns (`v(a, b)`: b is vault's second column).
+        (
+            "SELECT b FROM vault v(a, b)",
+            &["via:column_aliases:public.vault", "star:public.vault"],
+        ),
+        (
+            "SELECT x FROM (vault JOIN other USING (id)) AS j(x, y)",
+            &[
+                "via:column_aliases:public.vault",
+                "via:column_aliases:public.other",
+            ],
+        ),
+        // Named and whole-row references keep their own kind.
+        ("SELECT secret FROM vault", &["via:named:public.vault"]),
+        ("SELECT v FROM vault v", &["via:whole_row:public.vault"]),
+        ("SELECT * FROM vault", &["via:star:public.vault"]),
+    ]);
+}
+
+/// Catalog relations whose rows a `WHERE` pins to constants (for the side-channel rules), and
+/// the cases that must not count as pinned.
+#[test]
+fn catalog_pins() {
+    check(&[
+        (
+            "SELECT setting FROM pg_settings WHERE name = 'work_mem'",
+            &["pin:pg_catalog.pg_settings.name=work_mem"],
+        ),
+        (
+            "SELECT s.setting FROM pg_settings s WHERE 'work_mem' = s.name",
+            &["pin:pg_catalog.pg_settings.name=work_mem"],
+        ),
+        (
+            "SELECT histogram_bounds FROM pg_stats WHERE tablename = 'vault' AND attname IN ('id', 'x')",
+            &["pin:pg_catalog.pg_stats.tablename=vault", "pin:pg_catalog.pg_stats.attname=id|x"],
+        ),
+        (
+            "SELECT setting FROM pg_settings WHERE name = 'work_mem'::text AND (pg_settings.name = 'work_mem')",
+            &["pin:pg_catalog.pg_settings.name=work_mem"],
+        ),
+        // Another condition on its columns: PostgreSQL may evaluate it on every row first,
+        // and an error message would show a value of another row.
+        (
+            "SELECT setting FROM pg_settings WHERE name = 'work_mem' AND setting::int > 0",
+            &["unpinned:pg_catalog.pg_settings"],
+        ),
+        (
+            "SELECT s.setting FROM pg_settings s WHERE s.name = 'work_mem' AND EXISTS (SELECT 1 WHERE s.setting = 'x')",
+            &["unpinned:pg_catalog.pg_settings"],
+        ),
+        // Not an equality with constants, not at the top level of WHERE, or not a plain FROM item.
+        ("SELECT setting FROM pg_settings WHERE name = 'work_mem' OR true", &["unpinned:pg_catalog.pg_settings"]),
+        ("SELECT setting FROM pg_settings WHERE name LIKE 'work%'", &["unpinned:pg_catalog.pg_settings"]),
+        ("SELECT setting FROM pg_settings WHERE name = current_user", &["unpinned:pg_catalog.pg_settings"]),
+        (
+            "SELECT setting FROM pg_settings s(setting, name) WHERE name = 'work_mem'",
+            &["unpinned:pg_catalog.pg_settings", "star:pg_catalog.pg_settings"],
+        ),
+        (
+            "SELECT s.setting FROM pg_settings s JOIN pg_roles r ON true WHERE s.name = 'work_mem'",
+            &["unpinned:pg_catalog.pg_settings"],
+        ),
+        (
+            "SELECT setting FROM (SELECT * FROM pg_settings) s WHERE name = 'work_mem'",
+            &["unpinned:pg_catalog.pg_settings"],
+        ),
+        // Only catalog relations carry pins (the facts carry no other constants).
+        ("SELECT * FROM users WHERE name = 'x'", &["unpinned:public.users"]),
+        // A pin on another FROM item's column does not pin this one.
+        (
+            "SELECT s.setting FROM pg_settings s, users u WHERE u.name = 'work_mem'",
+            &["unpinned:pg_catalog.pg_settings"],
+        ),
+    ]);
+}
+
 /// Text that looks dangerous to a lexer but is not: the parser decides.
 #[test]
 fn false_positive_traps_stay_read_only() {

@@ -179,3 +179,29 @@ fn analyze_prints_facts_and_policy_tools_work() {
     );
     let _ = std::fs::remove_file(&input);
 }
+
+/// The README's first command: the demo tour runs on its own cluster, over real MCP, and shows
+/// the column side channels refused.
+#[test]
+fn demo_tour_runs_and_refuses_the_side_channels() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for words in [
+        "USING (ssn) compares the denied column",
+        "pg_catalog.pg_stats shows sample values",
+        "chain intact",
+    ] {
+        assert!(
+            stdout.contains(words),
+            "{words:?} missing from the tour:\n{stdout}"
+        );
+    }
+}

@@ -234,3 +234,85 @@ async fn query_shop(
         .collect();
     (r.is_error == Some(true), text)
 }
+
+/// `columns.deny` and `settings.sensitive` hold over MCP on a real, analyzed table: the join
+/// oracles and every value-bearing statistics read are refused naming the column, the
+/// settings views are refused for sensitive settings, and reads that cannot show them return
+/// rows (threat model, "implicit references" and "side channels").
+#[tokio::test]
+async fn column_and_setting_side_channels_are_refused() {
+    use rmcp::ServiceExt;
+    let cluster = Cluster::shared();
+    // Autovacuum would analyze the table too; do it now so the statistics hold real values.
+    cluster.psql(DB, "ANALYZE users");
+    let leaked = cluster.psql(
+        DB,
+        "SELECT histogram_bounds IS NOT NULL FROM pg_stats WHERE tablename = 'users' AND attname = 'ssn'",
+    );
+    assert_eq!(
+        leaked.trim(),
+        "t",
+        "pg_stats holds no sample of users.ssn: the test proves nothing"
+    );
+
+    let dir = std::env::temp_dir().join(format!("sqlguard-sidech-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("columns.json");
+    std::fs::write(
+        &data,
+        r#"{"sqlguard": {"columns": {"deny": ["public.users.ssn"]}}}"#,
+    )
+    .unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = [{data:?}]\n\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {dsn:?}\n",
+            data = data.display().to_string(),
+            dsn = cluster.dsn("?sslmode=disable"),
+        ),
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("SQLGUARD_LOG", "error");
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+
+    // (SQL, the words the refusal must contain; "" = allowed and returns rows)
+    let cases: &[(&str, &str)] = &[
+        ("SELECT id FROM users NATURAL JOIN (SELECT '000000001' AS ssn) s", "public.users.ssn"),
+        ("SELECT id FROM users JOIN (SELECT '000000001' AS ssn) s USING (ssn)", "public.users.ssn"),
+        ("SELECT u.id FROM users JOIN (SELECT '000000001' AS ssn) s USING (ssn) AS u", "public.users.ssn"),
+        ("SELECT c FROM users u(a, b, c, d)", "public.users.ssn"),
+        ("SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'users' AND attname = 'ssn'", "public.users.ssn"),
+        ("SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'users'", "public.users.ssn"),
+        ("SELECT most_common_elems::text, elem_count_histogram::text FROM pg_stats", "public.users.ssn"),
+        ("SELECT * FROM pg_stats WHERE schemaname = 'public'", "public.users.ssn"),
+        ("SELECT query FROM pg_stat_activity", "public.users.ssn"),
+        ("SELECT setting FROM pg_settings WHERE name = 'data_directory'", "data_directory"),
+        ("SELECT * FROM pg_settings", "WHERE name ="),
+        ("SELECT * FROM pg_show_all_settings()", "pg_show_all_settings"),
+        ("SELECT setconfig FROM pg_db_role_setting", "ALTER ROLE"),
+        ("SELECT id, u2.email FROM users JOIN users u2 USING (id) ORDER BY id LIMIT 1", ""),
+        ("SELECT count(*) AS n FROM users", ""),
+        ("SELECT id, name, email FROM users ORDER BY id LIMIT 2", ""),
+        ("SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'users' AND attname = 'email'", ""),
+        ("SELECT attname, null_frac FROM pg_stats WHERE tablename = 'users'", ""),
+        ("SELECT setting FROM pg_settings WHERE name = 'work_mem'", ""),
+    ];
+    let mut failures = Vec::new();
+    for (sql, words) in cases {
+        let (is_error, text) = query_shop(&client, sql).await;
+        let ok = if words.is_empty() {
+            !is_error && text.contains("\"data\":[{")
+        } else {
+            is_error && text.contains(words) && text.contains("denied")
+        };
+        if !ok {
+            failures.push(format!("{sql}\n  expected {words:?}, got {text}"));
+        }
+    }
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -494,3 +494,124 @@ fn failing_builtin_denies() {
     assert!(!d.allow, "{d:?}");
     assert_eq!(d.reasons[0].rule, "policy_error", "{d:?}");
 }
+
+/// Each case: SQL, and `None` when allowed or `Some((rule, words the message must contain))`.
+type SideChannelCase<'a> = (&'a str, Option<(&'a str, &'a str)>);
+
+/// Decides every case with `policy`; returns the failures.
+fn side_channel_failures(policy: &Policy, cases: &[SideChannelCase]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (sql, expected) in cases {
+        let d = decide(policy, sql);
+        let ok = match expected {
+            None => d.allow,
+            Some((rule, words)) => {
+                !d.allow
+                    && d.reasons
+                        .iter()
+                        .any(|r| r.rule == *rule && r.message.contains(words))
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "{sql}\n  expected {expected:?}, got {}",
+                d.message()
+            ));
+        }
+    }
+    failures
+}
+
+/// `columns.deny` holds against every way a column's values come out without naming it in the
+/// select list (threat model, "implicit references" and "side channels"), and stays out of the
+/// way of reads that cannot show it.
+#[test]
+fn column_rules_hold_against_implicit_references_and_side_channels() {
+    let policy =
+        policy_with_data(r#"{"sqlguard": {"columns": {"deny": ["public.vault.secret"]}}}"#);
+    let denied = |words| Some(("column_denied", words));
+    let stats = |words| Some(("column_side_channel", words));
+    let failures = side_channel_failures(
+        &policy,
+        &[
+            // Implicit references: joins compare the column, alias lists rename it.
+            ("SELECT id FROM vault NATURAL JOIN (SELECT 'top secret' AS secret) s", denied("public.vault.secret")),
+            ("SELECT id FROM vault JOIN (SELECT 'top secret' AS secret) s USING (secret)", denied("USING (secret)")),
+            ("SELECT j.id FROM vault JOIN (SELECT 'x' AS secret) s USING (secret) AS j", denied("public.vault.secret")),
+            ("SELECT count(*) FROM vault v NATURAL JOIN (SELECT 1 AS id, 'x' AS secret) s", denied("with ON")),
+            // Without the catalog the shared columns are unknown: even a join that shares only
+            // `id` is refused, with the way out.
+            ("SELECT v.id FROM vault v NATURAL JOIN (SELECT 1 AS id) s", denied("with ON")),
+            ("SELECT b FROM vault v(a, b)", denied("alias list")),
+            ("SELECT j.secret FROM (vault JOIN other USING (id)) AS j", denied("public.vault.secret")),
+            ("SELECT 1 FROM vault WHERE secret LIKE 'a%'", denied("public.vault.secret")),
+            ("SELECT id FROM vault ORDER BY secret", denied("public.vault.secret")),
+            ("SELECT row_to_json(v) FROM vault v", denied("public.vault.secret")),
+            ("TABLE vault", denied("public.vault.secret")),
+            // Statistics: samples of the column's values.
+            ("SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'vault' AND attname = 'secret'", stats("public.vault.secret")),
+            ("SELECT most_common_vals FROM pg_stats WHERE tablename = 'vault'", stats("public.vault.secret")),
+            ("SELECT most_common_elems, elem_count_histogram FROM pg_stats", stats("public.vault.secret")),
+            ("SELECT * FROM pg_stats WHERE schemaname = 'public'", stats("public.vault.secret")),
+            ("SELECT s FROM pg_stats s WHERE s.attname = 'id' OR s.attname = 'secret'", stats("public.vault.secret")),
+            ("SELECT count(*) FROM pg_stats WHERE attname = 'id' AND histogram_bounds::text LIKE '%a%'", stats("public.vault.secret")),
+            ("SELECT histogram_bounds FROM pg_stats WHERE attname = 'id' AND histogram_bounds::text::int > 0", stats("public.vault.secret")),
+            ("WITH s AS (SELECT * FROM pg_stats) SELECT histogram_bounds FROM s WHERE attname = 'id'", stats("public.vault.secret")),
+            ("SELECT histogram_bounds FROM pg_catalog.pg_stats WHERE attname IN ('id', 'secret')", stats("public.vault.secret")),
+            ("SELECT x FROM pg_stats s(a, b, c, x) WHERE c = 'id'", stats("public.vault.secret")),
+            // Other sessions' SQL text.
+            ("SELECT query FROM pg_stat_activity", stats("query column")),
+            ("SELECT * FROM pg_stat_get_activity(NULL)", stats("pg_stat_get_activity")),
+            // Reads that cannot show the column stay allowed.
+            ("SELECT id FROM vault JOIN other USING (id)", None),
+            ("SELECT count(*) FROM vault", None),
+            ("SELECT id, note FROM vault WHERE id = 1", None),
+            ("SELECT histogram_bounds FROM pg_stats WHERE tablename = 'vault' AND attname = 'id'", None),
+            ("SELECT histogram_bounds FROM pg_stats WHERE attname IN ('id', 'note')", None),
+            ("SELECT tablename, attname, null_frac, n_distinct, correlation FROM pg_stats", None),
+            ("SELECT pid, state, wait_event FROM pg_stat_activity", None),
+        ],
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Without column rules, the statistics and query texts are ordinary catalog reads.
+    let failures = side_channel_failures(
+        default_policy(),
+        &[
+            ("SELECT * FROM pg_stats WHERE schemaname = 'public'", None),
+            ("SELECT query FROM pg_stat_activity", None),
+            ("SELECT id FROM vault NATURAL JOIN other", None),
+        ],
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The settings views follow `settings.sensitive` as `SHOW` and `current_setting` do.
+#[test]
+fn settings_views_follow_settings_sensitive() {
+    let sensitive = |words| Some(("setting_sensitive", words));
+    let failures = side_channel_failures(
+        default_policy(),
+        &[
+            ("SELECT setting FROM pg_settings WHERE name = 'data_directory'", sensitive("data_directory")),
+            ("SELECT * FROM pg_settings", sensitive("WHERE name = ")),
+            ("SELECT name, setting FROM pg_settings WHERE name IN ('work_mem', 'ssl_key_file')", sensitive("ssl_key_file")),
+            ("SELECT reset_val FROM pg_settings WHERE name = 'work_mem' OR name = 'config_file'", sensitive("WHERE name = ")),
+            ("SELECT setting FROM pg_settings WHERE name = 'work_mem' AND setting::int > 0", sensitive("no other condition")),
+            ("SELECT count(*) FROM pg_settings WHERE sourcefile LIKE '/etc/%'", sensitive("pg_catalog.pg_settings")),
+            ("SELECT * FROM pg_show_all_settings()", sensitive("pg_show_all_settings")),
+            ("SELECT setconfig FROM pg_db_role_setting", sensitive("ALTER ROLE")),
+            ("SELECT rolname, rolconfig FROM pg_roles", sensitive("rolconfig")),
+            ("SELECT * FROM pg_user", sensitive("useconfig")),
+            ("SHOW data_directory", sensitive("data_directory")),
+            ("SELECT current_setting('ssl_key_file')", sensitive("ssl_key_file")),
+            // Harmless settings, and the columns that hold no values.
+            ("SELECT setting FROM pg_settings WHERE name = 'work_mem'", None),
+            ("SELECT name, setting, unit FROM pg_settings WHERE name IN ('work_mem', 'search_path')", None),
+            ("SELECT name, short_desc FROM pg_settings", None),
+            ("SELECT rolname, rolsuper FROM pg_roles", None),
+            ("SELECT setdatabase, setrole FROM pg_db_role_setting", None),
+        ],
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

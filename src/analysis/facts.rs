@@ -129,6 +129,23 @@ pub struct Relation {
     pub builtin: bool,
     /// `schema.name` for matching (`name` for a CTE).
     pub qualified_name: String,
+    /// Columns this relation's rows are pinned to constants by the `WHERE` of the query level
+    /// that reads it (`name = 'work_mem'`, `attname IN ('a', 'b')`). Recorded for PostgreSQL's
+    /// own catalog relations only, so that a policy can tell a harmless read of a catalog view
+    /// (`pg_settings WHERE name = 'work_mem'`) from one that can show protected values. Empty
+    /// when the relation sits in a join, or when any other condition of that `WHERE` touches
+    /// its columns (PostgreSQL does not promise to filter before evaluating it, so an error
+    /// message could show a value of an unpinned row).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<Pin>,
+}
+
+/// A column of a relation compared with constants only: its rows are those with these values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub column: String,
+    /// The constants, as written (PostgreSQL compares them with the column's own type).
+    pub values: Vec<String>,
 }
 
 /// A function call found anywhere (expressions, `FROM`, `FILTER`, windows, defaults, …).
@@ -172,8 +189,30 @@ pub struct ColumnRef {
     /// `schema.table` of every relation the column may come from (more than one when an
     /// unqualified column is not attributable without the database's catalog).
     pub relations: Vec<String>,
-    /// `*`, `t.*` or a whole-row reference such as `SELECT u FROM users u`.
+    /// True when every column of the relations may be read: `*`, `t.*`, a whole-row
+    /// reference, a `NATURAL` join, a column alias list.
     pub star: bool,
+    /// How the query reaches the column: the policy's message tells the agent what to change.
+    pub via: ColumnVia,
+}
+
+/// How a query reads a column. Only `named` and `star` are written by the agent as such; the
+/// others are implicit references (threat model, "implicit references").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnVia {
+    /// `col`, `t.col`, `s.t.col`.
+    Named,
+    /// `*`, `t.*`, `TABLE t`.
+    Star,
+    /// `SELECT t FROM t`, `row_to_json(t)`, `(t).col`.
+    WholeRow,
+    /// `JOIN … USING (col)`: the join compares the column of both sides.
+    JoinUsing,
+    /// `NATURAL JOIN`: compares every column the two sides share, unknown without the catalog.
+    NaturalJoin,
+    /// `FROM t AS a(x, y)` renames t's first columns: any of them may be read under a new name.
+    ColumnAliases,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,8 +33,9 @@ const READ: Ctx = Ctx {
 struct ScopeItem {
     /// Alias, or the relation name when there is none.
     name: String,
-    /// `schema.name` of the table behind it (`None` for subqueries, functions, CTEs).
-    relation: Option<String>,
+    /// `schema.name` of the tables behind it: one for a table, every table of a join for a
+    /// join alias, none for a CTE.
+    relations: Vec<String>,
 }
 
 pub struct Walker<'t, 'a> {
@@ -216,6 +217,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             "RangeTableSample" => self.table_sample(body, ctx),
             "A_Expr" => self.a_expr(body, ctx),
             "ColumnRef" => self.column_ref(body),
+            "JoinExpr" => self.join_expr(body, ctx),
             "ParamRef" => {
                 if let Some(n) = self.tree.get_i64(body, "number") {
                     self.facts.parameters.push(n);
@@ -356,7 +358,10 @@ impl<'t, 'a> Walker<'t, 'a> {
     fn select(&mut self, body: Id) {
         let pushed = self.with_clause("SelectStmt", body);
         self.levels.push(Vec::new());
-        self.field("SelectStmt", body, "fromClause", READ);
+        let catalog_items = self.walk_from_clause(body);
+        if !catalog_items.is_empty() {
+            self.pin_catalog_relations(body, &catalog_items);
+        }
         if let Some(into) = self.tree.get(body, "intoClause") {
             self.construct("select_into", "SELECT … INTO creates a table");
             self.select_into(into);
@@ -379,6 +384,159 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.levels.pop();
         if pushed {
             self.ctes.pop();
+        }
+    }
+
+    /// Walks a `SELECT`'s `FROM` list. Returns the catalog relations listed in it directly
+    /// (not inside a join, no column aliases): their visible name and their index in
+    /// `facts.relations`, for [`Self::pin_catalog_relations`].
+    fn walk_from_clause(&mut self, body: Id) -> Vec<(String, usize)> {
+        let mut direct = Vec::new();
+        let Some(from) = self.tree.get(body, "fromClause") else {
+            return direct;
+        };
+        if !matches!(self.tree.value(from), Value::Array { .. }) {
+            self.value("SelectStmt", "fromClause", from, READ);
+            return direct;
+        }
+        for i in 0..self.tree.members(from).len() {
+            let el = self.tree.members(from)[i].1;
+            let index = self.facts.relations.len();
+            self.value("SelectStmt", "fromClause", el, READ);
+            let Some(("RangeVar", rv)) = wrapper(self.tree, el) else {
+                continue;
+            };
+            let alias = self.tree.get(rv, "alias");
+            if alias.is_some_and(|a| self.has_colnames(a)) {
+                continue;
+            }
+            if let Some(r) = self.facts.relations.get(index) {
+                if r.builtin && !r.cte {
+                    let name = alias
+                        .and_then(|a| self.tree.get_str(a, "aliasname"))
+                        .unwrap_or(&r.name)
+                        .to_string();
+                    direct.push((name, index));
+                }
+            }
+        }
+        direct
+    }
+
+    /// Records the columns that the `WHERE` of a query level pins to constants for each
+    /// catalog relation of its `FROM` list (see [`Relation::pinned`]). A relation gets no
+    /// pins when another condition of that `WHERE` may touch its columns: PostgreSQL does not
+    /// promise to evaluate the pinning condition first, so `WHERE name = 'work_mem' AND
+    /// setting::int > 0` can fail with another setting's value in its error message.
+    fn pin_catalog_relations(&mut self, body: Id, items: &[(String, usize)]) {
+        let Some(filter) = self.tree.get(body, "whereClause") else {
+            return;
+        };
+        let mut conjuncts = Vec::new();
+        self.conjuncts(filter, &mut conjuncts);
+        let mut pins: Vec<(Option<String>, Pin)> = Vec::new();
+        // Qualifiers of the columns other conditions name (`None`: unqualified, any table).
+        let mut touched: Vec<Option<String>> = Vec::new();
+        for c in conjuncts {
+            match self.pin(c) {
+                Some(pin) => pins.push(pin),
+                None => self.column_qualifiers(c, &mut touched),
+            }
+        }
+        let applies =
+            |qualifier: &Option<String>, name: &str| qualifier.as_deref().is_none_or(|q| q == name);
+        for (name, index) in items {
+            if touched.iter().any(|q| applies(q, name)) {
+                continue;
+            }
+            self.facts.relations[*index].pinned = pins
+                .iter()
+                .filter(|(q, _)| applies(q, name))
+                .map(|(_, p)| p.clone())
+                .collect();
+        }
+    }
+
+    /// The operands of a condition's top-level `AND`s.
+    fn conjuncts(&self, id: Id, out: &mut Vec<Id>) {
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            match wrapper(self.tree, id) {
+                Some(("BoolExpr", b)) if self.tree.get_str(b, "boolop") == Some("AND_EXPR") => {
+                    if let Some(args) = self.tree.get(b, "args") {
+                        stack.extend(self.tree.members(args).iter().rev().map(|(_, v)| *v));
+                    }
+                }
+                _ => out.push(id),
+            }
+        }
+    }
+
+    /// `col = 'x'`, `'x' = t.col`, `col IN ('x', 'y')`: the column's qualifier and the pin.
+    fn pin(&self, id: Id) -> Option<(Option<String>, Pin)> {
+        let (ty, e) = wrapper(self.tree, id)?;
+        if ty != "A_Expr" || self.name_list(self.tree.get(e, "name")?) != ["="] {
+            return None;
+        }
+        let (l, r) = (self.tree.get(e, "lexpr")?, self.tree.get(e, "rexpr")?);
+        let (column, values) = match self.tree.get_str(e, "kind")? {
+            "AEXPR_OP" => match (self.column_name(l), self.column_name(r)) {
+                (Some(c), None) => (c, vec![self.string_literal(r)?]),
+                (None, Some(c)) => (c, vec![self.string_literal(l)?]),
+                _ => return None,
+            },
+            "AEXPR_IN" => {
+                let (_, list) = wrapper(self.tree, r).filter(|(t, _)| *t == "List")?;
+                let items = self.tree.get(list, "items")?;
+                let values = self
+                    .tree
+                    .members(items)
+                    .iter()
+                    .map(|(_, v)| self.string_literal(*v))
+                    .collect::<Option<Vec<_>>>()?;
+                (self.column_name(l)?, values)
+            }
+            _ => return None,
+        };
+        let (qualifier, column) = column;
+        Some((qualifier, Pin { column, values }))
+    }
+
+    /// A `ColumnRef` naming a column: `(qualifier, column)`.
+    fn column_name(&self, id: Id) -> Option<(Option<String>, String)> {
+        let (ty, c) = wrapper(self.tree, id)?;
+        if ty != "ColumnRef" {
+            return None;
+        }
+        let parts = self.name_list(self.tree.get(c, "fields")?);
+        if parts.len() != self.tree.members(self.tree.get(c, "fields")?).len() {
+            return None; // `t.*`
+        }
+        match parts.as_slice() {
+            [column] => Some((None, column.clone())),
+            [.., qualifier, column] => Some((Some(qualifier.clone()), column.clone())),
+            [] => None,
+        }
+    }
+
+    /// Qualifiers of every column reference inside `id` (`None` for an unqualified one).
+    fn column_qualifiers(&self, id: Id, out: &mut Vec<Option<String>>) {
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            for (key, v) in self.tree.members(id) {
+                if key == "ColumnRef" {
+                    let fields = self.tree.get(*v, "fields");
+                    let parts = fields.map(|f| self.name_list(f)).unwrap_or_default();
+                    let n = fields.map_or(0, |f| self.tree.members(f).len());
+                    // `t.col` and `t.*` name t; `col` and `*` any table.
+                    out.push(match n {
+                        0 | 1 => None,
+                        _ => parts.get(n - 2).cloned(),
+                    });
+                } else {
+                    stack.push(*v);
+                }
+            }
         }
     }
 
@@ -450,7 +608,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 items
                     .iter()
                     .filter(|it| of.is_empty() || of.contains(&it.name))
-                    .filter_map(|it| it.relation.clone())
+                    .flat_map(|it| it.relations.iter().cloned())
                     .collect()
             })
             .unwrap_or_default();
@@ -504,14 +662,24 @@ impl<'t, 'a> Walker<'t, 'a> {
                 builtin: false,
                 qualified_name: name.clone(),
                 name: name.clone(),
+                pinned: Vec::new(),
             }
         } else {
             self.resolve_relation(schema, name.clone(), access)
         };
+        let relations: Vec<String> = (!rel.cte)
+            .then(|| rel.qualified_name.clone())
+            .into_iter()
+            .collect();
+        // `FROM vault AS v(a, b)` reads vault's first columns under new names: without the
+        // catalog it is unknown which, so it counts as reading them all.
+        if t.get(body, "alias").is_some_and(|a| self.has_colnames(a)) {
+            self.push_column("*", relations.clone(), ColumnVia::ColumnAliases);
+        }
         if let Some(level) = self.levels.last_mut() {
             level.push(ScopeItem {
                 name: alias.unwrap_or_else(|| name.clone()),
-                relation: (!rel.cte).then(|| rel.qualified_name.clone()),
+                relations,
             });
         }
         self.facts.relations.push(rel);
@@ -563,6 +731,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             access,
             cte: false,
             builtin,
+            pinned: Vec::new(),
         }
     }
 
@@ -591,17 +760,17 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         match parts.as_slice() {
             [None] => {
-                let rels = self.level_tables(None);
-                self.push_column("*", rels, true);
+                let rels = self.level_tables();
+                self.push_column("*", rels, ColumnVia::Star);
             }
             [Some(name)] => {
                 // An unqualified name is a column of any table in scope, or a whole-row
                 // reference to a FROM item of that name (`SELECT u FROM users u`).
                 let whole_row = self.lookup_alias(name);
                 let rels = self.all_tables();
-                self.push_column(name, rels, false);
+                self.push_column(name, rels, ColumnVia::Named);
                 if let Some(rels) = whole_row {
-                    self.push_column("*", rels, true);
+                    self.push_column("*", rels, ColumnVia::WholeRow);
                 }
             }
             [.., Some(qual), last] => {
@@ -614,8 +783,8 @@ impl<'t, 'a> Walker<'t, 'a> {
                     }
                 });
                 match last {
-                    Some(col) => self.push_column(col, rels, false),
-                    None => self.push_column("*", rels, true),
+                    Some(col) => self.push_column(col, rels, ColumnVia::Named),
+                    None => self.push_column("*", rels, ColumnVia::Star),
                 }
             }
             _ => {}
@@ -623,20 +792,35 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.fields("ColumnRef", body, READ, &["fields"]);
     }
 
-    fn push_column(&mut self, name: &str, relations: Vec<String>, star: bool) {
+    fn push_column(&mut self, name: &str, relations: Vec<String>, via: ColumnVia) {
         self.facts.columns.push(ColumnRef {
             name: name.to_string(),
             relations,
-            star,
+            star: name == "*",
+            via,
         });
     }
 
     /// Tables of the innermost query level (for `*`).
-    fn level_tables(&self, _: Option<&str>) -> Vec<String> {
-        self.levels
+    fn level_tables(&self) -> Vec<String> {
+        self.level_tables_from(0)
+    }
+
+    /// Tables of the innermost query level's FROM items `start..`.
+    fn level_tables_from(&self, start: usize) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .levels
             .last()
-            .map(|l| l.iter().filter_map(|i| i.relation.clone()).collect())
-            .unwrap_or_default()
+            .map(|l| {
+                l.iter()
+                    .skip(start)
+                    .flat_map(|i| i.relations.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Tables of every enclosing level: an unqualified column may be an outer reference.
@@ -644,7 +828,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let mut v: Vec<String> = self
             .levels
             .iter()
-            .flat_map(|l| l.iter().filter_map(|i| i.relation.clone()))
+            .flat_map(|l| l.iter().flat_map(|i| i.relations.iter().cloned()))
             .collect();
         v.sort();
         v.dedup();
@@ -656,10 +840,56 @@ impl<'t, 'a> Walker<'t, 'a> {
     fn lookup_alias(&self, name: &str) -> Option<Vec<String>> {
         for level in self.levels.iter().rev() {
             if let Some(item) = level.iter().rev().find(|i| i.name == name) {
-                return Some(item.relation.iter().cloned().collect());
+                return Some(item.relations.clone());
             }
         }
         None
+    }
+
+    /// Does an `Alias` node rename columns (`AS a(x, y)`)?
+    fn has_colnames(&self, alias: Id) -> bool {
+        self.tree
+            .get(alias, "colnames")
+            .is_some_and(|c| !self.tree.members(c).is_empty())
+    }
+
+    /// A join compares columns the agent may never name (threat model, "implicit
+    /// references"): `JOIN … USING (secret)` and `NATURAL JOIN` are yes/no oracles on a
+    /// column's values, row by row. Both sides' tables are recorded as read for those columns;
+    /// a join alias (`AS j`, `USING (…) AS j`) names every table of the join.
+    fn join_expr(&mut self, body: Id, ctx: Ctx) {
+        let start = self.levels.last().map_or(0, Vec::len);
+        self.field("JoinExpr", body, "larg", ctx);
+        self.field("JoinExpr", body, "rarg", ctx);
+        let tables = self.level_tables_from(start);
+        if let Some(using) = self.tree.get(body, "usingClause") {
+            for column in self.name_list(using) {
+                self.push_column(&column, tables.clone(), ColumnVia::JoinUsing);
+            }
+        }
+        if self.tree.get_bool(body, "isNatural") {
+            // Which columns the sides share is in the catalog, not the query: every column
+            // of the joined tables may be compared.
+            self.push_column("*", tables.clone(), ColumnVia::NaturalJoin);
+        }
+        for field in ["alias", "join_using_alias"] {
+            let Some(alias) = self.tree.get(body, field) else {
+                continue;
+            };
+            if self.has_colnames(alias) {
+                self.push_column("*", tables.clone(), ColumnVia::ColumnAliases);
+            }
+            if let (Some(name), Some(level)) = (
+                self.tree.get_str(alias, "aliasname").map(str::to_string),
+                self.levels.last_mut(),
+            ) {
+                level.push(ScopeItem {
+                    name,
+                    relations: tables.clone(),
+                });
+            }
+        }
+        self.fields("JoinExpr", body, ctx, &["larg", "rarg", "usingClause"]);
     }
 
     // ---- functions and operators -----------------------------------------------------

@@ -34,6 +34,8 @@ FROM generate_series(1, 300) g,
                      (ARRAY['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen', 'Thompson'])[1 + (g / 8) % 8] AS l) n;
 UPDATE employees SET manager_id = 1 + (id % 10) WHERE id > 10;
 CREATE SEQUENCE badge_numbers;
+-- As autovacuum would: pg_stats now holds samples of every column, ssn included.
+ANALYZE employees;
 "#;
 
 /// The demo database, running.
@@ -149,6 +151,14 @@ const DENIED: &[(&str, &str)] = &[
     (
         "SELECT * reaches the denied column too",
         "SELECT * FROM employees LIMIT 1",
+    ),
+    (
+        "A join that compares the denied column: a yes/no oracle on any guess",
+        "SELECT id FROM employees JOIN (SELECT '000104729' AS ssn) guess USING (ssn)",
+    ),
+    (
+        "The statistics hold samples of the denied column",
+        "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'employees' AND attname = 'ssn'",
     ),
     ("A side-effect function", "SELECT nextval('badge_numbers')"),
     ("A sleep", "SELECT pg_sleep(60)"),

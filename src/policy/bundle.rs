@@ -74,6 +74,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../policies/tables.rego"),
     ),
     (
+        "policies/side_channels.rego",
+        include_str!("../../policies/side_channels.rego"),
+    ),
+    (
         "policies/functions.rego",
         include_str!("../../policies/functions.rego"),
     ),

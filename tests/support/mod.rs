@@ -24,7 +24,7 @@ pub fn corpus_dir() -> Option<PathBuf> {
 /// Checks one expectation against the facts of a whole text. The language, one string each:
 /// `kind:select`, `read_only`, `construct:NAME`, `read:S.T` (also `write:`, `lock:`,
 /// `create:`), `cte:NAME`, `fn:S.NAME`, `risk:CATEGORY`, `setting:ACTION:NAME`,
-/// `col:S.T.COLUMN`, `star:S.T`, `nested:KIND`, `unclassified`, `statements:N`,
+/// `col:S.T.COLUMN`, `star:S.T`, `via:HOW:S.T`, `pin:S.T.COLUMN=V1|V2`, `unpinned:S.T`, `nested:KIND`, `unclassified`, `statements:N`,
 /// `explain_analyze`, `op:NAME`, `param:N`, `lockclause:STRENGTH`, `into:S.T`;
 /// a leading `!` negates.
 pub fn holds(facts: &Facts, expectation: &str) -> bool {
@@ -83,6 +83,36 @@ pub fn holds(facts: &Facts, expectation: &str) -> bool {
                     .any(|c| c.name == col && c.relations.iter().any(|r| r == table))
             })
         }
+        // `via:HOW:S.T` — a column of S.T reached by HOW (`join_using`, `natural_join`, …).
+        "via" => {
+            let (via, table) = arg.split_once(':').unwrap_or((arg, ""));
+            stmts.iter().any(|s| {
+                s.columns.iter().any(|c| {
+                    serde_json::to_value(c.via).unwrap() == via
+                        && c.relations.iter().any(|r| r == table)
+                })
+            })
+        }
+        // `pin:S.T.COLUMN=V1|V2` — S.T's rows are pinned to those values of COLUMN.
+        "pin" => {
+            let (target, values) = arg.split_once('=').unwrap_or((arg, ""));
+            let (table, column) = target.rsplit_once('.').unwrap_or(("", target));
+            let values: Vec<&str> = values.split('|').collect();
+            stmts.iter().any(|s| {
+                s.relations.iter().any(|r| {
+                    r.qualified_name == table
+                        && r.pinned
+                            .iter()
+                            .any(|p| p.column == column && p.values == values)
+                })
+            })
+        }
+        // `unpinned:S.T` — S.T is read with no pins at all.
+        "unpinned" => stmts.iter().any(|s| {
+            s.relations
+                .iter()
+                .any(|r| r.qualified_name == arg && r.pinned.is_empty())
+        }),
         "star" => stmts.iter().any(|s| {
             s.columns
                 .iter()
