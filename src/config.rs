@@ -9,6 +9,9 @@
 //! audit_fail_closed = true
 //! max_query_bytes = 65536
 //! pool_size = 4
+//! connect_timeout_ms = 10000   # opening a connection and starting its session
+//! pool_wait_ms = 15000         # waiting for a connection other calls hold
+//! idle_timeout_s = 300         # an unused connection is closed after this long
 //!
 //! [[database]]
 //! uri = "teleport://clusters/local/databases/shop?dbName=shop&dbUser=agent"
@@ -41,6 +44,12 @@ pub struct Config {
     pub audit_fail_closed: Option<bool>,
     pub max_query_bytes: Option<usize>,
     pub pool_size: Option<usize>,
+    /// Opening a database connection and starting its session, in ms (default 10000).
+    pub connect_timeout_ms: Option<u64>,
+    /// Waiting for a pooled connection another call holds, in ms (default 15000).
+    pub pool_wait_ms: Option<u64>,
+    /// An unused database connection is closed after this many seconds (default 300).
+    pub idle_timeout_s: Option<u64>,
     /// Lock timeout pinned on every session, in ms.
     pub lock_timeout_ms: Option<u64>,
     #[serde(default)]

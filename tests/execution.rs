@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlguard::execution::{
-    Database, DirectDialer, Dsn, ExecError, QueryResult, RunLimits, SessionSettings,
+    Database, DirectDialer, Dsn, ExecError, PoolOptions, QueryResult, RunLimits, SessionSettings,
 };
 
 use crate::support::cluster::{Cluster, DB};
@@ -265,21 +265,6 @@ async fn fifty_concurrent_queries_share_a_pool_of_four() {
 }
 
 #[tokio::test]
-async fn queries_work_again_after_a_server_restart() {
-    let cluster = Cluster::start("restart");
-    let db = database(&cluster, "?sslmode=disable", 2);
-    db.execute("SELECT 1", LIMITS).await.unwrap();
-    cluster.restart();
-    // The pooled session died with the server: the next call succeeds on a new session, or
-    // fails with a clear error; the one after succeeds.
-    match db.execute("SELECT 1", LIMITS).await {
-        Ok(_) => {}
-        Err(e) => assert!(matches!(e, ExecError::ConnectionLost(_)), "{e}"),
-    }
-    db.execute("SELECT 2", LIMITS).await.unwrap();
-}
-
-#[tokio::test]
 async fn tls_modes() {
     let cluster = Cluster::shared();
     let ca = cluster.ca_file.display();
@@ -345,4 +330,236 @@ async fn wrong_password_is_a_clear_connect_error() {
         e.to_string().contains("password authentication failed"),
         "{e}"
     );
+}
+
+/// Runs `n` concurrent `SELECT i` calls; returns the errors.
+async fn concurrent_calls(db: &Database, n: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.execute(&format!("SELECT {i} AS i, pg_sleep(0.05)"), LIMITS)
+                .await
+        }));
+    }
+    let mut errors = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            errors.push(e.to_string());
+        }
+    }
+    errors
+}
+
+/// sqlguard's own sessions on `cluster`, seen from a superuser session.
+fn guard_backends(cluster: &Cluster) -> usize {
+    cluster
+        .psql(
+            DB,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sqlguard'",
+        )
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A restart (`pg_ctl restart -m fast`) under a warm pool of 8, and an administrator ending
+/// every idle pooled backend: no call fails afterwards (dead sessions are replaced before a
+/// query is sent on them).
+#[tokio::test]
+async fn restarts_and_killed_idle_sessions_fail_no_call() {
+    let cluster = Cluster::start("restart");
+    let db = database(&cluster, "?sslmode=disable", 8);
+    assert_eq!(concurrent_calls(&db, 8).await, Vec::<String>::new());
+    assert_eq!(db.status().0, 8, "the pool is warm");
+
+    cluster.restart();
+    assert_eq!(
+        concurrent_calls(&db, 8).await,
+        Vec::<String>::new(),
+        "after a restart"
+    );
+    assert_eq!(concurrent_calls(&db, 16).await, Vec::<String>::new());
+
+    let killed = cluster.psql(
+        DB,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'sqlguard'",
+    );
+    assert_eq!(killed.trim(), "8");
+    // pg_terminate_backend signals; the backends send their FATAL error as they exit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard_backends(&cluster) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        concurrent_calls(&db, 8).await,
+        Vec::<String>::new(),
+        "after pg_terminate_backend"
+    );
+}
+
+/// Starts `sql` (which must contain `marker`) in the background, waits until PostgreSQL runs
+/// it, and returns the call and the backend's pid.
+async fn running_query(
+    cluster: &Cluster,
+    db: &Database,
+    sql: &'static str,
+    marker: &str,
+) -> (
+    tokio::task::JoinHandle<Result<QueryResult, ExecError>>,
+    String,
+) {
+    let call = {
+        let db = db.clone();
+        tokio::spawn(async move { db.execute(sql, LIMITS).await })
+    };
+    let find = format!(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = cluster.psql(DB, &find).trim().to_string();
+        if !pid.is_empty() {
+            return (call, pid);
+        }
+        assert!(Instant::now() < deadline, "the query never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An administrator's `pg_terminate_backend` on a running query sticks: the call fails once,
+/// at once, with PostgreSQL's SQLSTATE and message, and the query is not started again on
+/// another session. `pg_cancel_backend` is reported as a cancel, not as a timeout.
+#[tokio::test]
+async fn an_administrators_kill_sticks_and_is_named() {
+    let cluster = Cluster::shared();
+    let db = database(cluster, "?sslmode=disable", 2);
+    // Warm: the call below runs on a reused session (the case the old retry re-ran).
+    db.execute("SELECT 1", LIMITS).await.unwrap();
+
+    let started = Instant::now();
+    let (call, pid) = running_query(
+        cluster,
+        &db,
+        "SELECT pg_sleep(8) AS kill_me_once",
+        "kill_me_once",
+    )
+    .await;
+    cluster.psql(DB, &format!("SELECT pg_terminate_backend({pid})"));
+    let e = call.await.unwrap().unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the call took {:?}: it was run again",
+        started.elapsed()
+    );
+    assert!(matches!(e, ExecError::Terminated(_)), "{e}");
+    assert_eq!(pg_code(&e), "57P01", "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("terminating connection due to administrator command")
+            && text.contains("not sent again"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let again = cluster.psql(DB, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%kill_me_once%' AND pid <> pg_backend_pid()");
+    assert_eq!(again.trim(), "0", "the killed query was started again");
+    // The pool goes on.
+    db.execute("SELECT 2", LIMITS).await.unwrap();
+
+    let (call, pid) =
+        running_query(cluster, &db, "SELECT pg_sleep(8) AS cancel_me", "cancel_me").await;
+    cluster.psql(DB, &format!("SELECT pg_cancel_backend({pid})"));
+    let e = call.await.unwrap().unwrap_err();
+    assert!(matches!(e, ExecError::Cancelled { .. }), "{e}");
+    assert_eq!(pg_code(&e), "57014");
+    assert!(e.to_string().contains("before its time limit"), "{e}");
+}
+
+/// A listener that accepts TCP and never answers (a stalled route) is a connect timeout,
+/// named as such within its configured time, not a busy pool.
+#[tokio::test]
+async fn a_silent_database_is_a_connect_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(4) {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let dsn = Dsn::parse(&format!(
+        "postgres://u:p@127.0.0.1:{port}/db?sslmode=disable"
+    ))
+    .unwrap();
+    let db = Database::with_options(
+        DirectDialer::new(dsn).unwrap().endpoint(),
+        SessionSettings::default(),
+        PoolOptions {
+            size: 1,
+            connect_timeout: Duration::from_millis(800),
+            ..PoolOptions::default()
+        },
+    );
+    let started = Instant::now();
+    let e = db.execute("SELECT 1", LIMITS).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(e, ExecError::ConnectTimeout { limit_ms: 800, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("connect_timeout_ms"), "{e}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+/// Unused connections are closed after the idle time: an idle server holds no backend.
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let cluster = Cluster::start("idle");
+    let dsn = Dsn::parse(&cluster.dsn("?sslmode=disable")).unwrap();
+    let db = Database::with_options(
+        DirectDialer::new(dsn).unwrap().endpoint(),
+        SessionSettings::default(),
+        PoolOptions {
+            size: 3,
+            idle_timeout: Duration::from_secs(1),
+            ..PoolOptions::default()
+        },
+    );
+    assert_eq!(concurrent_calls(&db, 3).await, Vec::<String>::new());
+    assert_eq!(guard_backends(&cluster), 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard_backends(&cluster) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(guard_backends(&cluster), 0, "idle connections were kept");
+    assert_eq!(db.status().0, 0);
+    // And the pool opens new ones on demand.
+    db.execute("SELECT 1", LIMITS).await.unwrap();
+}
+
+/// A value larger than the byte budget is skipped on the wire, and the result says which
+/// row and column.
+#[tokio::test]
+async fn an_oversized_value_is_skipped_and_named() {
+    let db = shared();
+    let limits = RunLimits {
+        max_result_bytes: 100_000,
+        ..LIMITS
+    };
+    let r = db
+        .execute(
+            "SELECT g AS n, CASE WHEN g = 3 THEN repeat('x', 5000000) ELSE 'small' END AS body FROM generate_series(1, 5) g",
+            limits,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows(&r).len(), 2);
+    assert_eq!(r.truncated_by, Some("max_result_bytes"));
+    let big = r.oversized_row.as_ref().expect("the skipped row is named");
+    assert_eq!((big.row, big.column.as_str()), (3, "body"));
+    assert_eq!(big.column_bytes, 5_000_000);
 }

@@ -316,3 +316,75 @@ async fn column_and_setting_side_channels_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Peak and current resident memory of process `pid`, in KiB (VmHWM, VmRSS).
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// One 500 MB value and four concurrent 200 MB values: the server's memory stays within 64 MB
+/// of its idle size (rows past the byte budget are skipped on the wire), and each result says
+/// which row and column were left out.
+#[tokio::test]
+async fn huge_values_do_not_grow_the_servers_memory() {
+    use rmcp::ServiceExt;
+    let cluster = Cluster::shared();
+    let dir = std::env::temp_dir().join(format!("sqlguard-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "pool_size = 4\n\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {dsn:?}\n",
+            dsn = cluster.dsn("?sslmode=disable"),
+        ),
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("SQLGUARD_LOG", "error");
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
+    let pid = transport.id().unwrap();
+    let client = ().serve(transport).await.unwrap();
+    let (e, _) = query_shop(&client, "SELECT 1").await;
+    assert!(!e);
+    let (_, idle) = memory_kib(pid);
+
+    let (e, text) = query_shop(&client, "SELECT 1 AS n, repeat('x', 500000000) AS big").await;
+    assert!(
+        !e && text.contains("column \\\"big\\\" holds 500000000"),
+        "{}",
+        &text[..text.len().min(500)]
+    );
+    let (a, b) = (
+        "SELECT repeat('y', 200000000) AS v",
+        "SELECT 'a' AS s UNION ALL SELECT repeat('z', 200000000)",
+    );
+    let four = tokio::join!(
+        query_shop(&client, a),
+        query_shop(&client, b),
+        query_shop(&client, a),
+        query_shop(&client, b)
+    );
+    for (e, text) in [four.0, four.1, four.2, four.3] {
+        assert!(
+            !e && text.contains("was not returned"),
+            "{}",
+            &text[..text.len().min(500)]
+        );
+    }
+    let (peak, _) = memory_kib(pid);
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("server memory: idle {idle} KiB, peak {peak} KiB");
+    assert!(peak < idle + 64 * 1024, "peak {peak} KiB, idle {idle} KiB");
+}

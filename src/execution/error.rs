@@ -15,11 +15,13 @@ pub struct PgError {
 
 impl std::fmt::Display for PgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} (SQLSTATE {})",
-            self.severity, self.message, self.code
-        )?;
+        if !self.severity.is_empty() {
+            write!(f, "{}: ", self.severity)?;
+        }
+        f.write_str(&self.message)?;
+        if !self.code.is_empty() {
+            write!(f, " (SQLSTATE {})", self.code)?;
+        }
         if let Some(p) = self.position {
             write!(f, " at character {p}")?;
         }
@@ -42,10 +44,23 @@ pub enum ExecError {
     #[error("the query ran longer than its limit of {limit_ms} ms (statement_timeout_ms) and was cancelled: add a WHERE clause or a LIMIT, or ask for less data")]
     Timeout { limit_ms: u64 },
 
+    #[error("PostgreSQL cancelled the query after {ran_ms} ms, before its time limit ({pg}): someone stopped it (pg_cancel_backend, a DBA); it was not run again, so ask before retrying")]
+    Cancelled { pg: Box<PgError>, ran_ms: u64 },
+
+    #[error("the database ended the session while the query ran ({0}); the query was not sent again: if an administrator stopped it, ask before retrying")]
+    Terminated(Box<PgError>),
+
     #[error("cannot connect to the database {target}: {reason}")]
     Connect { target: String, reason: String },
 
-    #[error("the database connection was lost ({0}): try again")]
+    #[error("the database {target} did not answer within {limit_ms} ms ({step}; connect_timeout_ms): check that it is up and that the route to it works, or raise connect_timeout_ms")]
+    ConnectTimeout {
+        target: String,
+        limit_ms: u64,
+        step: &'static str,
+    },
+
+    #[error("the database connection was lost ({0}); the query was not sent again, as it may have run: try again if that is safe")]
     ConnectionLost(String),
 
     #[error("the database server spoke unexpectedly ({0}): try again; if it persists, report it")]
@@ -65,7 +80,8 @@ pub enum ExecError {
 impl ExecError {
     pub fn pg(&self) -> Option<&PgError> {
         match self {
-            ExecError::Postgres(e) => Some(e.as_ref()),
+            ExecError::Postgres(e) | ExecError::Terminated(e) => Some(e.as_ref()),
+            ExecError::Cancelled { pg, .. } => Some(pg.as_ref()),
             _ => None,
         }
     }

@@ -20,14 +20,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool::managed::{self, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult};
+use deadpool::managed::{
+    self, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult, TimeoutType,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use dsn::{Dsn, SslMode};
 pub use error::{ExecError, PgError};
 pub use values::{render_for, to_json, Render};
-pub use wire::{BoxStream, Connection, PgStream, QueryResult, RunLimits};
+pub use wire::{BoxStream, Connection, OversizedRow, PgStream, QueryResult, RunLimits};
 
 /// Opens byte streams to one PostgreSQL server. Implemented for direct connections here and
 /// for Teleport's routes in [`crate::teleport`].
@@ -225,69 +227,135 @@ impl Dial for DirectDialer {
 struct Manager {
     endpoint: Endpoint,
     settings: SessionSettings,
+    connect_timeout: Duration,
 }
 
 impl managed::Manager for Manager {
     type Type = Connection;
     type Error = ExecError;
 
+    /// Opens and starts a session within `connect_timeout`, saying which step did not answer:
+    /// a route that accepts TCP and then stays silent is a connect problem, not a busy pool.
     async fn create(&self) -> Result<Connection, ExecError> {
-        let stream = self.endpoint.dialer.dial().await?;
+        let target = || self.endpoint.dialer.target();
+        let limit_ms = self.connect_timeout.as_millis() as u64;
+        let stream = tokio::time::timeout(self.connect_timeout, self.endpoint.dialer.dial())
+            .await
+            .map_err(|_| ExecError::ConnectTimeout {
+                target: target(),
+                limit_ms,
+                step: "opening the connection",
+            })??;
         let params = self
             .settings
             .startup_params(&self.endpoint.user, &self.endpoint.dbname);
-        Connection::startup(stream, &params, self.endpoint.password.as_deref())
+        let startup = Connection::startup(stream, &params, self.endpoint.password.as_deref());
+        let conn = tokio::time::timeout(self.connect_timeout, startup)
             .await
-            .map_err(|e| match e {
-                ExecError::Postgres(pg) => ExecError::Connect {
-                    target: self.endpoint.dialer.target(),
-                    reason: pg.to_string(),
-                },
-                other => other,
-            })
+            .map_err(|_| ExecError::ConnectTimeout {
+                target: target(),
+                limit_ms,
+                step: "the database's answer to the startup message",
+            })?;
+        conn.map_err(|e| match e {
+            ExecError::Postgres(pg) => ExecError::Connect {
+                target: target(),
+                reason: pg.to_string(),
+            },
+            other => other,
+        })
     }
 
+    /// A pooled session is handed out only if it is still alive. When PostgreSQL restarts, or
+    /// an administrator ends an idle backend, the server sends a FATAL error and closes: both
+    /// are already readable on the idle socket, so looking costs no round trip and a dead
+    /// session is replaced before a query is ever sent on it.
     async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<ExecError> {
         if conn.broken {
             return Err(RecycleError::message(
                 "the connection was left in an unknown state",
             ));
         }
+        // A yielded task resumes after the runtime has polled the I/O driver, so the socket's
+        // readiness below is current even when no task has run since the server went away.
+        tokio::task::yield_now().await;
+        if let Some(why) = conn.closed_while_idle() {
+            tracing::info!(target = %self.endpoint.dialer.target(), "an idle database connection was closed by the server ({why}); opening another");
+            return Err(RecycleError::message(why));
+        }
         Ok(())
     }
 }
 
-/// How long a caller waits for a free connection.
-const POOL_WAIT: Duration = Duration::from_secs(15);
 /// How long the client waits past the server-side timeout before cancelling itself.
 const CANCEL_GRACE: Duration = Duration::from_millis(500);
+
+/// Size and timeouts of a database's connection pool (`pool_size`, `connect_timeout_ms`,
+/// `pool_wait_ms`, `idle_timeout_s` in the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub size: usize,
+    /// Opening a connection and starting its session (TCP, TLS, Teleport, authentication).
+    pub connect_timeout: Duration,
+    /// Waiting for a connection another call holds.
+    pub wait_timeout: Duration,
+    /// An unused connection is closed after this long, so that idle agents hold no backend.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            size: 4,
+            connect_timeout: Duration::from_secs(10),
+            wait_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
 
 /// A bounded pool of pinned sessions to one database.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool<Manager>,
     endpoint: Endpoint,
-    size: usize,
+    options: PoolOptions,
 }
 
 impl Database {
     pub fn new(endpoint: Endpoint, settings: SessionSettings, pool_size: usize) -> Database {
-        let size = pool_size.max(1);
+        Self::with_options(
+            endpoint,
+            settings,
+            PoolOptions {
+                size: pool_size,
+                ..PoolOptions::default()
+            },
+        )
+    }
+
+    pub fn with_options(
+        endpoint: Endpoint,
+        settings: SessionSettings,
+        mut options: PoolOptions,
+    ) -> Database {
+        options.size = options.size.max(1);
         let pool = Pool::builder(Manager {
             endpoint: endpoint.clone(),
             settings,
+            connect_timeout: options.connect_timeout,
         })
-        .max_size(size)
-        .wait_timeout(Some(POOL_WAIT))
-        .create_timeout(Some(Duration::from_secs(15)))
+        .max_size(options.size)
+        .wait_timeout(Some(options.wait_timeout))
         .runtime(deadpool::Runtime::Tokio1)
         .build();
         // Building only fails without a runtime for the timeouts, which is set above.
         let pool = pool.unwrap_or_else(|e| panic!("pool configuration: {e}"));
+        close_idle_connections(&pool, options.idle_timeout);
         Database {
             pool,
             endpoint,
-            size,
+            options,
         }
     }
 
@@ -297,42 +365,49 @@ impl Database {
 
     async fn get(&self) -> Result<Object<Manager>, ExecError> {
         self.pool.get().await.map_err(|e| match e {
-            PoolError::Backend(e) => e,
-            PoolError::Timeout(_) => ExecError::PoolExhausted {
-                waited_ms: POOL_WAIT.as_millis() as u64,
-                size: self.size,
+            PoolError::Backend(e) => {
+                tracing::warn!(target = %self.target(), "no database connection: {e}");
+                e
+            }
+            PoolError::Timeout(TimeoutType::Wait) => ExecError::PoolExhausted {
+                waited_ms: self.options.wait_timeout.as_millis() as u64,
+                size: self.options.size,
             },
             other => ExecError::Protocol(format!("connection pool: {other}")),
         })
     }
 
-    /// Runs one allowed statement under the guard. A connection lost on a reused session
-    /// (the server restarted since) is retried once on a new one: nothing ran.
+    /// Runs one allowed statement under the guard, once. A query that may have reached the
+    /// server is never sent again (an administrator's kill must stick); dead idle sessions
+    /// are weeded out before use instead (see `Manager::recycle`).
     pub async fn execute(&self, sql: &str, limits: RunLimits) -> Result<QueryResult, ExecError> {
-        for attempt in 0..2 {
-            let mut conn = self.get().await?;
-            let reused = Object::metrics(&conn).recycle_count > 0;
-            let budget = Duration::from_millis(limits.statement_timeout_ms) + CANCEL_GRACE;
-            match tokio::time::timeout(budget, conn.run_guarded(sql, limits)).await {
-                Ok(Err(ExecError::ConnectionLost(_))) if attempt == 0 && reused => continue,
-                Ok(result) => return result,
-                Err(_) => {
-                    // The server did not stop in time: cancel, and drop this session.
-                    conn.broken = true;
-                    if let Some(key) = conn.backend_key {
-                        if let Ok(stream) = self.endpoint.dialer.dial().await {
-                            let _ = wire::send_cancel(stream, key).await;
-                        }
+        let mut conn = self.get().await?;
+        let budget = Duration::from_millis(limits.statement_timeout_ms) + CANCEL_GRACE;
+        match tokio::time::timeout(budget, conn.run_guarded(sql, limits)).await {
+            Ok(result) => {
+                if let Err(e) = &result {
+                    if matches!(e, ExecError::ConnectionLost(_) | ExecError::Terminated(_)) {
+                        tracing::warn!(target = %self.target(), "database connection lost during a query: {e}");
                     }
-                    return Err(ExecError::Timeout {
-                        limit_ms: limits.statement_timeout_ms,
-                    });
                 }
+                if conn.read_buffer_capacity() > SHRINK_ABOVE {
+                    conn.shrink_buffers();
+                }
+                result
+            }
+            Err(_) => {
+                // The server did not stop in time: cancel, and drop this session.
+                conn.broken = true;
+                if let Some(key) = conn.backend_key {
+                    if let Ok(stream) = self.endpoint.dialer.dial().await {
+                        let _ = wire::send_cancel(stream, key).await;
+                    }
+                }
+                Err(ExecError::Timeout {
+                    limit_ms: limits.statement_timeout_ms,
+                })
             }
         }
-        Err(ExecError::ConnectionLost(
-            "the server closed two connections in a row".into(),
-        ))
     }
 
     /// Opens a session and checks it runs `SELECT 1` under the guard (for `doctor`).
@@ -350,6 +425,35 @@ impl Database {
         let s = self.pool.status();
         (s.size, s.available)
     }
+}
+
+/// A session's read buffer larger than this after a call is given back (a large result must
+/// not pin its memory for the life of the connection).
+const SHRINK_ABOVE: usize = 256 * 1024;
+
+/// Closes connections unused for `idle` (checked every quarter of it, at least every second)
+/// for as long as the pool exists. Without a Tokio runtime (no server), nothing is reaped.
+fn close_idle_connections(pool: &Pool<Manager>, idle: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = pool.weak();
+    let every = (idle / 4)
+        .max(Duration::from_secs(1))
+        .min(idle.max(Duration::from_millis(100)));
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(pool) = weak.upgrade() else { return };
+            let closed = pool.retain(|_, metrics| metrics.last_used() < idle);
+            if !closed.removed.is_empty() {
+                tracing::debug!(
+                    "closed {} idle database connection(s)",
+                    closed.removed.len()
+                );
+            }
+        }
+    });
 }
 
 /// The JSON the tools return: `{"data": [...] | null, "rowsCount": N, "truncated": bool}`.

@@ -40,7 +40,25 @@ pub struct QueryResult {
     pub command_tag: Option<String>,
     /// Bytes of row data received.
     pub bytes: usize,
+    /// The first row left out because it alone was larger than what was left of
+    /// `max_result_bytes`: it was skipped on the wire, never held in memory.
+    pub oversized_row: Option<OversizedRow>,
 }
+
+/// A row skipped on the wire because it did not fit in the byte budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OversizedRow {
+    /// 1-based position of the row in the result.
+    pub row: usize,
+    pub row_bytes: usize,
+    /// The row's largest value: its column and size.
+    pub column: String,
+    pub column_bytes: usize,
+}
+
+/// Largest message other than a row that is read into memory (an error message quoting a
+/// 500 MB value is not).
+const MAX_MESSAGE: usize = 8 << 20;
 
 /// Limits on one execution.
 #[derive(Debug, Clone, Copy)]
@@ -255,6 +273,20 @@ impl Connection {
     /// Reads the next message that is not a notice or a parameter report.
     async fn read(&mut self) -> Result<Message, ExecError> {
         loop {
+            if let Some((tag, len)) = self.peek_header() {
+                if tag != b'D' && len > MAX_MESSAGE {
+                    self.broken = true;
+                    self.skip_bytes(len + 1).await?;
+                    return Err(ExecError::Postgres(Box::new(PgError {
+                        severity: "ERROR".into(),
+                        message: format!(
+                            "the server sent a {len}-byte {} message, more than sqlguard reads ({MAX_MESSAGE} bytes); it was discarded",
+                            if tag == b'E' { "error" } else { "protocol" }
+                        ),
+                        ..PgError::default()
+                    })));
+                }
+            }
             match Message::parse(&mut self.read_buf) {
                 Ok(Some(Message::ParameterStatus(p))) => {
                     let (k, v) = (p.name().map_err(proto)?, p.value().map_err(proto)?);
@@ -272,34 +304,111 @@ impl Connection {
         }
     }
 
-    /// Discards a DataRow longer than `budget` bytes without buffering it whole. Returns its
-    /// length when one was skipped.
-    async fn skip_large_data_row(&mut self, budget: usize) -> Result<Option<usize>, ExecError> {
-        while self.read_buf.len() < 5 {
+    /// The type and length of the next message, when its header is buffered.
+    fn peek_header(&self) -> Option<(u8, usize)> {
+        let b = self.read_buf.get(..5)?;
+        Some((b[0], u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize))
+    }
+
+    /// Waits until at least `n` bytes are buffered.
+    async fn need(&mut self, n: usize) -> Result<(), ExecError> {
+        while self.read_buf.len() < n {
             self.fill().await?;
         }
-        if self.read_buf[0] != b'D' {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([
-            self.read_buf[1],
-            self.read_buf[2],
-            self.read_buf[3],
-            self.read_buf[4],
-        ]) as usize;
-        if len <= budget {
-            return Ok(None);
-        }
-        let mut remaining = len + 1;
+        Ok(())
+    }
+
+    /// Discards the next `n` bytes of the stream, buffering at most one read at a time.
+    async fn skip_bytes(&mut self, mut n: usize) -> Result<(), ExecError> {
         loop {
-            let take = remaining.min(self.read_buf.len());
+            let take = n.min(self.read_buf.len());
             self.read_buf.advance(take);
-            remaining -= take;
-            if remaining == 0 {
-                return Ok(Some(len));
+            n -= take;
+            if n == 0 {
+                return Ok(());
             }
             self.fill().await?;
         }
+    }
+
+    /// Discards a DataRow longer than `budget` bytes without buffering it whole, reading
+    /// only its field lengths. Returns `(row length, index and length of its largest field)`
+    /// when one was skipped.
+    async fn skip_large_data_row(
+        &mut self,
+        budget: usize,
+    ) -> Result<Option<(usize, usize, usize)>, ExecError> {
+        self.need(5).await?;
+        let Some((b'D', len)) = self.peek_header() else {
+            return Ok(None);
+        };
+        if len <= budget {
+            return Ok(None);
+        }
+        self.need(7).await?;
+        let fields = u16::from_be_bytes([self.read_buf[5], self.read_buf[6]]) as usize;
+        self.read_buf.advance(7);
+        let mut left = len.checked_sub(6).ok_or_else(|| proto("short DataRow"))?;
+        let mut largest = (0, 0);
+        for i in 0..fields {
+            self.need(4).await?;
+            let n = i32::from_be_bytes([
+                self.read_buf[0],
+                self.read_buf[1],
+                self.read_buf[2],
+                self.read_buf[3],
+            ]);
+            self.read_buf.advance(4);
+            let n = usize::try_from(n).unwrap_or(0); // -1: NULL
+            left = left
+                .checked_sub(4 + n)
+                .ok_or_else(|| proto("a DataRow field overruns its row"))?;
+            self.skip_bytes(n).await?;
+            if n > largest.1 {
+                largest = (i, n);
+            }
+        }
+        self.skip_bytes(left).await?;
+        Ok(Some((len, largest.0, largest.1)))
+    }
+
+    /// Has the server closed this idle connection (a restart, `pg_terminate_backend`, an
+    /// idle timeout)? It then sent a FATAL error, or end of file, already readable now: one
+    /// poll tells, without a round trip. Returns why, or `None` when it is alive.
+    pub fn closed_while_idle(&mut self) -> Option<String> {
+        use std::task::{Context, Poll, Waker};
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut scratch = [0u8; 1024];
+        let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+        match std::pin::Pin::new(&mut self.stream).poll_read(&mut cx, &mut buf) {
+            Poll::Pending => None,
+            Poll::Ready(Err(e)) => Some(e.to_string()),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                Some("the server closed the connection".into())
+            }
+            Poll::Ready(Ok(())) => {
+                self.read_buf.extend_from_slice(buf.filled());
+                match Message::parse(&mut self.read_buf) {
+                    Ok(Some(Message::ErrorResponse(e))) => Some(pg_error(e.fields()).to_string()),
+                    // Anything else unasked for (a notice, a parameter report) leaves the
+                    // session in a state sqlguard did not set up: do not reuse it.
+                    _ => Some("the server sent a message while the connection was idle".into()),
+                }
+            }
+        }
+    }
+
+    /// Capacity of the read buffer (it grows to the largest row read).
+    pub fn read_buffer_capacity(&self) -> usize {
+        self.read_buf.capacity()
+    }
+
+    /// Gives back the memory of a large result (called between calls, nothing buffered).
+    pub fn shrink_buffers(&mut self) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::with_capacity(8192);
+        }
+        self.write_buf = BytesMut::with_capacity(1024);
     }
 
     fn push_statement(
@@ -359,9 +468,11 @@ impl Connection {
         // From here until the last ReadyForQuery, an interruption leaves the protocol
         // mid-way: the connection must then be discarded.
         self.broken = true;
+        let started = std::time::Instant::now();
         self.flush().await?;
 
         let mut error: Option<PgError> = None;
+        let mut oversized_row: Option<OversizedRow> = None;
         let mut columns: Vec<String> = Vec::new();
         let mut renders: Vec<Render> = Vec::new();
         let mut rows: Option<Vec<Map<String, Value>>> = None;
@@ -371,15 +482,46 @@ impl Connection {
         let mut in_user_statement = false;
         let byte_cap = usize::try_from(limits.max_result_bytes).unwrap_or(usize::MAX);
 
+        // A FATAL error followed by end of file is the server ending the session (an
+        // administrator's pg_terminate_backend, a shutdown): say so, with its SQLSTATE.
+        let lost = |error: &mut Option<PgError>, e: ExecError| match (e, error.take()) {
+            (ExecError::ConnectionLost(_), Some(pg)) if pg.severity == "FATAL" => {
+                ExecError::Terminated(Box::new(pg))
+            }
+            (e, _) => e,
+        };
         // Part 1: up to the first ReadyForQuery (BEGIN, SET LOCAL, the statement).
         loop {
-            if in_user_statement && truncated_by.is_some() {
-                if let Some(len) = self.skip_large_data_row(4096).await? {
-                    bytes += len;
-                    continue;
+            if in_user_statement {
+                // A row larger than what is left of the byte budget is skipped on the wire,
+                // never buffered: memory per call stays O(max_result_bytes).
+                let budget = match truncated_by {
+                    Some(_) => 4096,
+                    None => byte_cap.saturating_sub(bytes),
+                };
+                match self.skip_large_data_row(budget).await {
+                    Ok(Some((len, field, field_len))) => {
+                        bytes += len;
+                        if truncated_by.is_none() {
+                            truncated_by = Some("max_result_bytes");
+                            oversized_row = Some(OversizedRow {
+                                row: rows.as_ref().map_or(0, Vec::len) + 1,
+                                row_bytes: len,
+                                column: columns.get(field).cloned().unwrap_or_default(),
+                                column_bytes: field_len,
+                            });
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(lost(&mut error, e)),
                 }
             }
-            match self.read().await? {
+            let message = match self.read().await {
+                Ok(m) => m,
+                Err(e) => return Err(lost(&mut error, e)),
+            };
+            match message {
                 Message::ParseComplete | Message::BindComplete => {}
                 Message::CommandComplete(c) => {
                     if in_user_statement {
@@ -463,7 +605,11 @@ impl Connection {
         }
         // Part 2: ROLLBACK.
         loop {
-            match self.read().await? {
+            let message = match self.read().await {
+                Ok(m) => m,
+                Err(e) => return Err(lost(&mut error, e)),
+            };
+            match message {
                 Message::ReadyForQuery(r) => {
                     if r.status() != b'I' {
                         return Err(ExecError::Protocol(
@@ -488,7 +634,16 @@ impl Connection {
             self.broken = true;
         }
         if let Some(e) = error {
+            // query_canceled is both the statement timeout and pg_cancel_backend; the message
+            // text is localized, the clock is not.
             if e.code == "57014" {
+                let ran_ms = started.elapsed().as_millis() as u64;
+                if ran_ms + 50 < limits.statement_timeout_ms {
+                    return Err(ExecError::Cancelled {
+                        pg: Box::new(e),
+                        ran_ms,
+                    });
+                }
                 return Err(ExecError::Timeout {
                     limit_ms: limits.statement_timeout_ms,
                 });
@@ -502,6 +657,7 @@ impl Connection {
             truncated_by,
             command_tag,
             bytes,
+            oversized_row,
         })
     }
 

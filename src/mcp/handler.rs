@@ -302,7 +302,19 @@ impl Sqlguard {
                 audit["rows"] = json!(result.rows.as_ref().map_or(0, Vec::len));
                 audit["truncated"] = json!(result.truncated);
                 let mut v = result_json(&result);
-                if let Some(by) = result.truncated_by {
+                if let Some(big) = &result.oversized_row {
+                    v["note"] = json!(format!(
+                        "row {} was not returned, nor any after it: it is {} bytes (column {:?} holds {} of them), more than the {} bytes left of max_result_bytes = {}; select a shorter expression (left({}, 1000), length({})) or ask for a larger max_result_bytes in the policy's limits",
+                        big.row,
+                        big.row_bytes,
+                        big.column,
+                        big.column_bytes,
+                        limits.max_result_bytes.saturating_sub(result.bytes.saturating_sub(big.row_bytes) as u64),
+                        limits.max_result_bytes,
+                        big.column,
+                        big.column,
+                    ));
+                } else if let Some(by) = result.truncated_by {
                     let limit = if by == "max_rows" {
                         limits.max_rows
                     } else {

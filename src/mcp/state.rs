@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::analysis::AnalysisOptions;
 use crate::audit::AuditLog;
 use crate::config::{AuditQuery, Config, DatabaseSpec, Mode, DEFAULT_MAX_QUERY_BYTES};
-use crate::execution::{Database, DirectDialer, Dsn, Endpoint, SessionSettings};
+use crate::execution::{Database, DirectDialer, Dsn, Endpoint, PoolOptions, SessionSettings};
 use crate::policy::{Bundle, DatabaseContext, Identity, Policy};
 use crate::teleport::TshHome;
 
@@ -119,7 +120,19 @@ impl State {
             }
             None => local_identity(),
         };
-        let pool_size = config.pool_size.unwrap_or(4);
+        let defaults = PoolOptions::default();
+        let pool = PoolOptions {
+            size: config.pool_size.unwrap_or(defaults.size),
+            connect_timeout: config
+                .connect_timeout_ms
+                .map_or(defaults.connect_timeout, Duration::from_millis),
+            wait_timeout: config
+                .pool_wait_ms
+                .map_or(defaults.wait_timeout, Duration::from_millis),
+            idle_timeout: config
+                .idle_timeout_s
+                .map_or(defaults.idle_timeout, Duration::from_secs),
+        };
         let mut databases = Vec::new();
         for spec in specs {
             let backend = match (spec.mode, &spec.dsn) {
@@ -127,10 +140,10 @@ impl State {
                     let dialer = Dsn::parse(dsn)
                         .and_then(DirectDialer::new)
                         .map_err(|e| format!("database {}: {e}", spec.uri.resource()))?;
-                    Backend::Ready(Database::new(
+                    Backend::Ready(Database::with_options(
                         dialer.endpoint(),
                         settings.clone(),
-                        pool_size,
+                        pool,
                     ))
                 }
                 (mode, _) => match home
@@ -141,7 +154,7 @@ impl State {
                     .and_then(|h| {
                         crate::teleport::dialer(mode, h, &spec.uri, config.teleport.tsh.as_deref())
                     }) {
-                    Ok(dialer) => Backend::Ready(Database::new(
+                    Ok(dialer) => Backend::Ready(Database::with_options(
                         Endpoint {
                             dialer,
                             user: spec.uri.db_user().to_string(),
@@ -149,7 +162,7 @@ impl State {
                             password: None,
                         },
                         settings.clone(),
-                        pool_size,
+                        pool,
                     )),
                     Err(e) => Backend::Unavailable(e),
                 },
