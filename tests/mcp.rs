@@ -388,3 +388,123 @@ async fn huge_values_do_not_grow_the_servers_memory() {
     eprintln!("server memory: idle {idle} KiB, peak {peak} KiB");
     assert!(peak < idle + 64 * 1024, "peak {peak} KiB, idle {idle} KiB");
 }
+
+/// Malformed stdin lines each get the JSON-RPC error the spec names (with the request's id
+/// when it has one), and the server keeps serving: a good call afterwards succeeds.
+#[test]
+fn malformed_json_rpc_lines_are_answered() {
+    use std::io::{BufRead, BufReader, Write};
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let long = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(17 << 20)
+    );
+    // (line, expected code, expected id)
+    let cases: Vec<(Vec<u8>, i64, serde_json::Value)> = vec![
+        (b"{not json".to_vec(), -32700, serde_json::Value::Null),
+        (
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}".to_vec(),
+            -32700,
+            serde_json::Value::Null,
+        ),
+        (deep.into_bytes(), -32700, serde_json::Value::Null),
+        (br#"{"id":2,"method":"ping"}"#.to_vec(), -32600, 2.into()),
+        (
+            br#"{"jsonrpc":"1.0","id":"three","method":"ping"}"#.to_vec(),
+            -32600,
+            "three".into(),
+        ),
+        (
+            br#"[{"jsonrpc":"2.0","id":4,"method":"ping"}]"#.to_vec(),
+            -32600,
+            serde_json::Value::Null,
+        ),
+        (
+            br#""just a string""#.to_vec(),
+            -32600,
+            serde_json::Value::Null,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":5,"method":7}"#.to_vec(),
+            -32600,
+            5.into(),
+        ),
+        (br#"{"jsonrpc":"2.0","id":6}"#.to_vec(), -32600, 6.into()),
+        (
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#.to_vec(),
+            -32602,
+            7.into(),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":[1]}"#.to_vec(),
+            -32602,
+            8.into(),
+        ),
+        (long.into_bytes(), -32600, serde_json::Value::Null),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .args([
+            "serve",
+            "teleport://clusters/acme/databases/shop?dbName=shop&dbUser=agent",
+        ])
+        .env("SQLGUARD_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that leaves a line unanswered would hang the test: end it after 60 s instead.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut answer = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str::<serde_json::Value>(&line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    };
+    let mut failures = Vec::new();
+    for (line, code, id) in &cases {
+        stdin.write_all(line).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+        let a = answer();
+        if a["error"]["code"] != *code || a["id"] != *id || a["jsonrpc"] != "2.0" {
+            let shown = String::from_utf8_lossy(&line[..line.len().min(60)]).to_string();
+            failures.push(format!("{shown:?}: expected {code} id {id}, got {a}"));
+        }
+    }
+    // The session goes on: initialize, then a method rmcp does not know, then a tool call.
+    let init = r#"{"jsonrpc":"2.0","id":10,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    writeln!(stdin, "{init}").unwrap();
+    let a = answer();
+    assert_eq!(a["id"], 10, "{a}");
+    assert_eq!(a["result"]["serverInfo"]["name"], "sqlguard", "{a}");
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+    )
+    .unwrap();
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","id":11,"method":"no/such/method"}}"#
+    )
+    .unwrap();
+    let a = answer();
+    assert_eq!(
+        (a["id"].clone(), a["error"]["code"].clone()),
+        (11.into(), (-32601).into()),
+        "{a}"
+    );
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{{"name":"teleport_list_databases","arguments":{{}}}}}}"#).unwrap();
+    let a = answer();
+    assert_eq!(a["id"], 12, "{a}");
+    assert!(a["result"]["content"].is_array(), "{a}");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

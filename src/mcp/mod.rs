@@ -5,6 +5,7 @@
 //! tool in the input) → guarded execution with the decision's limits → result, and leaves
 //! one audit line. stdout belongs to the protocol: every log goes to stderr.
 
+pub mod framing;
 mod handler;
 mod reload;
 pub mod state;
@@ -27,11 +28,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     let watch_paths: Vec<PathBuf> = opts.policy_paths();
     let _reloader = reload::spawn(state.clone(), watch_paths);
     let server = Sqlguard::new(state);
+    let framed = framing::stdio();
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve((framed.reader, framed.writer))
         .await
         .map_err(|e| format!("the MCP session could not start: {e}"))?;
     let reason = running.waiting().await.map_err(|e| e.to_string())?;
+    // The last answers still queued for stdout.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), framed.output).await;
     tracing::info!(?reason, "MCP client disconnected");
     Ok(())
 }
