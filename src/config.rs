@@ -42,6 +42,12 @@ pub struct Config {
     pub audit_query: AuditQuery,
     /// When the audit log cannot be written, deny the call (default true).
     pub audit_fail_closed: Option<bool>,
+    /// A file holding the key of the audit log's HMAC chain (never stored in the log).
+    pub audit_key_file: Option<PathBuf>,
+    /// The name of an environment variable holding that key.
+    pub audit_key_env: Option<String>,
+    /// Query texts longer than this are logged as a prefix and a hash (default 4096).
+    pub audit_query_max_bytes: Option<usize>,
     pub max_query_bytes: Option<usize>,
     pub pool_size: Option<usize>,
     /// Opening a database connection and starting its session, in ms (default 10000).
@@ -124,6 +130,9 @@ impl Config {
         config.policy.iter_mut().for_each(fix);
         config.data.iter_mut().for_each(fix);
         if let Some(p) = config.audit_log.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = config.audit_key_file.as_mut() {
             fix(p);
         }
         Ok(config)

@@ -214,7 +214,7 @@ async fn denied_tools_are_hidden_and_refused() {
 }
 
 /// Calls teleport_postgres_query on the `shop` database: `(isError, text)`.
-async fn query_shop(
+pub async fn query_shop(
     client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
     sql: &str,
 ) -> (bool, String) {
@@ -507,4 +507,51 @@ fn malformed_json_rpc_lines_are_answered() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A reload runs the new bundle on ordinary queries first: one that errors is refused, said
+/// on stderr, and the old policy keeps deciding.
+#[tokio::test]
+async fn a_reload_that_would_fail_every_call_is_refused() {
+    use rmcp::ServiceExt;
+    use tokio::io::AsyncReadExt;
+    let cluster = Cluster::shared();
+    let dir = std::env::temp_dir().join(format!("sqlguard-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data.json");
+    std::fs::write(&data, r#"{"sqlguard": {"tables": {"deny": []}}}"#).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "policy = [{policies:?}]\ndata = [{data:?}]\n\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {dsn:?}\n",
+            policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies").display().to_string(),
+            data = data.display().to_string(),
+            dsn = cluster.dsn("?sslmode=disable"),
+        ),
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("SQLGUARD_LOG", "warn");
+    let (transport, stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = ().serve(transport).await.unwrap();
+    let (e, _) = query_shop(&client, "SELECT count(*) FROM users").await;
+    assert!(!e);
+    // A glob that cannot compile: every call naming a table would be a policy error.
+    std::fs::write(&data, r#"{"sqlguard": {"tables": {"deny": ["a*b*["]}}}"#).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (e, text) = query_shop(&client, "SELECT count(*) FROM users").await;
+    assert!(!e, "the old policy should still decide: {text}");
+    let _ = client.cancel().await;
+    let mut log = String::new();
+    let _ = stderr.unwrap().read_to_string(&mut log).await;
+    assert!(
+        log.contains("POLICY RELOAD REJECTED") && log.contains("fails to evaluate"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

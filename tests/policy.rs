@@ -615,3 +615,17 @@ fn settings_views_follow_settings_sensitive() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A policy error denies with a message that sends the agent to the operator, without the
+/// Rego source, file or line; a reload refuses a bundle that errors on every call.
+#[test]
+fn policy_errors_stay_with_the_operator() {
+    let policy = policy_with_data(r#"{"sqlguard": {"tables": {"deny": ["a*b*["]}}}"#);
+    let d = decide(&policy, "SELECT * FROM users");
+    assert!(!d.allow);
+    let m = &d.reasons[0].message;
+    assert!(m.contains("ask the operator"), "{m}");
+    assert!(!m.contains(".rego") && !m.contains("glob"), "{m}");
+    assert!(policy.smoke_test().is_err());
+    assert_eq!(default_policy().smoke_test(), Ok(()));
+}

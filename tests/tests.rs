@@ -3,6 +3,7 @@
 mod support;
 
 mod analysis;
+mod audit;
 mod cli;
 mod clientconfig;
 mod doctor;

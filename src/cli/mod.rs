@@ -112,8 +112,16 @@ enum JsonFormatArg {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check an audit log's hash chain: exit 0 when intact, 1 when broken.
-    Verify { file: PathBuf },
+    /// Check an audit log's chain and head anchor: exit 0 when intact, 1 when not.
+    Verify {
+        file: PathBuf,
+        /// The key of a keyed (HMAC) chain, from a file.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// The key of a keyed (HMAC) chain, from this environment variable.
+        #[arg(long)]
+        key_env: Option<String>,
+    },
 }
 
 /// Options that change how SQL is analyzed.
@@ -217,7 +225,8 @@ pub fn main() -> ExitCode {
         cli.command,
         Command::Serve(_) | Command::Demo { serve: true }
     ) {
-        "info"
+        // rmcp reports every session's start and end at INFO: noise for a stdio server.
+        "info,rmcp=warn"
     } else {
         "warn"
     };
@@ -255,7 +264,17 @@ pub fn main() -> ExitCode {
         Command::Demo { serve } => demo(serve),
         Command::Config(args) => config(args),
         Command::Doctor { serve, format } => doctor(serve, format),
-        Command::Audit(AuditCommand::Verify { file }) => match crate::audit::verify(&file) {
+        Command::Audit(AuditCommand::Verify {
+            file,
+            key_file,
+            key_env,
+        }) => match (crate::audit::AuditKey {
+            file: key_file,
+            env: key_env,
+        })
+        .load()
+        .and_then(|key| crate::audit::verify(&file, key))
+        {
             Ok(n) => {
                 println!("{}: intact, {n} records", file.display());
                 ExitCode::SUCCESS

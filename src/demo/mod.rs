@@ -274,7 +274,7 @@ pub async fn tour(exe: &Path) -> Result<(), String> {
     }
     let _ = client.cancel().await;
     let audit = demo.dir.join("audit.jsonl");
-    match crate::audit::verify(&audit) {
+    match crate::audit::verify(&audit, None) {
         Ok(n) => println!("Every call above is in the hash-chained audit log: {n} records, chain intact (`sqlguard audit verify FILE`).\n"),
         Err(e) => return Err(format!("the demo's audit log does not verify: {e}")),
     }

@@ -14,6 +14,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
 use super::state::{ServedDatabase, State};
+use crate::audit::{now_rfc3339, CallRecord, Caller, OutcomeRecord, QueryText, Timings};
 use crate::config::AuditQuery;
 use crate::execution::{result_json, ExecError, RunLimits};
 use crate::teleport::uri::{DatabaseUri, EXPECTED_FORMAT};
@@ -125,29 +126,28 @@ fn exec_message(e: &ExecError) -> String {
     }
 }
 
-fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+/// The tool's JSON for a result, with a `note` when a limit cut it.
+fn response_json(result: &crate::execution::QueryResult, limits: &RunLimits) -> Value {
+    let mut v = result_json(result);
+    if let Some(big) = &result.oversized_row {
+        let left = limits
+            .max_result_bytes
+            .saturating_sub(result.bytes.saturating_sub(big.row_bytes) as u64);
+        v["note"] = json!(format!(
+            "row {} was not returned, nor any after it: it is {} bytes (column {:?} holds {} of them), more than the {left} bytes left of max_result_bytes = {}; select a shorter expression (left({}, 1000), length({})) or ask for a larger max_result_bytes in the policy's limits",
+            big.row, big.row_bytes, big.column, big.column_bytes, limits.max_result_bytes, big.column, big.column,
+        ));
+    } else if let Some(by) = result.truncated_by {
+        let limit = if by == "max_rows" {
+            limits.max_rows
+        } else {
+            limits.max_result_bytes
+        };
+        v["note"] = json!(format!(
+            "the result was cut at {by} = {limit}: more rows exist; narrow the query with WHERE, LIMIT or aggregates"
+        ));
+    }
+    v
 }
 
 impl Sqlguard {
@@ -199,61 +199,130 @@ impl Sqlguard {
         let state = &self.state;
         let policy = state.policy();
         let started = Instant::now();
-        let mut audit = json!({
-            "time": now_rfc3339(),
-            "decision_id": uuid::Uuid::new_v4().to_string(),
-            "database": database,
-            "identity": {"user": state.identity.user, "roles": state.identity.roles},
-            "tool": TOOL_QUERY,
-            "policy_digest": policy.digest(),
-        });
-        match state.audit_query {
-            AuditQuery::Text => audit["query"] = Value::String(sql.to_string()),
-            AuditQuery::Hash => audit["query_hash"] = Value::String(crate::audit::query_hash(sql)),
-        }
-        let result = self.query_inner(database, sql, &policy, &mut audit).await;
-        audit["timings"]["total_us"] = json!(started.elapsed().as_micros() as u64);
-        match (&result, state.audit.as_ref()) {
-            (Ok(_), Some(log)) | (Err(_), Some(log)) => {
-                if let Err(e) = log.append(audit) {
-                    tracing::error!("AUDIT LOG WRITE FAILED: {e}");
-                    if state.audit_fail_closed {
-                        return tool_error(&format!(
-                            "the audit log could not be written ({e}), and this server is configured to refuse calls it cannot audit: ask the operator to fix {}",
-                            log.path().display()
-                        ));
-                    }
-                }
+        let mut record = CallRecord {
+            time: now_rfc3339(),
+            event: "decision",
+            decision_id: uuid::Uuid::new_v4().to_string(),
+            database: database.to_string(),
+            identity: Caller {
+                user: state.identity.user.clone(),
+                roles: state.identity.roles.clone(),
+            },
+            tool: TOOL_QUERY,
+            policy_digest: policy.digest().to_string(),
+            query: QueryText::new(
+                sql,
+                state.audit_query == AuditQuery::Hash,
+                state.audit_query_max_bytes,
+            ),
+            allow: false,
+            reasons: Value::Null,
+            kinds: None,
+            limits: None,
+            error: None,
+            timings: Timings::default(),
+        };
+        let decided = self.decide(database, sql, &policy, &mut record);
+        record.timings.total_us = Some(started.elapsed().as_micros() as u64);
+        let (pool, limits) = match decided {
+            Ok(run) => {
+                record.event = "intent";
+                run
             }
-            _ => {}
+            Err(message) => {
+                // Refused, or no route to the database: nothing is sent.
+                if let Err(refusal) = self.audit(&record) {
+                    return tool_error(&refusal);
+                }
+                return tool_error(&message);
+            }
+        };
+        // The intent is on disk before the query can reach the database.
+        if let Err(refusal) = self.audit(&record) {
+            return tool_error(&refusal);
         }
-        match result {
+        let run_started = Instant::now();
+        let r = pool.execute(sql, limits).await;
+        let mut outcome = OutcomeRecord {
+            time: now_rfc3339(),
+            event: "outcome",
+            decision_id: record.decision_id.clone(),
+            rows: None,
+            truncated: None,
+            error: None,
+            timings: Timings {
+                execution_us: Some(run_started.elapsed().as_micros() as u64),
+                total_us: Some(started.elapsed().as_micros() as u64),
+                ..Timings::default()
+            },
+        };
+        let response = match r {
+            Ok(result) => {
+                outcome.rows = Some(result.rows.as_ref().map_or(0, Vec::len));
+                outcome.truncated = Some(result.truncated);
+                Ok(response_json(&result, &limits))
+            }
+            Err(e) => {
+                let m = exec_message(&e);
+                outcome.error = Some(m.clone());
+                Err(m)
+            }
+        };
+        if let Err(e) = self.audit(&outcome) {
+            // The query ran and its intent is logged; the result still goes back.
+            tracing::error!("AUDIT LOG WRITE FAILED for an outcome: {e}");
+        }
+        match response {
             Ok(v) => CallToolResult::success(vec![ContentBlock::text(v.to_string())]),
             Err(message) => tool_error(&message),
         }
     }
 
-    async fn query_inner(
-        &self,
+    /// Appends a record; `Err` with the agent's message when the call must be refused because
+    /// the log cannot be written (`audit_fail_closed`).
+    fn audit<T: serde::Serialize>(&self, record: &T) -> Result<(), String> {
+        let Some(log) = self.state.audit.as_ref() else {
+            return Ok(());
+        };
+        match log.append(record) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!("AUDIT LOG WRITE FAILED: {e}");
+                if self.state.audit_fail_closed {
+                    Err(format!(
+                        "the audit log could not be written ({e}), and this server is configured to refuse calls it cannot audit: ask the operator to fix {}",
+                        log.path().display()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Resolves the database and decides: the pool and limits to run with, or the message
+    /// for the agent. Fills the decision part of `record`.
+    fn decide<'s>(
+        &'s self,
         database: &str,
         sql: &str,
         policy: &crate::policy::Policy,
-        audit: &mut Value,
-    ) -> Result<Value, String> {
+        record: &mut CallRecord,
+    ) -> Result<(&'s crate::execution::Database, RunLimits), String> {
         let state = &self.state;
-        let deny = |audit: &mut Value, rule: &str, message: String| {
-            audit["allow"] = json!(false);
-            audit["reasons"] = json!([{"rule": rule, "message": message, "statement": -1}]);
+        let deny = |record: &mut CallRecord, rule: &str, message: String| {
+            record.allow = false;
+            record.reasons = json!([{"rule": rule, "message": message, "statement": -1}]);
             Err(message)
         };
         let db = match self.resolve(database) {
             Ok(d) => d,
-            Err(m) => return deny(audit, "unknown_database", m),
+            Err(m) => return deny(record, "unknown_database", m),
         };
-        audit["database"] = json!(db.context.uri);
+        record.database = db.context.uri.clone();
         if sql.len() > state.max_query_bytes {
             return deny(
-                audit,
+                record,
                 "query_too_large",
                 format!("the query is {} bytes, over this server's limit of {} bytes: send a shorter query", sql.len(), state.max_query_bytes),
             );
@@ -265,73 +334,39 @@ impl Sqlguard {
             &state.identity,
             TOOL_QUERY,
         );
-        audit["timings"] =
-            json!({"analysis_us": checked.analysis_us, "policy_us": checked.policy_us});
-        audit["allow"] = json!(checked.decision.allow);
-        audit["reasons"] = json!(checked.decision.reasons);
+        record.timings.analysis_us = Some(checked.analysis_us);
+        record.timings.policy_us = Some(checked.policy_us);
+        record.allow = checked.decision.allow;
+        record.reasons = json!(checked.decision.reasons);
         if let Ok(f) = &checked.facts {
-            audit["kinds"] = json!(f.statements.iter().map(|s| s.kind).collect::<Vec<_>>());
+            record.kinds = Some(json!(f
+                .statements
+                .iter()
+                .map(|s| s.kind)
+                .collect::<Vec<_>>()));
         }
         if !checked.decision.allow {
             let mut m = checked.decision.message();
             m.push_str("\nRewrite the query as described and call the tool again.");
             return Err(m);
         }
+        let limits = checked.decision.limits;
+        record.limits = Some(json!(limits));
         let pool = match db.backend.ready() {
             Ok(pool) => pool,
             Err(why) => {
-                audit["error"] = json!(why);
+                record.error = Some(why.to_string());
                 return Err(why.to_string());
             }
         };
-        let limits = checked.decision.limits;
-        let started = Instant::now();
-        let r = pool
-            .execute(
-                sql,
-                RunLimits {
-                    max_rows: limits.max_rows,
-                    max_result_bytes: limits.max_result_bytes,
-                    statement_timeout_ms: limits.statement_timeout_ms,
-                },
-            )
-            .await;
-        audit["timings"]["execution_us"] = json!(started.elapsed().as_micros() as u64);
-        match r {
-            Ok(result) => {
-                audit["rows"] = json!(result.rows.as_ref().map_or(0, Vec::len));
-                audit["truncated"] = json!(result.truncated);
-                let mut v = result_json(&result);
-                if let Some(big) = &result.oversized_row {
-                    v["note"] = json!(format!(
-                        "row {} was not returned, nor any after it: it is {} bytes (column {:?} holds {} of them), more than the {} bytes left of max_result_bytes = {}; select a shorter expression (left({}, 1000), length({})) or ask for a larger max_result_bytes in the policy's limits",
-                        big.row,
-                        big.row_bytes,
-                        big.column,
-                        big.column_bytes,
-                        limits.max_result_bytes.saturating_sub(result.bytes.saturating_sub(big.row_bytes) as u64),
-                        limits.max_result_bytes,
-                        big.column,
-                        big.column,
-                    ));
-                } else if let Some(by) = result.truncated_by {
-                    let limit = if by == "max_rows" {
-                        limits.max_rows
-                    } else {
-                        limits.max_result_bytes
-                    };
-                    v["note"] = json!(format!(
-                        "the result was cut at {by} = {limit}: more rows exist; narrow the query with WHERE, LIMIT or aggregates"
-                    ));
-                }
-                Ok(v)
-            }
-            Err(e) => {
-                let m = exec_message(&e);
-                audit["error"] = json!(m);
-                Err(m)
-            }
-        }
+        Ok((
+            pool,
+            RunLimits {
+                max_rows: limits.max_rows,
+                max_result_bytes: limits.max_result_bytes,
+                statement_timeout_ms: limits.statement_timeout_ms,
+            },
+        ))
     }
 
     /// The relations and columns this identity's policy lets it read.

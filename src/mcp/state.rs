@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::analysis::AnalysisOptions;
-use crate::audit::AuditLog;
+use crate::audit::{AuditKey, AuditLog};
 use crate::config::{AuditQuery, Config, DatabaseSpec, Mode, DEFAULT_MAX_QUERY_BYTES};
 use crate::execution::{Database, DirectDialer, Dsn, Endpoint, PoolOptions, SessionSettings};
 use crate::policy::{Bundle, DatabaseContext, Identity, Policy};
@@ -77,6 +77,7 @@ pub struct State {
     pub identity: Identity,
     pub audit: Option<AuditLog>,
     pub audit_query: AuditQuery,
+    pub audit_query_max_bytes: usize,
     pub audit_fail_closed: bool,
     pub max_query_bytes: usize,
 }
@@ -182,7 +183,18 @@ impl State {
             });
         }
         let audit = match &config.audit_log {
-            Some(p) => Some(AuditLog::open(p)?),
+            Some(p) => {
+                let key = AuditKey {
+                    file: config.audit_key_file.clone(),
+                    env: config.audit_key_env.clone(),
+                }
+                .load()?;
+                let (log, notice) = AuditLog::open(p, key)?;
+                if let Some(n) = notice {
+                    tracing::warn!("{n}");
+                }
+                Some(log)
+            }
             None => None,
         };
         Ok(Arc::new(State {
@@ -194,6 +206,9 @@ impl State {
             identity,
             audit,
             audit_query: config.audit_query,
+            audit_query_max_bytes: config
+                .audit_query_max_bytes
+                .unwrap_or(crate::audit::DEFAULT_MAX_QUERY_BYTES),
             audit_fail_closed: config.audit_fail_closed.unwrap_or(true),
             max_query_bytes: config.max_query_bytes.unwrap_or(DEFAULT_MAX_QUERY_BYTES),
         }))
@@ -212,6 +227,9 @@ impl State {
         let bundle = Bundle::load_or_embedded(&self.policy_dirs, &self.data_files)
             .map_err(|e| e.to_string())?;
         let policy = Policy::new(bundle).map_err(|e| e.to_string())?;
+        policy.smoke_test().map_err(|e| {
+            format!("the new bundle fails to evaluate an ordinary query ({e}), so it would deny such calls")
+        })?;
         let digest = policy.digest().to_string();
         match self.policy.write() {
             Ok(mut p) => *p = Arc::new(policy),

@@ -73,15 +73,52 @@ impl Policy {
                 )
             }
         };
-        let mut engine = self.engine.clone();
-        engine.set_input(value);
-        match engine.eval_rule(DECISION_RULE.to_string()) {
-            Ok(v) => from_value(&v),
-            Err(e) => Decision::deny(
-                "policy_error",
-                format!("the policy failed to evaluate, so the call is denied: {e}"),
-            ),
+        match self.evaluate(value) {
+            Ok(d) => d,
+            Err(e) => {
+                // The details (Rego file, line, source) are for the operator, not the agent.
+                tracing::error!("POLICY EVALUATION FAILED, the call is denied: {e}");
+                Decision::deny(
+                    "policy_error",
+                    "the policy failed to evaluate, so the call is denied: this is a fault in the policy bundle, not in the query; ask the operator to check sqlguard's log".to_string(),
+                )
+            }
         }
+    }
+
+    fn evaluate(&self, input: regorus::Value) -> Result<Decision, String> {
+        let mut engine = self.engine.clone();
+        engine.set_input(input);
+        engine
+            .eval_rule(DECISION_RULE.to_string())
+            .map(|v| from_value(&v))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Evaluates the bundle on a few ordinary calls (tables, columns, functions, settings): a
+    /// bundle that cannot decide those would deny every call with `policy_error`, so a reload
+    /// refuses it.
+    pub fn smoke_test(&self) -> Result<(), String> {
+        const SMOKE: [&str; 3] = [
+            "SELECT 1",
+            "SELECT t.a, lower(t.b) FROM public.t JOIN s USING (id) WHERE t.c = 'x' ORDER BY 1",
+            "SHOW work_mem",
+        ];
+        let identity = Identity::default();
+        let database = DatabaseContext::default();
+        for sql in SMOKE {
+            let facts = crate::analysis::analyze(sql).map_err(|e| e.to_string())?;
+            let input = PolicyInput {
+                query: Some(&facts),
+                database: Some(&database),
+                identity: &identity,
+                tool: "teleport_postgres_query",
+            };
+            let value = to_value(&input).map_err(|e| e.to_string())?;
+            self.evaluate(value)
+                .map_err(|e| format!("on {sql:?}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Analyzes `sql` and decides on it: the whole guard for one query.
