@@ -56,6 +56,167 @@ pub struct OversizedRow {
     pub column_bytes: usize,
 }
 
+/// The statement's result as it streams in: rows kept within `max_rows` and the byte budget,
+/// the first error, the first row skipped for its size.
+struct ResultReader {
+    max_rows: usize,
+    byte_cap: usize,
+    /// After the statement's RowDescription (or NoData): rows belong to it.
+    in_statement: bool,
+    columns: Vec<String>,
+    renders: Vec<Render>,
+    rows: Option<Vec<Map<String, Value>>>,
+    truncated_by: Option<&'static str>,
+    oversized_row: Option<OversizedRow>,
+    command_tag: Option<String>,
+    /// Bytes of row data received, kept or not.
+    bytes: usize,
+    error: Option<PgError>,
+}
+
+impl ResultReader {
+    fn new(max_rows: usize, byte_cap: usize) -> ResultReader {
+        ResultReader {
+            max_rows,
+            byte_cap,
+            in_statement: false,
+            columns: Vec::new(),
+            renders: Vec::new(),
+            rows: None,
+            truncated_by: None,
+            oversized_row: None,
+            command_tag: None,
+            bytes: 0,
+            error: None,
+        }
+    }
+
+    /// The largest row read into memory next: what is left of the budget, or once the
+    /// result is cut, just enough to step over small rows.
+    fn row_budget(&self) -> usize {
+        match self.truncated_by {
+            Some(_) => 4096,
+            None => self.byte_cap.saturating_sub(self.bytes),
+        }
+    }
+
+    fn describe(
+        &mut self,
+        desc: &postgres_protocol::message::backend::RowDescriptionBody,
+    ) -> Result<(), ExecError> {
+        self.in_statement = true;
+        let mut fields = desc.fields();
+        while let Some(f) = fields.next().map_err(proto)? {
+            let mut name = f.name().to_string();
+            // Duplicate names stay distinguishable: a, a_2, a_3, …
+            if self.columns.contains(&name) {
+                let mut n = 2;
+                while self.columns.contains(&format!("{name}_{n}")) {
+                    n += 1;
+                }
+                name = format!("{name}_{n}");
+            }
+            self.columns.push(name);
+            self.renders.push(render_for(f.type_oid()));
+        }
+        self.rows = Some(Vec::new());
+        Ok(())
+    }
+
+    fn row(
+        &mut self,
+        row: &postgres_protocol::message::backend::DataRowBody,
+    ) -> Result<(), ExecError> {
+        self.bytes += row.buffer().len();
+        if self.truncated_by.is_some() {
+            return Ok(());
+        }
+        let Some(out) = self.rows.as_mut() else {
+            return Err(ExecError::Protocol(
+                "a row arrived without a row description".into(),
+            ));
+        };
+        if out.len() >= self.max_rows {
+            self.truncated_by = Some("max_rows");
+            return Ok(());
+        }
+        if self.bytes > self.byte_cap {
+            self.truncated_by = Some("max_result_bytes");
+            return Ok(());
+        }
+        let buf = row.buffer();
+        let mut ranges = row.ranges();
+        let mut map = Map::with_capacity(self.columns.len());
+        let mut i = 0;
+        while let Some(range) = ranges.next().map_err(proto)? {
+            let text = match range {
+                Some(r) => Some(std::str::from_utf8(&buf[r]).map_err(proto)?),
+                None => None,
+            };
+            if let (Some(name), Some(render)) = (self.columns.get(i), self.renders.get(i)) {
+                map.insert(name.clone(), to_json(*render, text));
+            }
+            i += 1;
+        }
+        out.push(map);
+        Ok(())
+    }
+
+    /// A row of `len` bytes was skipped on the wire; its largest value was field `field`.
+    fn skipped(&mut self, len: usize, field: usize, field_len: usize) {
+        self.bytes += len;
+        if self.truncated_by.is_none() {
+            self.truncated_by = Some("max_result_bytes");
+            self.oversized_row = Some(OversizedRow {
+                row: self.rows.as_ref().map_or(0, Vec::len) + 1,
+                row_bytes: len,
+                column: self.columns.get(field).cloned().unwrap_or_default(),
+                column_bytes: field_len,
+            });
+        }
+    }
+
+    /// A FATAL error followed by end of file is the server ending the session (an
+    /// administrator's pg_terminate_backend, a shutdown): say so, with its SQLSTATE.
+    fn lost(&mut self, e: ExecError) -> ExecError {
+        match (e, self.error.take()) {
+            (ExecError::ConnectionLost(_), Some(pg)) if pg.severity == "FATAL" => {
+                ExecError::Terminated(Box::new(pg))
+            }
+            (e, _) => e,
+        }
+    }
+
+    fn finish(self, timeout_ms: u64, ran: std::time::Duration) -> Result<QueryResult, ExecError> {
+        if let Some(e) = self.error {
+            // query_canceled is both the statement timeout and pg_cancel_backend; the message
+            // text is localized, the clock is not.
+            if e.code == "57014" {
+                let ran_ms = ran.as_millis() as u64;
+                if ran_ms + 50 < timeout_ms {
+                    return Err(ExecError::Cancelled {
+                        pg: Box::new(e),
+                        ran_ms,
+                    });
+                }
+                return Err(ExecError::Timeout {
+                    limit_ms: timeout_ms,
+                });
+            }
+            return Err(ExecError::Postgres(Box::new(e)));
+        }
+        Ok(QueryResult {
+            columns: self.columns,
+            rows: self.rows,
+            truncated: self.truncated_by.is_some(),
+            truncated_by: self.truncated_by,
+            command_tag: self.command_tag,
+            bytes: self.bytes,
+            oversized_row: self.oversized_row,
+        })
+    }
+}
+
 /// Largest message other than a row that is read into memory (an error message quoting a
 /// 500 MB value is not).
 const MAX_MESSAGE: usize = 8 << 20;
@@ -453,145 +614,74 @@ impl Connection {
         let max_rows = usize::try_from(limits.max_rows.max(1))
             .unwrap_or(usize::MAX)
             .min(i32::MAX as usize - 1);
-        let fetch = max_rows as i32 + 1;
-        self.push_statement("BEGIN READ ONLY", false, 0)?;
-        let timeout_sql = format!(
-            "SET LOCAL statement_timeout = {}",
-            limits.statement_timeout_ms.max(1)
-        );
-        self.push_statement(&timeout_sql, false, 0)?;
-        self.push_statement(sql, true, fetch)?;
-        frontend::sync(&mut self.write_buf);
-        // Never committed: the transaction is rolled back whatever happened.
-        self.push_statement("ROLLBACK", false, 0)?;
-        frontend::sync(&mut self.write_buf);
+        self.queue_guarded(sql, limits.statement_timeout_ms, max_rows as i32 + 1)?;
         // From here until the last ReadyForQuery, an interruption leaves the protocol
         // mid-way: the connection must then be discarded.
         self.broken = true;
         let started = std::time::Instant::now();
         self.flush().await?;
-
-        let mut error: Option<PgError> = None;
-        let mut oversized_row: Option<OversizedRow> = None;
-        let mut columns: Vec<String> = Vec::new();
-        let mut renders: Vec<Render> = Vec::new();
-        let mut rows: Option<Vec<Map<String, Value>>> = None;
-        let mut truncated_by = None;
-        let mut command_tag = None;
-        let mut bytes = 0usize;
-        let mut in_user_statement = false;
         let byte_cap = usize::try_from(limits.max_result_bytes).unwrap_or(usize::MAX);
-
-        // A FATAL error followed by end of file is the server ending the session (an
-        // administrator's pg_terminate_backend, a shutdown): say so, with its SQLSTATE.
-        let lost = |error: &mut Option<PgError>, e: ExecError| match (e, error.take()) {
-            (ExecError::ConnectionLost(_), Some(pg)) if pg.severity == "FATAL" => {
-                ExecError::Terminated(Box::new(pg))
-            }
-            (e, _) => e,
+        let mut reader = ResultReader::new(max_rows, byte_cap);
+        let read = match self.read_statement(&mut reader).await {
+            Ok(()) => self.read_rollback().await,
+            Err(e) => Err(e),
         };
-        // Part 1: up to the first ReadyForQuery (BEGIN, SET LOCAL, the statement).
+        if let Err(e) = read {
+            return Err(reader.lost(e));
+        }
+        // A session whose lexer changed under it is not reused (threat model, class 14).
+        self.broken = self
+            .parameters
+            .get("standard_conforming_strings")
+            .map(String::as_str)
+            != Some("on");
+        reader.finish(limits.statement_timeout_ms, started.elapsed())
+    }
+
+    /// Queues `BEGIN READ ONLY`, the time limit, the statement (fetching at most `fetch`
+    /// rows) and `ROLLBACK`, never a commit, for one round trip.
+    fn queue_guarded(&mut self, sql: &str, timeout_ms: u64, fetch: i32) -> Result<(), ExecError> {
+        self.push_statement("BEGIN READ ONLY", false, 0)?;
+        let timeout_sql = format!("SET LOCAL statement_timeout = {}", timeout_ms.max(1));
+        self.push_statement(&timeout_sql, false, 0)?;
+        self.push_statement(sql, true, fetch)?;
+        frontend::sync(&mut self.write_buf);
+        self.push_statement("ROLLBACK", false, 0)?;
+        frontend::sync(&mut self.write_buf);
+        Ok(())
+    }
+
+    /// Reads up to the first ReadyForQuery: BEGIN, SET LOCAL, and the statement's rows.
+    async fn read_statement(&mut self, r: &mut ResultReader) -> Result<(), ExecError> {
         loop {
-            if in_user_statement {
+            if r.in_statement {
                 // A row larger than what is left of the byte budget is skipped on the wire,
                 // never buffered: memory per call stays O(max_result_bytes).
-                let budget = match truncated_by {
-                    Some(_) => 4096,
-                    None => byte_cap.saturating_sub(bytes),
-                };
-                match self.skip_large_data_row(budget).await {
-                    Ok(Some((len, field, field_len))) => {
-                        bytes += len;
-                        if truncated_by.is_none() {
-                            truncated_by = Some("max_result_bytes");
-                            oversized_row = Some(OversizedRow {
-                                row: rows.as_ref().map_or(0, Vec::len) + 1,
-                                row_bytes: len,
-                                column: columns.get(field).cloned().unwrap_or_default(),
-                                column_bytes: field_len,
-                            });
-                        }
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Err(lost(&mut error, e)),
+                if let Some((len, field, field_len)) =
+                    self.skip_large_data_row(r.row_budget()).await?
+                {
+                    r.skipped(len, field, field_len);
+                    continue;
                 }
             }
-            let message = match self.read().await {
-                Ok(m) => m,
-                Err(e) => return Err(lost(&mut error, e)),
-            };
-            match message {
+            match self.read().await? {
                 Message::ParseComplete | Message::BindComplete => {}
                 Message::CommandComplete(c) => {
-                    if in_user_statement {
-                        command_tag = c.tag().ok().map(str::to_string);
+                    if r.in_statement {
+                        r.command_tag = c.tag().ok().map(str::to_string);
                     }
                 }
-                Message::RowDescription(desc) => {
-                    in_user_statement = true;
-                    let mut fields = desc.fields();
-                    while let Some(f) = fields.next().map_err(proto)? {
-                        let mut name = f.name().to_string();
-                        // Duplicate names stay distinguishable: a, a_2, a_3, …
-                        if columns.contains(&name) {
-                            let mut n = 2;
-                            while columns.contains(&format!("{name}_{n}")) {
-                                n += 1;
-                            }
-                            name = format!("{name}_{n}");
-                        }
-                        columns.push(name);
-                        renders.push(render_for(f.type_oid()));
-                    }
-                    rows = Some(Vec::new());
-                }
-                Message::NoData => in_user_statement = true,
-                Message::DataRow(row) => {
-                    let size = row.buffer().len();
-                    bytes += size;
-                    if truncated_by.is_some() {
-                        continue;
-                    }
-                    let Some(out) = rows.as_mut() else {
-                        return Err(ExecError::Protocol(
-                            "a row arrived without a row description".into(),
-                        ));
-                    };
-                    if out.len() >= max_rows {
-                        truncated_by = Some("max_rows");
-                        continue;
-                    }
-                    let kept: usize = bytes;
-                    if kept > byte_cap {
-                        truncated_by = Some("max_result_bytes");
-                        continue;
-                    }
-                    let buf = row.buffer();
-                    let mut ranges = row.ranges();
-                    let mut map = Map::with_capacity(columns.len());
-                    let mut i = 0;
-                    while let Some(range) = ranges.next().map_err(proto)? {
-                        let text = match range {
-                            Some(r) => Some(std::str::from_utf8(&buf[r]).map_err(proto)?),
-                            None => None,
-                        };
-                        if let (Some(name), Some(render)) = (columns.get(i), renders.get(i)) {
-                            map.insert(name.clone(), to_json(*render, text));
-                        }
-                        i += 1;
-                    }
-                    out.push(map);
-                }
+                Message::RowDescription(desc) => r.describe(&desc)?,
+                Message::NoData => r.in_statement = true,
+                Message::DataRow(row) => r.row(&row)?,
                 // The server stopped at max_rows + 1 rows and produced no more.
-                Message::PortalSuspended => {}
-                Message::EmptyQueryResponse => {}
+                Message::PortalSuspended | Message::EmptyQueryResponse => {}
                 Message::ErrorResponse(e) => {
-                    if error.is_none() {
-                        error = Some(pg_error(e.fields()));
+                    if r.error.is_none() {
+                        r.error = Some(pg_error(e.fields()));
                     }
                 }
-                Message::ReadyForQuery(_) => break,
+                Message::ReadyForQuery(_) => return Ok(()),
                 Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
                     // COPY never passes the policy; if it ever reached here, stop.
                     return Err(ExecError::Protocol("COPY is not supported".into()));
@@ -603,20 +693,17 @@ impl Connection {
                 }
             }
         }
-        // Part 2: ROLLBACK.
+    }
+
+    /// Reads the ROLLBACK's answer: the session must be out of the transaction.
+    async fn read_rollback(&mut self) -> Result<(), ExecError> {
         loop {
-            let message = match self.read().await {
-                Ok(m) => m,
-                Err(e) => return Err(lost(&mut error, e)),
-            };
-            match message {
-                Message::ReadyForQuery(r) => {
-                    if r.status() != b'I' {
-                        return Err(ExecError::Protocol(
-                            "the transaction did not end after ROLLBACK".into(),
-                        ));
-                    }
-                    break;
+            match self.read().await? {
+                Message::ReadyForQuery(r) if r.status() == b'I' => return Ok(()),
+                Message::ReadyForQuery(_) => {
+                    return Err(ExecError::Protocol(
+                        "the transaction did not end after ROLLBACK".into(),
+                    ))
                 }
                 Message::ErrorResponse(e) => {
                     return Err(ExecError::Postgres(Box::new(pg_error(e.fields()))))
@@ -624,41 +711,6 @@ impl Connection {
                 _ => {}
             }
         }
-        self.broken = false;
-        if self
-            .parameters
-            .get("standard_conforming_strings")
-            .map(String::as_str)
-            != Some("on")
-        {
-            self.broken = true;
-        }
-        if let Some(e) = error {
-            // query_canceled is both the statement timeout and pg_cancel_backend; the message
-            // text is localized, the clock is not.
-            if e.code == "57014" {
-                let ran_ms = started.elapsed().as_millis() as u64;
-                if ran_ms + 50 < limits.statement_timeout_ms {
-                    return Err(ExecError::Cancelled {
-                        pg: Box::new(e),
-                        ran_ms,
-                    });
-                }
-                return Err(ExecError::Timeout {
-                    limit_ms: limits.statement_timeout_ms,
-                });
-            }
-            return Err(ExecError::Postgres(Box::new(e)));
-        }
-        Ok(QueryResult {
-            columns,
-            rows,
-            truncated: truncated_by.is_some(),
-            truncated_by,
-            command_tag,
-            bytes,
-            oversized_row,
-        })
     }
 
     /// Runs fixed, sqlguard-written SQL with the simple protocol (never model text).
