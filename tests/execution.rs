@@ -432,7 +432,11 @@ async fn running_query(
 /// another session. `pg_cancel_backend` is reported as a cancel, not as a timeout.
 #[tokio::test]
 async fn an_administrators_kill_sticks_and_is_named() {
-    let cluster = Cluster::shared();
+    // Its own cluster, logging every statement: the log counts executions.
+    let owned = Cluster::start("kill");
+    let cluster = &owned;
+    cluster.psql(DB, "ALTER SYSTEM SET log_statement = 'all'");
+    cluster.psql(DB, "SELECT pg_reload_conf()");
     let db = database(cluster, "?sslmode=disable", 2);
     // Warm: the call below runs on a reused session (the case the old retry re-ran).
     db.execute("SELECT 1", LIMITS).await.unwrap();
@@ -463,6 +467,12 @@ async fn an_administrators_kill_sticks_and_is_named() {
     std::thread::sleep(Duration::from_millis(300));
     let again = cluster.psql(DB, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%kill_me_once%' AND pid <> pg_backend_pid()");
     assert_eq!(again.trim(), "0", "the killed query was started again");
+    let server_log = std::fs::read_to_string(cluster.local.dir.join("log")).unwrap();
+    let runs = server_log
+        .lines()
+        .filter(|l| l.contains("execute") && l.contains("AS kill_me_once"))
+        .count();
+    assert_eq!(runs, 1, "the killed query ran {runs} times");
     // The pool goes on.
     db.execute("SELECT 2", LIMITS).await.unwrap();
 
