@@ -181,28 +181,18 @@ fn a_torn_line_is_kept_aside_and_the_chain_recovers() {
 /// stored as a prefix and a hash.
 #[tokio::test]
 async fn every_query_the_database_saw_is_in_the_log() {
-    use rmcp::ServiceExt;
     let cluster = Cluster::start("audit");
     cluster.psql(DB, "ALTER SYSTEM SET log_statement = 'all'");
     cluster.psql(DB, "SELECT pg_reload_conf()");
     let dir = scratch("kill");
     let log = dir.join("audit.jsonl");
-    let config = dir.join("sqlguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "audit_log = {:?}\npool_size = 4\nmax_query_bytes = 20000000\n\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {:?}\n",
-            log.display().to_string(),
-            cluster.dsn("?sslmode=disable"),
-        ),
-    )
-    .unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
-    cmd.args(["serve", "--config", config.to_str().unwrap()])
-        .env("SQLGUARD_LOG", "error");
-    let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
-    let pid = transport.id().unwrap();
-    let client = std::sync::Arc::new(().serve(transport).await.unwrap());
+    let settings = format!(
+        "audit_log = {:?}\npool_size = 4\nmax_query_bytes = 20000000\n",
+        log.display().to_string()
+    );
+    let config = crate::mcp::shop_config(&dir, &cluster, &settings);
+    let (client, pid) = crate::mcp::serve_config(&config).await;
+    let client = std::sync::Arc::new(client);
 
     let huge = format!(
         "SELECT 1 FROM users FOR UPDATE /* {} */",

@@ -241,7 +241,6 @@ pub async fn query_shop(
 /// rows (threat model, "implicit references" and "side channels").
 #[tokio::test]
 async fn column_and_setting_side_channels_are_refused() {
-    use rmcp::ServiceExt;
     let cluster = Cluster::shared();
     // Autovacuum would analyze the table too; do it now so the statistics hold real values.
     cluster.psql(DB, "ANALYZE users");
@@ -263,20 +262,8 @@ async fn column_and_setting_side_channels_are_refused() {
         r#"{"sqlguard": {"columns": {"deny": ["public.users.ssn"]}}}"#,
     )
     .unwrap();
-    let config = dir.join("sqlguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data = [{data:?}]\n\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {dsn:?}\n",
-            data = data.display().to_string(),
-            dsn = cluster.dsn("?sslmode=disable"),
-        ),
-    )
-    .unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
-    cmd.args(["serve", "--config", config.to_str().unwrap()])
-        .env("SQLGUARD_LOG", "error");
-    let client = ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let settings = format!("data = [{:?}]\n", data.display().to_string());
+    let (client, _) = serve_config(&shop_config(&dir, cluster, &settings)).await;
 
     // (SQL, the words the refusal must contain; "" = allowed and returns rows)
     let cases: &[(&str, &str)] = &[
@@ -336,25 +323,10 @@ fn memory_kib(pid: u32) -> (u64, u64) {
 /// which row and column were left out.
 #[tokio::test]
 async fn huge_values_do_not_grow_the_servers_memory() {
-    use rmcp::ServiceExt;
     let cluster = Cluster::shared();
     let dir = std::env::temp_dir().join(format!("sqlguard-huge-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sqlguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "pool_size = 4\n\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {dsn:?}\n",
-            dsn = cluster.dsn("?sslmode=disable"),
-        ),
-    )
-    .unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
-    cmd.args(["serve", "--config", config.to_str().unwrap()])
-        .env("SQLGUARD_LOG", "error");
-    let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
-    let pid = transport.id().unwrap();
-    let client = ().serve(transport).await.unwrap();
+    let (client, pid) = serve_config(&shop_config(&dir, cluster, "pool_size = 4\n")).await;
     let (e, _) = query_shop(&client, "SELECT 1").await;
     assert!(!e);
     let (_, idle) = memory_kib(pid);
@@ -520,17 +492,15 @@ async fn a_reload_that_would_fail_every_call_is_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let data = dir.join("data.json");
     std::fs::write(&data, r#"{"sqlguard": {"tables": {"deny": []}}}"#).unwrap();
-    let config = dir.join("sqlguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "policy = [{policies:?}]\ndata = [{data:?}]\n\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {dsn:?}\n",
-            policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies").display().to_string(),
-            data = data.display().to_string(),
-            dsn = cluster.dsn("?sslmode=disable"),
-        ),
-    )
-    .unwrap();
+    let settings = format!(
+        "policy = [{:?}]\ndata = [{:?}]\n",
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("policies")
+            .display()
+            .to_string(),
+        data.display().to_string(),
+    );
+    let config = shop_config(&dir, cluster, &settings);
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
     cmd.args(["serve", "--config", config.to_str().unwrap()])
         .env("SQLGUARD_LOG", "warn");
@@ -554,4 +524,33 @@ async fn a_reload_that_would_fail_every_call_is_refused() {
         "{log}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes `dir/sqlguard.toml`: the TOML `settings`, then the `shop` database of `cluster` as
+/// `teleport://clusters/acme/databases/shop`.
+pub fn shop_config(dir: &std::path::Path, cluster: &Cluster, settings: &str) -> PathBuf {
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{settings}\n[[database]]\nuri = \"teleport://clusters/acme/databases/shop?dbName=shop&dbUser=writer\"\ndsn = {:?}\n",
+            cluster.dsn("?sslmode=disable")
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `sqlguard serve --config CONFIG` behind a real MCP client (rmcp over stdio): the client and
+/// the server's pid.
+pub async fn serve_config(
+    config: &std::path::Path,
+) -> (rmcp::service::RunningService<rmcp::RoleClient, ()>, u32) {
+    use rmcp::ServiceExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("SQLGUARD_LOG", "error");
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
+    let pid = transport.id().unwrap();
+    (().serve(transport).await.unwrap(), pid)
 }
