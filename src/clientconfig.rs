@@ -114,6 +114,10 @@ pub struct Entry {
     pub overwrite: bool,
     /// VS Code entries name their transport.
     pub vscode: bool,
+    /// Environment the client must start the server with (`TELEPORT_HOME` when it is set,
+    /// as `tsh mcp db config` writes it: a client with a minimal environment would otherwise
+    /// look in `~/.tsh`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Arguments of an existing entry that name databases.
@@ -190,6 +194,19 @@ pub fn merge(doc: Value, servers_key: &str, entry: &Entry) -> Result<Value, Stri
     server.insert("args".into(), Value::Array(args));
     if entry.overwrite {
         server.remove("env");
+    }
+    if !entry.env.is_empty() {
+        let env = server
+            .entry("env")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !env.is_object() {
+            *env = Value::Object(Map::new());
+        }
+        if let Some(env) = env.as_object_mut() {
+            for (k, v) in &entry.env {
+                env.insert(k.clone(), Value::from(v.clone()));
+            }
+        }
     }
     servers.insert(entry.name.clone(), Value::Object(server));
     Ok(Value::Object(doc))
@@ -297,6 +314,7 @@ mod tests {
                 .collect(),
             overwrite: false,
             vscode: false,
+            env: Vec::new(),
         }
     }
 
@@ -370,6 +388,7 @@ mod fuzz_regressions {
             uris: vec![],
             overwrite: false,
             vscode: false,
+            env: Vec::new(),
         };
         let out = merge(doc, "mcpServers", &e).unwrap();
         let text = render(&out, JsonFormat::Auto, true);

@@ -18,6 +18,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 fn sqlguard_config(file: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .env_remove("TELEPORT_HOME")
         .arg("config")
         .arg("--client-config")
         .arg(file)
@@ -196,4 +197,31 @@ fn concurrent_runs_never_leave_a_half_written_file() {
         .unwrap();
     assert_eq!(args.len(), 9, "every run's database is there: {args:?}");
     assert_eq!(v["mcpServers"]["other"], json!({"command": "x"}));
+}
+
+/// Like `tsh mcp db config`, the entry carries `TELEPORT_HOME` when it is set (a client with a
+/// minimal environment would look in `~/.tsh`), and none when it is not.
+#[test]
+fn teleport_home_is_written_into_the_entry() {
+    let uri = "teleport://clusters/acme/databases/shop?dbName=shop&dbUser=agent";
+    let run = |home: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+        cmd.args(["config", uri]).env_remove("TELEPORT_HOME");
+        if let Some(h) = home {
+            cmd.env("TELEPORT_HOME", h);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["mcpServers"]["teleport-databases"]
+            .clone()
+    };
+    assert_eq!(
+        run(Some("/opt/tsh-home"))["env"],
+        serde_json::json!({"TELEPORT_HOME": "/opt/tsh-home"})
+    );
+    assert!(run(None).get("env").is_none());
 }

@@ -554,3 +554,31 @@ pub async fn serve_config(
     let pid = transport.id().unwrap();
     (().serve(transport).await.unwrap(), pid)
 }
+
+/// `SQLGUARD_CONFIG` names the configuration when `--config` cannot be passed (MCP Inspector
+/// takes that flag itself).
+#[test]
+fn the_configuration_can_come_from_the_environment() {
+    let dir = std::env::temp_dir().join(format!("sqlguard-envcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[database]]\nuri = \"teleport://clusters/a/databases/b\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .arg("serve")
+        .env("SQLGUARD_CONFIG", &bad)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    // The file was read: its error is the one reported.
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dbName parameter is required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

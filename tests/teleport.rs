@@ -323,7 +323,7 @@ fn alive(pid: u32) -> bool {
 async fn tsh_tunnel_is_supervised() {
     let cluster = Cluster::shared();
     std::env::set_var("FAKE_TSH_TARGET", format!("127.0.0.1:{}", cluster.port));
-    let tunnel = Arc::new(Tunnel::new(fake_tsh(), uri("shop")));
+    let tunnel = Arc::new(Tunnel::new(fake_tsh(), uri("shop"), scratch_home("ok")));
     let db = Database::new(
         Endpoint {
             dialer: Arc::new(TunnelDialer {
@@ -379,9 +379,28 @@ async fn tsh_tunnel_errors_carry_its_stderr() {
         .args(["+x", failing.to_str().unwrap()])
         .status()
         .unwrap();
-    let tunnel = Arc::new(Tunnel::new(failing, uri("shop")));
+    let tunnel = Arc::new(Tunnel::new(failing, uri("shop"), scratch_home("expired")));
     let e = tunnel.ensure().await.unwrap_err();
     assert!(e.to_string().contains("session has expired"), "{e}");
+}
+
+/// An empty tsh home for a tunnel test.
+fn scratch_home(tag: &str) -> PathBuf {
+    let home = std::env::temp_dir().join(format!("sqlguard-tsh-home-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    home
+}
+
+/// The tunnel child gets sqlguard's tsh home as TELEPORT_HOME (`[teleport] home` in the
+/// configuration, not only the environment): with it, tsh sees the same login sqlguard does.
+#[tokio::test]
+async fn tsh_tunnel_sees_sqlguards_home() {
+    let home = scratch_home("logged-out");
+    std::fs::write(home.join("fake-tsh-not-logged-in"), "").unwrap();
+    let tunnel = Arc::new(Tunnel::new(fake_tsh(), uri("shop"), home.clone()));
+    let e = tunnel.ensure().await.unwrap_err();
+    assert!(e.to_string().contains("Not logged in"), "{e}");
+    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
@@ -395,6 +414,22 @@ fn uri_rules_mirror_teleport() {
         "teleport://clusters/acme/databases/shop?dbName=shop&dbUser=agent&extra=1"
     );
     assert!(DatabaseUri::parse("teleport://clusters/acme/databases/shop").is_err());
+    // Written as tsh writes it: a proxy address as cluster name is not percent-encoded.
+    let proxy = DatabaseUri::new(
+        "teleport.example.com:443",
+        "postgres-dev",
+        "postgres",
+        "alice@example.com",
+    );
+    assert_eq!(
+        proxy.to_string(),
+        "teleport://clusters/teleport.example.com:443/databases/postgres-dev?dbName=postgres&dbUser=alice%40example.com"
+    );
+    assert_eq!(DatabaseUri::parse(&proxy.to_string()).unwrap(), proxy);
+    assert_eq!(
+        DatabaseUri::new("a b", "x/y?#%", "d", "u").resource(),
+        "teleport://clusters/a%20b/databases/x%2Fy%3F%23%25"
+    );
     assert!(DatabaseUri::parse_resource("teleport://clusters/acme/databases/shop").is_ok());
 }
 

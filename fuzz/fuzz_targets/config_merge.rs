@@ -8,7 +8,7 @@ use sqlguard::teleport::DatabaseUri;
 fuzz_target!(|data: &[u8]| {
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else { return };
     let uri = DatabaseUri::new("acme", "shop", "shop", "agent");
-    let entry = Entry { name: "teleport-databases".into(), command: "/bin/sqlguard".into(), uris: vec![uri.clone()], overwrite: data.len() % 2 == 0, vscode: false };
+    let entry = Entry { name: "teleport-databases".into(), command: "/bin/sqlguard".into(), uris: vec![uri.clone()], overwrite: data.len() % 2 == 0, vscode: false, env: Vec::new() };
     for key in ["mcpServers", "servers"] {
         if let Ok(out) = merge(doc.clone(), key, &entry) {
             let args = out[key]["teleport-databases"]["args"].as_array().expect("args");

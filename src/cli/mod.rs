@@ -64,8 +64,9 @@ pub struct ServeArgs {
     /// Database resource URIs, as for `tsh mcp db start`
     /// (teleport://clusters/<cluster>/databases/<name>?dbName=<db>&dbUser=<user>).
     uris: Vec<String>,
-    /// Configuration file (TOML).
-    #[arg(long)]
+    /// Configuration file (TOML); also from $SQLGUARD_CONFIG, for MCP tools whose own
+    /// `--config` flag would take this one (MCP Inspector).
+    #[arg(long, env = "SQLGUARD_CONFIG")]
     config: Option<PathBuf>,
     /// Policy bundle directory (repeatable; overrides the configuration).
     #[arg(long = "policy", value_name = "DIR")]
@@ -370,6 +371,7 @@ fn config(args: ConfigArgs) -> ExitCode {
             uris,
             overwrite: args.overwrite,
             vscode: false,
+            env: teleport_home_env(),
         };
         return match merge(serde_json::Value::Null, "mcpServers", &entry) {
             Ok(doc) => {
@@ -394,6 +396,7 @@ fn config(args: ConfigArgs) -> ExitCode {
         uris,
         overwrite: args.overwrite,
         vscode: key == "servers",
+        env: teleport_home_env(),
     };
     match update_file(&path, key, &entry, format) {
         Ok(_) => {
@@ -467,4 +470,12 @@ fn serve(args: ServeArgs) -> ExitCode {
 pub fn usage_error(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
+}
+
+/// `TELEPORT_HOME` for a client configuration entry, when it is set (as tsh writes it).
+fn teleport_home_env() -> Vec<(String, String)> {
+    match std::env::var("TELEPORT_HOME") {
+        Ok(home) if !home.is_empty() => vec![("TELEPORT_HOME".to_string(), home)],
+        _ => Vec::new(),
+    }
 }

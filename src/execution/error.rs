@@ -86,3 +86,31 @@ impl ExecError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PgError;
+
+    /// A message without severity or SQLSTATE (Teleport's role denial) shows no empty fields.
+    #[test]
+    fn messages_without_sqlstate_have_no_empty_fields() {
+        let teleport = PgError {
+            message: "access to db denied. User does not have permissions".into(),
+            ..PgError::default()
+        };
+        assert_eq!(
+            teleport.to_string(),
+            "access to db denied. User does not have permissions"
+        );
+        let pg = PgError {
+            severity: "ERROR".into(),
+            code: "42P01".into(),
+            message: "relation \"x\" does not exist".into(),
+            ..PgError::default()
+        };
+        assert_eq!(
+            pg.to_string(),
+            "ERROR: relation \"x\" does not exist (SQLSTATE 42P01)"
+        );
+    }
+}

@@ -87,10 +87,11 @@ pub fn dialer(
     tsh: Option<&Path>,
 ) -> Result<Arc<dyn Dial>, String> {
     use crate::config::Mode;
+    let home_dir = home.dir.clone();
     let native = native::NativeDialer::new(home, uri.clone(), Vec::new());
     let tunnel = || {
         find_tsh(tsh).map(|t| tunnel::TunnelDialer {
-            tunnel: Arc::new(tunnel::Tunnel::new(t, uri.clone())),
+            tunnel: Arc::new(tunnel::Tunnel::new(t, uri.clone(), home_dir.clone())),
         })
     };
     Ok(match mode {

@@ -29,6 +29,7 @@ struct Running {
 pub struct Tunnel {
     tsh: PathBuf,
     uri: DatabaseUri,
+    home: PathBuf,
     running: tokio::sync::Mutex<Option<Running>>,
     stderr: Arc<Mutex<String>>,
     starts: Mutex<u32>,
@@ -45,10 +46,14 @@ fn free_port() -> Result<u16, ExecError> {
 }
 
 impl Tunnel {
-    pub fn new(tsh: PathBuf, uri: DatabaseUri) -> Tunnel {
+    /// A tunnel run by `tsh` for `uri`, with `home` as its `TELEPORT_HOME`: the tsh home
+    /// sqlguard itself reads (`[teleport] home`, `$TELEPORT_HOME` or `~/.tsh`), so that the
+    /// child sees the same login as `doctor` does.
+    pub fn new(tsh: PathBuf, uri: DatabaseUri, home: PathBuf) -> Tunnel {
         Tunnel {
             tsh,
             uri,
+            home,
             running: tokio::sync::Mutex::new(None),
             stderr: Arc::new(Mutex::new(String::new())),
             starts: Mutex::new(0),
@@ -102,7 +107,8 @@ impl Tunnel {
             reason,
         };
         let mut cmd = Command::new(&self.tsh);
-        cmd.args(["proxy", "db", "--tunnel", "--port", &port.to_string()])
+        cmd.env("TELEPORT_HOME", &self.home)
+            .args(["proxy", "db", "--tunnel", "--port", &port.to_string()])
             .args([
                 "--db-user",
                 self.uri.db_user(),

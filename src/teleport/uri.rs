@@ -31,6 +31,22 @@ fn esc(s: &str) -> String {
         .replace('+', "%20")
 }
 
+/// A path segment (cluster or database name) escaped as tsh writes it (Go's URL path
+/// escaping): `teleport.example.com:443` stays as it is, so configurations written by tsh and
+/// by sqlguard diff cleanly. `/`, `?`, `#`, `%`, spaces and the rest are percent-encoded.
+fn esc_segment(s: &str) -> String {
+    const KEEP: &[u8] = b"-_.~$&+,:;=@";
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || KEEP.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl DatabaseUri {
     /// Parses a full URI with its required parameters.
     pub fn parse(s: &str) -> Result<DatabaseUri, UriError> {
@@ -100,8 +116,8 @@ impl DatabaseUri {
     pub fn resource(&self) -> String {
         format!(
             "teleport://clusters/{}/databases/{}",
-            esc(&self.cluster),
-            esc(&self.name)
+            esc_segment(&self.cluster),
+            esc_segment(&self.name)
         )
     }
 

@@ -3,7 +3,9 @@
 
 Listens on 127.0.0.1:<--port>, prints tsh's readiness line, and forwards every connection to
 $FAKE_TSH_TARGET (host:port of the test PostgreSQL). With FAKE_TSH_FAIL set it fails the way
-tsh does when the session expired: a message on stderr and exit status 1.
+tsh does when the session expired: a message on stderr and exit status 1; likewise with "Not
+logged in" when $TELEPORT_HOME holds a file `fake-tsh-not-logged-in` (so tests see which home
+the child was given).
 """
 import asyncio
 import os
@@ -19,6 +21,10 @@ while i < len(args) and args[i].startswith("--"):
     opts[args[i]] = args[i + 1]
     i += 2
 db = args[i] if i < len(args) else ""
+home = os.environ.get("TELEPORT_HOME", "")
+if home and os.path.exists(os.path.join(home, "fake-tsh-not-logged-in")):
+    print("ERROR: Not logged in.", file=sys.stderr)
+    sys.exit(1)
 if os.environ.get("FAKE_TSH_FAIL"):
     print("ERROR: your Teleport session has expired; run 'tsh login'", file=sys.stderr)
     sys.exit(1)
