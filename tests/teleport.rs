@@ -194,13 +194,17 @@ fn uri(db: &str) -> DatabaseUri {
 }
 
 fn teleport_db(home: &Path, db: &str, mode: Mode) -> Database {
+    teleport_db_with_tsh(home, db, mode, None)
+}
+
+fn teleport_db_with_tsh(home: &Path, db: &str, mode: Mode, tsh: Option<&Path>) -> Database {
     let dialer = dialer(
         mode,
         TshHome {
             dir: home.to_path_buf(),
         },
         &uri(db),
-        None,
+        tsh,
     )
     .unwrap();
     Database::new(
@@ -444,4 +448,135 @@ proptest! {
         prop_assert_eq!(&back, &u);
         prop_assert_eq!(back.to_string(), printed);
     }
+}
+
+/// A stand-in tsh whose tunnel leads to the PostgreSQL at `port`.
+fn tunnel_tsh(port: u16, tag: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("sqlguard-tunnel-tsh-{tag}-{}", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nFAKE_TSH_TARGET=127.0.0.1:{port} exec {} \"$@\"\n",
+            fake_tsh().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", path.to_str().unwrap()])
+        .status()
+        .unwrap();
+    path
+}
+
+/// Mode `auto` takes the tsh tunnel whenever native routing cannot work now, as
+/// `tsh mcp db start` needs only `tsh login`: an expired database certificate on disk, a proxy
+/// behind an L7 load balancer. Without tsh, the native route's own error says what to run;
+/// with valid credentials, native routing needs no tsh.
+#[tokio::test]
+async fn auto_mode_falls_back_to_the_tunnel() {
+    let cluster = Cluster::shared();
+    let pki = pki();
+    let proxy = proxy_double(
+        &pki.host_ca,
+        &pki.user_ca,
+        b"teleport-postgres",
+        cluster.port,
+    )
+    .await;
+    let tsh = tunnel_tsh(cluster.port, "auto");
+    let no_tsh = PathBuf::from("/nonexistent/tsh");
+
+    let expired = tsh_home(&pki, proxy, "auto-expired");
+    write_db_cert(
+        &pki,
+        &expired.join(format!("keys/localhost/alice-db/{CLUSTER_NAME}")),
+        "shop",
+        true,
+    );
+    teleport_db_with_tsh(&expired, "shop", Mode::Auto, Some(&tsh))
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap();
+    let e = teleport_db_with_tsh(&expired, "shop", Mode::Auto, Some(&no_tsh))
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tsh db login") && e.contains("install tsh"),
+        "{e}"
+    );
+
+    let l7 = tsh_home(&pki, proxy, "auto-l7");
+    let profile = l7.join("localhost.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(
+        &profile,
+        format!("{text}tls_routing_conn_upgrade_required: true\n"),
+    )
+    .unwrap();
+    teleport_db_with_tsh(&l7, "shop", Mode::Auto, Some(&tsh))
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap();
+    let e = teleport_db_with_tsh(&l7, "shop", Mode::Native, None)
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("L7 load balancer") && e.contains("tsh-tunnel"),
+        "{e}"
+    );
+
+    let valid = tsh_home(&pki, proxy, "auto-native");
+    teleport_db_with_tsh(&valid, "shop", Mode::Auto, Some(&no_tsh))
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap();
+}
+
+/// A server started before `tsh login` sees the Teleport identity (user, roles) at the next
+/// call after it, without a restart: the audit log shows who called.
+#[tokio::test]
+async fn the_identity_follows_tsh_login_without_a_restart() {
+    let cluster = Cluster::shared();
+    let tag = "late-login";
+    let home = std::env::temp_dir().join(format!("sqlguard-tsh-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let dir = std::env::temp_dir().join(format!("sqlguard-late-login-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.jsonl");
+    let settings = format!(
+        "audit_log = {:?}\n\n[teleport]\nhome = {:?}\n",
+        log.display().to_string(),
+        home.display().to_string()
+    );
+    let config = crate::mcp::shop_config(&dir, cluster, &settings);
+    let (client, _) = crate::mcp::serve_config(&config).await;
+    let last_caller = || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last: serde_json::Value = text
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["event"] == "intent")
+            .unwrap();
+        last["identity"].clone()
+    };
+    let (e, _) = crate::mcp::query_shop(&client, "SELECT 1").await;
+    assert!(!e);
+    assert_ne!(last_caller()["user"], "alice");
+
+    tsh_home(&pki(), 1, tag); // `tsh login` as alice (roles dev, analyst)
+    let (e, _) = crate::mcp::query_shop(&client, "SELECT 2").await;
+    assert!(!e);
+    assert_eq!(
+        last_caller(),
+        serde_json::json!({"user": "alice", "roles": ["dev", "analyst"]})
+    );
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&home);
 }

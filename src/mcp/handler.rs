@@ -156,7 +156,10 @@ impl Sqlguard {
     }
 
     fn tool_allowed(&self, tool: &str) -> Result<(), String> {
-        let d = self.state.policy().tool_allowed(tool, &self.state.identity);
+        let d = self
+            .state
+            .policy()
+            .tool_allowed(tool, &self.state.identity.current());
         if d.allow {
             Ok(())
         } else {
@@ -198,6 +201,7 @@ impl Sqlguard {
     async fn query(&self, database: &str, sql: &str) -> CallToolResult {
         let state = &self.state;
         let policy = state.policy();
+        let identity = state.identity.current();
         let started = Instant::now();
         let mut record = CallRecord {
             time: now_rfc3339(),
@@ -205,8 +209,8 @@ impl Sqlguard {
             decision_id: uuid::Uuid::new_v4().to_string(),
             database: database.to_string(),
             identity: Caller {
-                user: state.identity.user.clone(),
-                roles: state.identity.roles.clone(),
+                user: identity.user.clone(),
+                roles: identity.roles.clone(),
             },
             tool: TOOL_QUERY,
             policy_digest: policy.digest().to_string(),
@@ -222,7 +226,7 @@ impl Sqlguard {
             error: None,
             timings: Timings::default(),
         };
-        let decided = self.decide(database, sql, &policy, &mut record);
+        let decided = self.decide(database, sql, &policy, &identity, &mut record);
         record.timings.total_us = Some(started.elapsed().as_micros() as u64);
         let (pool, limits) = match decided {
             Ok(run) => {
@@ -307,6 +311,7 @@ impl Sqlguard {
         database: &str,
         sql: &str,
         policy: &crate::policy::Policy,
+        identity: &crate::policy::Identity,
         record: &mut CallRecord,
     ) -> Result<(&'s crate::execution::Database, RunLimits), String> {
         let state = &self.state;
@@ -331,7 +336,7 @@ impl Sqlguard {
             sql,
             &state.analysis,
             Some(&db.context),
-            &state.identity,
+            identity,
             TOOL_QUERY,
         );
         record.timings.analysis_us = Some(checked.analysis_us);
@@ -393,7 +398,7 @@ impl Sqlguard {
                     q,
                     &self.state.analysis,
                     Some(&d.context),
-                    &self.state.identity,
+                    &self.state.identity.current(),
                     TOOL_QUERY,
                 )
                 .decision

@@ -1,9 +1,10 @@
 //! What the server holds: databases with their connection pools, the policy (swappable on
 //! reload), the caller's identity and the audit log.
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::analysis::AnalysisOptions;
 use crate::audit::{AuditKey, AuditLog};
@@ -74,7 +75,8 @@ pub struct State {
     pub policy_dirs: Vec<PathBuf>,
     pub data_files: Vec<PathBuf>,
     pub analysis: AnalysisOptions,
-    pub identity: Identity,
+    /// Who is calling, as policies see it (re-read after `tsh login`).
+    pub identity: CallerIdentity,
     pub audit: Option<AuditLog>,
     pub audit_query: AuditQuery,
     pub audit_query_max_bytes: usize,
@@ -87,6 +89,90 @@ fn local_identity() -> Identity {
         user: std::env::var("USER").unwrap_or_default(),
         roles: Vec::new(),
         traits: Default::default(),
+    }
+}
+
+/// What identifies the tsh login on disk: the modification times of `current-profile` and of
+/// the user certificate last read.
+type LoginStamp = (Option<SystemTime>, Option<SystemTime>);
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The identity policies see: the Teleport user (name, roles, traits) from the current tsh
+/// profile's user certificate, else the local user. Read again whenever the profile or the
+/// certificate changes on disk, so a `tsh login` after sqlguard started is seen at the next
+/// call (two `stat` calls per call; a full read only on change).
+pub struct CallerIdentity {
+    home: Option<TshHome>,
+    /// Warn when there is no Teleport identity (some database goes through Teleport).
+    expects_teleport: bool,
+    cached: RwLock<(LoginStamp, Option<PathBuf>, Arc<Identity>)>,
+}
+
+impl CallerIdentity {
+    fn new(home: Option<TshHome>, expects_teleport: bool) -> CallerIdentity {
+        let me = CallerIdentity {
+            home,
+            expects_teleport,
+            cached: RwLock::new(((None, None), None, Arc::new(local_identity()))),
+        };
+        me.reload(true);
+        me
+    }
+
+    fn stamp(&self, cert: Option<&Path>) -> LoginStamp {
+        let profile = self
+            .home
+            .as_ref()
+            .and_then(|h| modified(&h.dir.join("current-profile")));
+        (profile, cert.and_then(modified))
+    }
+
+    /// The identity as of now.
+    pub fn current(&self) -> Arc<Identity> {
+        let Some(_) = &self.home else {
+            return self.snapshot();
+        };
+        let (stamp, cert) = match self.cached.read() {
+            Ok(c) => (c.0, c.1.clone()),
+            Err(_) => return Arc::new(local_identity()),
+        };
+        if self.stamp(cert.as_deref()) != stamp {
+            self.reload(false);
+        }
+        self.snapshot()
+    }
+
+    fn snapshot(&self) -> Arc<Identity> {
+        self.cached
+            .read()
+            .map(|c| c.2.clone())
+            .unwrap_or_else(|_| Arc::new(local_identity()))
+    }
+
+    fn reload(&self, at_start: bool) {
+        let Some(home) = &self.home else { return };
+        let cert = home.current_profile().ok().and_then(|p| home.user_cert(&p));
+        let identity = match crate::teleport::identity_from_profile(home) {
+            Ok(id) => {
+                if !at_start {
+                    tracing::info!(user = %id.user, roles = ?id.roles, "Teleport identity read again (the tsh login changed)");
+                }
+                id
+            }
+            Err(e) => {
+                if self.expects_teleport {
+                    tracing::warn!("no Teleport identity ({e}); policies see the local user");
+                }
+                local_identity()
+            }
+        };
+        let stamp = self.stamp(cert.as_deref());
+        if let Ok(mut c) = self.cached.write() {
+            *c = (stamp, cert, Arc::new(identity));
+        }
     }
 }
 
@@ -110,17 +196,7 @@ impl State {
             ..SessionSettings::default()
         };
         let home = TshHome::locate(config.teleport.home.as_deref());
-        // The identity policies see: the Teleport user from the tsh profile when logged in.
-        let identity = match home.as_ref().map(crate::teleport::identity_from_profile) {
-            Some(Ok(id)) => id,
-            Some(Err(e)) => {
-                if specs.iter().any(|s| s.dsn.is_none()) {
-                    tracing::warn!("no Teleport identity ({e}); policies see the local user");
-                }
-                local_identity()
-            }
-            None => local_identity(),
-        };
+        let identity = CallerIdentity::new(home.clone(), specs.iter().any(|s| s.dsn.is_none()));
         let defaults = PoolOptions::default();
         let pool = PoolOptions {
             size: config.pool_size.unwrap_or(defaults.size),

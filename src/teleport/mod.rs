@@ -18,9 +18,11 @@ use std::sync::Arc;
 use crate::execution::{BoxStream, Dial, ExecError};
 use crate::policy::Identity;
 
-/// Mode `auto`: native routing when `tsh db login` credentials exist, else the tsh tunnel
-/// when tsh is installed, else a clear error. Decided again at every dial, so logging in
-/// later changes the route without a restart.
+/// Mode `auto`: native routing when it can work now (TLS routing on the proxy's web port, no
+/// L7 connection upgrade needed, a valid `tsh db login` certificate), else the tsh tunnel when
+/// tsh is installed (like `tsh mcp db start`, it needs only `tsh login`), else the native
+/// route's own error. Decided again at every dial, so logging in later changes the route
+/// without a restart.
 pub struct AutoDialer {
     pub native: native::NativeDialer,
     pub tunnel: Option<tunnel::TunnelDialer>,
@@ -29,16 +31,20 @@ pub struct AutoDialer {
 
 impl AutoDialer {
     async fn connect(&self) -> Result<BoxStream, ExecError> {
-        if self.native.has_credentials() {
-            return self.native.dial().await;
-        }
-        match &self.tunnel {
-            Some(t) => t.dial().await,
-            None => Err(ExecError::Credentials(format!(
-                "no Teleport database certificate for {} and no tsh on PATH: run `{}`, or install tsh",
-                self.uri.name,
-                native::tsh_db_login_hint(&self.uri)
+        match (self.native.prepare(), &self.tunnel) {
+            (Ok(prepared), _) => self.native.connect_prepared(prepared).await,
+            (Err(why), Some(tunnel)) => {
+                tracing::debug!(database = %self.uri.name, "native route unusable ({why}): using the tsh tunnel");
+                tunnel.dial().await
+            }
+            (Err(ExecError::Credentials(m)), None) => Err(ExecError::Credentials(format!(
+                "{m}; or install tsh, whose tunnel mode = \"auto\" then uses"
             ))),
+            (Err(ExecError::Connect { target, reason }), None) => Err(ExecError::Connect {
+                target,
+                reason: format!("{reason}; tsh is not on PATH"),
+            }),
+            (Err(e), None) => Err(e),
         }
     }
 }

@@ -49,22 +49,27 @@ impl NativeDialer {
         }
     }
 
-    /// Whether `tsh db login` credentials exist for this database (for mode `auto`).
-    pub fn has_credentials(&self) -> bool {
-        self.home
-            .current_profile()
-            .ok()
-            .and_then(|p| {
-                self.home
-                    .db_credentials(&p, &self.uri.cluster, &self.uri.name)
-            })
-            .is_some()
-    }
-
-    /// Checks the credentials before dialing and builds the TLS configuration.
-    fn prepare(&self) -> Result<(Profile, rustls::ClientConfig), ExecError> {
+    /// Checks that this route can work now (the proxy routes by ALPN on its web port, the
+    /// session and the database certificate are valid) and builds the TLS configuration.
+    pub fn prepare(&self) -> Result<(Profile, rustls::ClientConfig), ExecError> {
         let cred = ExecError::Credentials;
         let profile = self.home.current_profile().map_err(cred)?;
+        let unroutable = |why: &str| {
+            ExecError::Connect {
+            target: format!("Teleport proxy {}", profile.proxy_addr()),
+            reason: format!("{why}: use mode = \"tsh-tunnel\" (mode = \"auto\" does so by itself when tsh is installed)"),
+        }
+        };
+        if !profile.tls_routing_enabled {
+            return Err(unroutable(
+                "the proxy does not use TLS routing (tls_routing_enabled is not true in the tsh profile), which sqlguard's native mode needs",
+            ));
+        }
+        if profile.tls_routing_conn_upgrade_required {
+            return Err(unroutable(
+                "the proxy sits behind an L7 load balancer (tls_routing_conn_upgrade_required in the tsh profile), and sqlguard's native mode does not do the connection upgrade yet",
+            ));
+        }
         if let Some(user_cert) = self.home.user_cert(&profile) {
             if read_cert(&user_cert).map(|c| c.expired()).unwrap_or(false) {
                 return Err(cred(format!(
@@ -125,7 +130,15 @@ impl NativeDialer {
     }
 
     async fn connect(&self) -> Result<BoxStream, ExecError> {
-        let (profile, config) = self.prepare()?;
+        let prepared = self.prepare()?;
+        self.connect_prepared(prepared).await
+    }
+
+    /// Dials the proxy with what [`Self::prepare`] built.
+    pub async fn connect_prepared(
+        &self,
+        (profile, config): (Profile, rustls::ClientConfig),
+    ) -> Result<BoxStream, ExecError> {
         let target = profile.proxy_addr();
         let fail = |reason: String| ExecError::Connect {
             target: format!("Teleport proxy {target}"),
