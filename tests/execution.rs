@@ -573,3 +573,81 @@ async fn an_oversized_value_is_skipped_and_named() {
     assert_eq!((big.row, big.column.as_str()), (3, "body"));
     assert_eq!(big.column_bytes, 5_000_000);
 }
+
+/// Passes bytes from `r` to `w` until `stall` is set; then holds them for ever.
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stall.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP route to PostgreSQL at `target` that stalls, both ways, once `stall` is set.
+async fn stalling_route(target: u16, stall: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                return;
+            };
+            let ((cr, cw), (sr, sw)) = (client.into_split(), server.into_split());
+            tokio::spawn(pump(cr, sw, stall.clone()));
+            tokio::spawn(pump(sr, cw, stall.clone()));
+        }
+    });
+    port
+}
+
+/// A route that stops answering is reported as such, not as a slow query to narrow down.
+#[tokio::test]
+async fn a_stalled_route_is_not_a_slow_query() {
+    let cluster = Cluster::shared();
+    let stall = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = stalling_route(cluster.port, stall.clone()).await;
+    let dsn = cluster
+        .dsn("?sslmode=disable")
+        .replace(&format!(":{}/", cluster.port), &format!(":{port}/"));
+    let db = Database::new(
+        DirectDialer::new(Dsn::parse(&dsn).unwrap())
+            .unwrap()
+            .endpoint(),
+        SessionSettings::default(),
+        1,
+    );
+    db.execute("SELECT 1", LIMITS).await.unwrap();
+    stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    let limits = RunLimits {
+        statement_timeout_ms: 300,
+        ..LIMITS
+    };
+    let started = Instant::now();
+    let e = db.execute("SELECT 1", limits).await.unwrap_err();
+    assert!(matches!(e, ExecError::NoAnswer { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("did not answer at all") && !text.contains("LIMIT"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A slow query on a working route is still a slow query.
+    let e = shared()
+        .execute("SELECT pg_sleep(2)", limits)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::Timeout { .. }), "{e}");
+}

@@ -278,6 +278,23 @@ async fn wrong_alpn_wrong_ca_and_expired_certificates_fail_clearly() {
         .unwrap_err();
     assert!(e.to_string().contains("not trusted"), "{e}");
 
+    // The proxy trusts another user CA (rotated): TLS 1.3 lets the handshake finish and the
+    // proxy's refusal arrives as an alert afterwards. Retrying cannot help: say what to run.
+    let rotated = new_ca("acme user CA, rotated");
+    let rejecting = proxy_double(&pki.host_ca, &rotated, b"teleport-postgres", cluster.port).await;
+    let home = tsh_home(&pki, rejecting, "rotated");
+    let e = teleport_db(&home, "shop", Mode::Native)
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refused this client's certificate")
+            && e.contains("tsh login")
+            && !e.contains("try again"),
+        "{e}"
+    );
+
     // Expired database certificate: detected before dialing, with the command to run; new
     // files make the next call work, with nothing restarted.
     let proxy = proxy_double(

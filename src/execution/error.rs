@@ -60,6 +60,9 @@ pub enum ExecError {
         step: &'static str,
     },
 
+    #[error("the database {target} did not answer at all within {waited_ms} ms, not even to BEGIN: the route to it (Teleport proxy, tunnel, network) stalled, this is not a slow query; check the route (`sqlguard doctor`) and try again")]
+    NoAnswer { target: String, waited_ms: u64 },
+
     #[error("the database connection was lost ({0}); the query was not sent again, as it may have run: try again if that is safe")]
     ConnectionLost(String),
 

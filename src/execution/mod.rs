@@ -262,6 +262,14 @@ impl managed::Manager for Manager {
                 target: target(),
                 reason: pg.to_string(),
             },
+            // In TLS 1.3 the server checks the client certificate after the client considers
+            // the handshake done: its refusal arrives as an alert on the first read.
+            ExecError::ConnectionLost(m) if m.contains("received fatal alert") => ExecError::Connect {
+                target: target(),
+                reason: format!(
+                    "the server refused this client's certificate after the TLS handshake ({m}); retrying cannot help: renew the certificate (through Teleport: `tsh login`, then `tsh db login`; after a CA rotation, `tsh logout` first) and check that this machine's clock is right"
+                ),
+            },
             other => other,
         })
     }
@@ -402,6 +410,12 @@ impl Database {
                     if let Ok(stream) = self.endpoint.dialer.dial().await {
                         let _ = wire::send_cancel(stream, key).await;
                     }
+                }
+                if !conn.answered {
+                    return Err(ExecError::NoAnswer {
+                        target: self.target(),
+                        waited_ms: budget.as_millis() as u64,
+                    });
                 }
                 Err(ExecError::Timeout {
                     limit_ms: limits.statement_timeout_ms,

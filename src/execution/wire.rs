@@ -239,6 +239,9 @@ pub struct Connection {
     pub parameters: HashMap<String, String>,
     /// Set when the connection is in an unknown state: it must not be reused.
     pub broken: bool,
+    /// Whether the server sent anything since the last call was sent: a call that times out
+    /// with no answer at all met a stalled route, not a slow query.
+    pub answered: bool,
 }
 
 fn io_lost(e: std::io::Error) -> ExecError {
@@ -284,6 +287,7 @@ impl Connection {
             backend_key: None,
             parameters: HashMap::new(),
             broken: false,
+            answered: false,
         };
         frontend::startup_message(
             params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
@@ -423,7 +427,10 @@ impl Connection {
                     "the server closed the connection".into(),
                 ))
             }
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.answered = true;
+                Ok(())
+            }
             Err(e) => {
                 self.broken = true;
                 Err(io_lost(e))
@@ -618,6 +625,7 @@ impl Connection {
         // From here until the last ReadyForQuery, an interruption leaves the protocol
         // mid-way: the connection must then be discarded.
         self.broken = true;
+        self.answered = !self.read_buf.is_empty();
         let started = std::time::Instant::now();
         self.flush().await?;
         let byte_cap = usize::try_from(limits.max_result_bytes).unwrap_or(usize::MAX);

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::state::{ServedDatabase, State};
 use crate::audit::{now_rfc3339, CallRecord, Caller, OutcomeRecord, QueryText, Timings};
 use crate::config::AuditQuery;
-use crate::execution::{result_json, ExecError, RunLimits};
+use crate::execution::{result_json, ExecError, PgError, RunLimits};
 use crate::teleport::uri::{DatabaseUri, EXPECTED_FORMAT};
 
 pub const TOOL_LIST: &str = "teleport_list_databases";
@@ -108,9 +108,17 @@ fn schema_uri(d: &ServedDatabase) -> String {
 
 /// A PostgreSQL error with every field, for the agent.
 fn exec_message(e: &ExecError) -> String {
-    match e.pg() {
-        Some(pg) => {
-            let mut m = format!("{}: {} (SQLSTATE {})", pg.severity, pg.message, pg.code);
+    // A session ended or cancelled by someone else keeps its explanation; PostgreSQL's own
+    // errors about the query are shown as PostgreSQL wrote them.
+    match e {
+        ExecError::Postgres(pg) => {
+            let mut m = PgError {
+                position: None,
+                detail: None,
+                hint: None,
+                ..(**pg).clone()
+            }
+            .to_string();
             if let Some(p) = pg.position {
                 m.push_str(&format!(", at character {p}"));
             }
@@ -122,7 +130,7 @@ fn exec_message(e: &ExecError) -> String {
             }
             m
         }
-        None => e.to_string(),
+        other => other.to_string(),
     }
 }
 
