@@ -79,6 +79,13 @@ pub struct TeleportConfig {
     pub home: Option<PathBuf>,
     /// Path of the `tsh` executable for tunnel mode.
     pub tsh: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for the proxy's web certificate, besides the system's
+    /// roots and the cluster's CAs in the tsh home (like `tsh --cacert`'s role for the proxy).
+    pub ca: Option<PathBuf>,
+    /// Do not verify the proxy's certificate at all, like `tsh --insecure`: for test clusters
+    /// only; `doctor` warns about it.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -133,6 +140,9 @@ impl Config {
             fix(p);
         }
         if let Some(p) = config.audit_key_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = config.teleport.ca.as_mut() {
             fix(p);
         }
         Ok(config)

@@ -127,6 +127,13 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
     let teleport_needed = specs
         .iter()
         .any(|s| s.mode != Mode::Direct && s.dsn.is_none());
+    if teleport_needed && config.teleport.insecure {
+        checks.push(fail(
+            "teleport proxy trust",
+            "insecure = true: the proxy's certificate is not verified, so anyone on the path can read and change the traffic (like tsh --insecure)",
+            "set [teleport] ca = \"FILE\" to the CA that signed the proxy's certificate and remove insecure, unless this is a test cluster",
+        ));
+    }
     if teleport_needed {
         let home = TshHome::locate(config.teleport.home.as_deref());
         match home.as_ref().map(|h| (h, h.current_profile())) {
@@ -199,6 +206,12 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                             let msg = e.to_string();
                             let fix = if msg.contains("password authentication failed") {
                                 "check the user and password in the dsn".to_string()
+                            } else if msg.contains("mode = \"tsh-tunnel\"") {
+                                "set mode = \"tsh-tunnel\" for this database, or mode = \"auto\" with tsh installed: the proxy cannot be reached by native TLS routing".to_string()
+                            } else if msg.contains("[teleport] ca") {
+                                "set [teleport] ca = \"FILE\" to the CA that signed the proxy's certificate, or check the proxy address".to_string()
+                            } else if msg.contains("refused this client's certificate") {
+                                "run `tsh login` (after a CA rotation, `tsh logout` first), then `tsh db login`, and check this machine's clock".to_string()
                             } else if msg.contains("Connection refused")
                                 || msg.contains("connection refused")
                             {

@@ -205,6 +205,7 @@ fn teleport_db_with_tsh(home: &Path, db: &str, mode: Mode, tsh: Option<&Path>) -
         },
         &uri(db),
         tsh,
+        Default::default(),
     )
     .unwrap();
     Database::new(
@@ -596,4 +597,114 @@ async fn the_identity_follows_tsh_login_without_a_restart() {
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// `sqlguard doctor` on a Teleport database names the fix for what is wrong with the route:
+/// an untrusted proxy certificate, a proxy behind an L7 load balancer, a client certificate
+/// the proxy refuses after the handshake; and warns about `insecure = true`.
+#[tokio::test]
+async fn doctor_names_the_teleport_fixes() {
+    let cluster = Cluster::shared();
+    let pki = pki();
+    let dir = std::env::temp_dir().join(format!("sqlguard-doctor-tp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sqlguard.toml");
+    let write_config = |home: &Path, teleport_extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[teleport]\nhome = {:?}\n{teleport_extra}\n[[database]]\nuri = \"teleport://clusters/{CLUSTER_NAME}/databases/shop?dbName={DB}&dbUser={WRITER}\"\nmode = \"native\"\n",
+                home.display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    // Not std::process: the proxy double must keep running on this runtime meanwhile.
+    let run_doctor = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+            .args([
+                "doctor",
+                "--format",
+                "json",
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .output()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["checks"].as_array().unwrap().clone()
+    };
+    let doctor = |home: &Path, teleport_extra: &str| {
+        write_config(home, teleport_extra);
+        run_doctor()
+    };
+    let fix_of = |checks: &[serde_json::Value], name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"].as_str().unwrap_or("").starts_with(name))
+            .map(|c| c["fix"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+    };
+
+    let other_ca = new_ca("some other CA");
+    let untrusted = proxy_double(&other_ca, &pki.user_ca, b"teleport-postgres", cluster.port).await;
+    let home = tsh_home(&pki, untrusted, "doctor-ca");
+    let checks = doctor(&home, "").await;
+    assert!(
+        fix_of(&checks, "database shop").contains("[teleport] ca"),
+        "{checks:?}"
+    );
+    // With the CA configured, the certificate is trusted (what fails next is not trust).
+    let ca_file = dir.join("proxy-ca.pem");
+    std::fs::write(&ca_file, &other_ca.1).unwrap();
+    let checks = doctor(
+        &home,
+        &format!("ca = {:?}\n", ca_file.display().to_string()),
+    )
+    .await;
+    assert!(
+        !fix_of(&checks, "database shop").contains("[teleport] ca"),
+        "{checks:?}"
+    );
+    // insecure = true skips the check, and doctor warns.
+    let checks = doctor(&home, "insecure = true\n").await;
+    assert!(
+        fix_of(&checks, "teleport proxy trust").contains("[teleport] ca"),
+        "{checks:?}"
+    );
+    assert!(
+        !fix_of(&checks, "database shop").contains("[teleport] ca"),
+        "{checks:?}"
+    );
+
+    let proxy = proxy_double(
+        &pki.host_ca,
+        &pki.user_ca,
+        b"teleport-postgres",
+        cluster.port,
+    )
+    .await;
+    let l7 = tsh_home(&pki, proxy, "doctor-l7");
+    let profile = l7.join("localhost.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(
+        &profile,
+        format!("{text}tls_routing_conn_upgrade_required: true\n"),
+    )
+    .unwrap();
+    let fix = fix_of(&doctor(&l7, "").await, "database shop");
+    assert!(fix.contains("tsh-tunnel"), "{fix}");
+
+    let rotated = proxy_double(
+        &pki.host_ca,
+        &new_ca("rotated user CA"),
+        b"teleport-postgres",
+        cluster.port,
+    )
+    .await;
+    let home = tsh_home(&pki, rotated, "doctor-rotated");
+    let fix = fix_of(&doctor(&home, "").await, "database shop");
+    assert!(fix.contains("tsh login") && fix.contains("clock"), "{fix}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -229,7 +229,16 @@ impl State {
                         "no home directory to find tsh's files in: set [teleport] home".to_string()
                     })
                     .and_then(|h| {
-                        crate::teleport::dialer(mode, h, &spec.uri, config.teleport.tsh.as_deref())
+                        crate::teleport::dialer(
+                            mode,
+                            h,
+                            &spec.uri,
+                            config.teleport.tsh.as_deref(),
+                            crate::teleport::native::ProxyTrust {
+                                ca: config.teleport.ca.clone(),
+                                insecure: config.teleport.insecure,
+                            },
+                        )
                     }) {
                     Ok(dialer) => Backend::Ready(Database::with_options(
                         Endpoint {

@@ -91,10 +91,11 @@ pub fn dialer(
     home: TshHome,
     uri: &DatabaseUri,
     tsh: Option<&Path>,
+    trust: native::ProxyTrust,
 ) -> Result<Arc<dyn Dial>, String> {
     use crate::config::Mode;
     let home_dir = home.dir.clone();
-    let native = native::NativeDialer::new(home, uri.clone(), Vec::new());
+    let native = native::NativeDialer::new(home, uri.clone(), trust);
     let tunnel = || {
         find_tsh(tsh).map(|t| tunnel::TunnelDialer {
             tunnel: Arc::new(tunnel::Tunnel::new(t, uri.clone(), home_dir.clone())),
