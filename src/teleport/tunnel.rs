@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -33,16 +33,6 @@ pub struct Tunnel {
     running: tokio::sync::Mutex<Option<Running>>,
     stderr: Arc<Mutex<String>>,
     starts: Mutex<u32>,
-}
-
-fn free_port() -> Result<u16, ExecError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| ExecError::Connect {
-            target: "127.0.0.1".into(),
-            reason: format!("no free port for the tsh tunnel: {e}"),
-        })
 }
 
 impl Tunnel {
@@ -101,14 +91,14 @@ impl Tunnel {
     }
 
     async fn start(&self) -> Result<Running, ExecError> {
-        let port = free_port()?;
         let fail = |reason: String| ExecError::Connect {
             target: format!("tsh proxy db tunnel for {}", self.uri.name),
             reason,
         };
         let mut cmd = Command::new(&self.tsh);
         cmd.env("TELEPORT_HOME", &self.home)
-            .args(["proxy", "db", "--tunnel", "--port", &port.to_string()])
+            // No --port: tsh binds a free one and names it on its ready line.
+            .args(["proxy", "db", "--tunnel"])
             .args([
                 "--db-user",
                 self.uri.db_user(),
@@ -164,37 +154,50 @@ impl Tunnel {
                 }
             });
         }
-        if let Some(out) = child.stdout.take() {
-            // tsh prints "Started authenticated tunnel … on 127.0.0.1:<port>." to stdout.
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(out).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::debug!("tsh: {line}");
+        // tsh prints "Started authenticated tunnel … on 127.0.0.1:<port>." once it listens:
+        // that line is the readiness signal and names the port (no probe connection, which
+        // would open a session through the proxy for nothing).
+        let Some(out) = child.stdout.take() else {
+            return Err(fail("tsh's output could not be read".into()));
+        };
+        let mut lines = BufReader::new(out).lines();
+        let ready = tokio::time::timeout(READY_TIMEOUT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::debug!("tsh: {line}");
+                if let Some(port) = ready_port(&line) {
+                    return Some(port);
                 }
-            });
-        }
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
+            }
+            None
+        })
+        .await;
+        match ready {
+            Ok(Some(port)) => {
+                tokio::spawn(async move {
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::debug!("tsh: {line}");
+                    }
+                });
+                tracing::info!(port, "tsh tunnel for {} is ready", self.uri.name);
+                Ok(Running { child, port })
+            }
+            Ok(None) => {
+                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+                // Its last words may still be on their way through the stderr reader.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(fail(format!(
+                Err(fail(format!(
                     "tsh exited ({status}) before the tunnel was ready: {}",
                     self.stderr_text()
-                )));
+                )))
             }
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                tracing::info!(port, "tsh tunnel for {} is ready", self.uri.name);
-                return Ok(Running { child, port });
-            }
-            if Instant::now() > deadline {
+            Err(_) => {
                 let _ = child.kill().await;
-                return Err(fail(format!(
+                Err(fail(format!(
                     "tsh did not open the tunnel within {} s: {}",
                     READY_TIMEOUT.as_secs(),
                     self.stderr_text()
-                )));
+                )))
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -231,5 +234,25 @@ impl Dial for TunnelDialer {
 
     fn target(&self) -> String {
         format!("{} (tsh proxy db --tunnel)", self.tunnel.uri.resource())
+    }
+}
+
+/// The port on tsh's ready line ("Started authenticated tunnel for the PostgreSQL database
+/// "shop" in cluster "acme" on 127.0.0.1:54321.").
+fn ready_port(line: &str) -> Option<u16> {
+    if !line.contains("tunnel") {
+        return None;
+    }
+    let addr = line.trim_end().trim_end_matches('.').rsplit(' ').next()?;
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ready_line() {
+        let line = "Started authenticated tunnel for the PostgreSQL database \"shop\" in cluster \"acme\" on 127.0.0.1:54321.";
+        assert_eq!(super::ready_port(line), Some(54321));
+        assert_eq!(super::ready_port("Some other line"), None);
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for `tsh proxy db --tunnel`, built for sqlguard's tests.
 
-Listens on 127.0.0.1:<--port>, prints tsh's readiness line, and forwards every connection to
+Listens on 127.0.0.1:<--port> (a free port without it), prints tsh's readiness line naming it, and forwards every connection to
 $FAKE_TSH_TARGET (host:port of the test PostgreSQL). With FAKE_TSH_FAIL set it fails the way
 tsh does when the session expired: a message on stderr and exit status 1; likewise with "Not
 logged in" when $TELEPORT_HOME holds a file `fake-tsh-not-logged-in` (so tests see which home
@@ -46,8 +46,10 @@ async def handle(client_reader, client_writer):
 
 
 async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(opts["--port"]))
-    print(f'Started authenticated tunnel for the PostgreSQL database "{db}" in cluster "{opts.get("--cluster", "")}" on 127.0.0.1:{opts["--port"]}.', flush=True)
+    # Like tsh: without --port, bind a free port and name it on the ready line.
+    server = await asyncio.start_server(handle, "127.0.0.1", int(opts.get("--port", "0")))
+    port = server.sockets[0].getsockname()[1]
+    print(f'Started authenticated tunnel for the PostgreSQL database "{db}" in cluster "{opts.get("--cluster", "")}" on 127.0.0.1:{port}.', flush=True)
     async with server:
         await server.serve_forever()
 
