@@ -179,14 +179,68 @@ async fn proxy_double(
                     tls.get_ref().1.alpn_protocol(),
                     Some(&b"teleport-postgres"[..])
                 );
+                // As Teleport's database service does: the startup user and database must be
+                // ones the role allows, else an error with Teleport's message and no SQLSTATE.
+                let Some(startup) = read_startup(&mut tls).await else {
+                    return;
+                };
+                let (user, database) = startup_user_and_database(&startup);
+                if user != WRITER || database != DB {
+                    use tokio::io::AsyncWriteExt;
+                    let msg = b"access to db denied. User does not have permissions. Confirm database user and name.\0";
+                    let mut e = vec![b'E'];
+                    e.extend_from_slice(&((4 + 1 + msg.len() + 1) as u32).to_be_bytes());
+                    e.push(b'M');
+                    e.extend_from_slice(msg);
+                    e.push(0);
+                    let _ = tls.write_all(&e).await;
+                    let _ = tls.shutdown().await;
+                    return;
+                }
                 let Ok(mut pg) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
                     return;
                 };
+                use tokio::io::AsyncWriteExt;
+                if pg.write_all(&startup).await.is_err() {
+                    return;
+                }
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut pg).await;
             });
         }
     });
     port
+}
+
+/// The client's startup message, whole (length included).
+async fn read_startup<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let n = u32::from_be_bytes(len) as usize;
+    if !(8..=10_000).contains(&n) {
+        return None;
+    }
+    let mut msg = len.to_vec();
+    msg.resize(n, 0);
+    s.read_exact(&mut msg[4..]).await.ok()?;
+    Some(msg)
+}
+
+/// `user` and `database` of a startup message.
+fn startup_user_and_database(msg: &[u8]) -> (String, String) {
+    let body = &msg[8..];
+    let parts: Vec<String> = body
+        .split(|&b| b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let get = |k: &str| {
+        parts
+            .chunks(2)
+            .find(|kv| kv[0] == k)
+            .and_then(|kv| kv.get(1).cloned())
+            .unwrap_or_default()
+    };
+    (get("user"), get("database"))
 }
 
 fn uri(db: &str) -> DatabaseUri {
@@ -707,4 +761,49 @@ async fn doctor_names_the_teleport_fixes() {
     let fix = fix_of(&doctor(&home, "").await, "database shop");
     assert!(fix.contains("tsh login") && fix.contains("clock"), "{fix}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A database user the Teleport role does not allow: Teleport's own message, without empty
+/// severity or SQLSTATE fields.
+#[tokio::test]
+async fn a_teleport_role_denial_reads_cleanly() {
+    let cluster = Cluster::shared();
+    let pki = pki();
+    let proxy = proxy_double(
+        &pki.host_ca,
+        &pki.user_ca,
+        b"teleport-postgres",
+        cluster.port,
+    )
+    .await;
+    let home = tsh_home(&pki, proxy, "role-denial");
+    let intruder = DatabaseUri::new(CLUSTER_NAME, "shop", DB, "intruder");
+    let dialer = dialer(
+        Mode::Native,
+        TshHome { dir: home.clone() },
+        &intruder,
+        None,
+        Default::default(),
+    )
+    .unwrap();
+    let db = Database::new(
+        Endpoint {
+            dialer,
+            user: "intruder".into(),
+            dbname: DB.into(),
+            password: None,
+        },
+        SessionSettings::default(),
+        1,
+    );
+    let e = db
+        .execute("SELECT 1", LIMITS)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("access to db denied. User does not have permissions"),
+        "{e}"
+    );
+    assert!(!e.contains("SQLSTATE") && !e.contains(": : "), "{e}");
 }

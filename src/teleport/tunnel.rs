@@ -182,7 +182,11 @@ impl Tunnel {
                 Ok(Running { child, port })
             }
             Ok(None) => {
-                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 // Its last words may still be on their way through the stderr reader.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Err(fail(format!(
