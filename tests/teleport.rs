@@ -172,43 +172,108 @@ async fn proxy_double(
             };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                assert_eq!(
-                    tls.get_ref().1.alpn_protocol(),
-                    Some(&b"teleport-postgres"[..])
-                );
-                // As Teleport's database service does: the startup user and database must be
-                // ones the role allows, else an error with Teleport's message and no SQLSTATE.
-                let Some(startup) = read_startup(&mut tls).await else {
-                    return;
-                };
-                let (user, database) = startup_user_and_database(&startup);
-                if user != WRITER || database != DB {
-                    use tokio::io::AsyncWriteExt;
-                    let msg = b"access to db denied. User does not have permissions. Confirm database user and name.\0";
-                    let mut e = vec![b'E'];
-                    e.extend_from_slice(&((4 + 1 + msg.len() + 1) as u32).to_be_bytes());
-                    e.push(b'M');
-                    e.extend_from_slice(msg);
-                    e.push(0);
-                    let _ = tls.write_all(&e).await;
-                    let _ = tls.shutdown().await;
-                    return;
+                match tls.get_ref().1.alpn_protocol() {
+                    Some(b"teleport-postgres") => serve_database(tls, target).await,
+                    Some(b"teleport-postgres-ping") => serve_database(unping(tls), target).await,
+                    other => panic!("the proxy double negotiated {other:?}"),
                 }
-                let Ok(mut pg) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
-                    return;
-                };
-                use tokio::io::AsyncWriteExt;
-                if pg.write_all(&startup).await.is_err() {
-                    return;
-                }
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut pg).await;
             });
         }
     });
     port
+}
+
+/// What the database service does behind the proxy: check the startup user and database as
+/// the role would, then relay to PostgreSQL.
+async fn serve_database<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut tls: S,
+    target: u16,
+) {
+    use tokio::io::AsyncWriteExt;
+    // As Teleport's database service does: the startup user and database must be ones the
+    // role allows, else an error with Teleport's message and no SQLSTATE.
+    let Some(startup) = read_startup(&mut tls).await else {
+        return;
+    };
+    let (user, database) = startup_user_and_database(&startup);
+    if user != WRITER || database != DB {
+        let msg =
+            b"access to db denied. User does not have permissions. Confirm database user and name.";
+        let mut e = vec![b'E'];
+        e.extend_from_slice(&((4 + 1 + msg.len() + 1 + 1) as u32).to_be_bytes());
+        e.push(b'M');
+        e.extend_from_slice(msg);
+        e.extend_from_slice(&[0, 0]);
+        let _ = tls.write_all(&e).await;
+        let _ = tls.shutdown().await;
+        return;
+    }
+    let Ok(mut pg) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+        return;
+    };
+    if pg.write_all(&startup).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut tls, &mut pg).await;
+}
+
+/// The proxy's side of Teleport's ping protocol (RFD 81), written independently of sqlguard's:
+/// packets are a big-endian u32 length and data; the proxy sends an empty packet (a ping)
+/// before every data packet and every 50 ms. Returns the plain byte stream inside.
+fn unping<S>(tls: S) -> tokio::io::DuplexStream
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (plain, inner) = tokio::io::duplex(1 << 16);
+    let (mut from_client, to_client) = tokio::io::split(tls);
+    let to_client = Arc::new(tokio::sync::Mutex::new(to_client));
+    let (mut inner_read, mut inner_write) = tokio::io::split(inner);
+    tokio::spawn(async move {
+        loop {
+            let mut header = [0u8; 4];
+            if from_client.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            let n = u32::from_be_bytes(header) as usize;
+            let mut data = vec![0u8; n];
+            if from_client.read_exact(&mut data).await.is_err()
+                || inner_write.write_all(&data).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    let writer = to_client.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match inner_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut packet = vec![0, 0, 0, 0];
+            packet.extend_from_slice(&(n as u32).to_be_bytes());
+            packet.extend_from_slice(&buf[..n]);
+            let mut w = writer.lock().await;
+            if w.write_all(&packet).await.is_err() || w.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut w = to_client.lock().await;
+            if w.write_all(&[0, 0, 0, 0]).await.is_err() || w.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    plain
 }
 
 /// The client's startup message, whole (length included).
@@ -806,4 +871,34 @@ async fn a_teleport_role_denial_reads_cleanly() {
         "{e}"
     );
     assert!(!e.contains("SQLSTATE") && !e.contains(": : "), "{e}");
+}
+
+/// Native mode offers `teleport-postgres-ping` first, as tsh does, and speaks its framing: a
+/// proxy that pings every 50 ms keeps serving queries, also on a pooled connection that sat
+/// idle through many pings.
+#[tokio::test]
+async fn native_routing_speaks_the_ping_protocol() {
+    let cluster = Cluster::shared();
+    let pki = pki();
+    let proxy = proxy_double(
+        &pki.host_ca,
+        &pki.user_ca,
+        b"teleport-postgres-ping",
+        cluster.port,
+    )
+    .await;
+    let home = tsh_home(&pki, proxy, "ping");
+    let db = teleport_db(&home, "shop", Mode::Native);
+    let r = db
+        .execute(
+            "SELECT string_agg(g::text, ',') AS s FROM generate_series(1, 20000) g",
+            LIMITS,
+        )
+        .await
+        .unwrap();
+    assert!(r.bytes > 100_000);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = db.execute("SELECT 41 + 1 AS n", LIMITS).await.unwrap();
+    assert_eq!(r.rows.unwrap()[0]["n"], serde_json::json!(42));
+    assert_eq!(db.status().0, 1, "the idle connection survived the pings");
 }

@@ -3,6 +3,7 @@
 
 pub mod identity;
 pub mod native;
+pub mod ping;
 pub mod profile;
 pub mod tunnel;
 pub mod uri;

@@ -15,6 +15,8 @@ use super::{DatabaseUri, Profile, TshHome};
 use crate::execution::{tls, BoxStream, Dial, ExecError};
 
 pub const ALPN_POSTGRES: &[u8] = b"teleport-postgres";
+/// The same with Teleport's ping framing (keeps idle connections open behind load balancers).
+pub const ALPN_POSTGRES_PING: &[u8] = b"teleport-postgres-ping";
 
 pub struct NativeDialer {
     home: TshHome,
@@ -128,7 +130,8 @@ impl NativeDialer {
             verify,
             roots,
             Some((certs, key)),
-            vec![ALPN_POSTGRES.to_vec()],
+            // As tsh's local proxy: the ping variant first.
+            vec![ALPN_POSTGRES_PING.to_vec(), ALPN_POSTGRES.to_vec()],
         )
         .map_err(|e| {
             cred(format!(
@@ -174,6 +177,9 @@ impl NativeDialer {
                 fail(format!("TLS handshake failed: {m}"))
             }
         })?;
+        if stream.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRES_PING) {
+            return Ok(Box::new(super::ping::PingStream::new(stream)));
+        }
         Ok(Box::new(stream))
     }
 }
