@@ -204,12 +204,18 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                         )),
                         Err(e) => {
                             let msg = e.to_string();
-                            let fix = if msg.contains("password authentication failed") {
+                            let fix = if msg.contains("password authentication failed")
+                                || msg.contains("asks for a password")
+                            {
                                 "check the user and password in the dsn".to_string()
                             } else if msg.contains("mode = \"tsh-tunnel\"") {
                                 "set mode = \"tsh-tunnel\" for this database, or mode = \"auto\" with tsh installed: the proxy cannot be reached by native TLS routing".to_string()
                             } else if msg.contains("[teleport] ca") {
                                 "set [teleport] ca = \"FILE\" to the CA that signed the proxy's certificate, or check the proxy address".to_string()
+                            } else if msg.contains("Not logged in")
+                                || msg.contains("session has expired")
+                            {
+                                "run `tsh login` with the tsh home sqlguard uses ([teleport] home, else $TELEPORT_HOME, else ~/.tsh); the tunnel's tsh is given that home".to_string()
                             } else if msg.contains("refused this client's certificate") {
                                 "run `tsh login` (after a CA rotation, `tsh logout` first), then `tsh db login`, and check this machine's clock".to_string()
                             } else if msg.contains("Connection refused")

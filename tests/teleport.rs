@@ -902,3 +902,64 @@ async fn native_routing_speaks_the_ping_protocol() {
     assert_eq!(r.rows.unwrap()[0]["n"], serde_json::json!(42));
     assert_eq!(db.status().0, 1, "the idle connection survived the pings");
 }
+
+/// With the tsh home only in the configuration, the tunnel's tsh gets it too, so `doctor` does
+/// not first find the session fine and then fail on "Not logged in"; when tsh itself is not
+/// logged in, `doctor` says to run tsh login.
+#[tokio::test]
+async fn doctor_and_the_tunnel_use_the_same_tsh_home() {
+    let cluster = Cluster::shared();
+    let pki = pki();
+    let home = tsh_home(&pki, 1, "doctor-tunnel");
+    let tsh = tunnel_tsh(cluster.port, "doctor");
+    let dir = std::env::temp_dir().join(format!("sqlguard-doctor-tunnel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[teleport]\nhome = {:?}\ntsh = {:?}\n\n[[database]]\nuri = \"teleport://clusters/{CLUSTER_NAME}/databases/shop?dbName={DB}&dbUser={WRITER}\"\nmode = \"tsh-tunnel\"\n",
+            home.display().to_string(),
+            tsh.display().to_string()
+        ),
+    )
+    .unwrap();
+    let database_check = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+            .args([
+                "doctor",
+                "--format",
+                "json",
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .env_remove("TELEPORT_HOME")
+            .output()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "database shop")
+            .cloned()
+            .unwrap()
+    };
+    // The tunnel comes up and reaches PostgreSQL (which then wants a password this test
+    // cluster requires and Teleport would not): tsh was logged in through the configured home.
+    let c = database_check().await;
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains("Not logged in") && detail.contains("asks for a password"),
+        "{c}"
+    );
+
+    std::fs::write(home.join("fake-tsh-not-logged-in"), "").unwrap();
+    let c = database_check().await;
+    assert!(
+        c["fix"].as_str().unwrap().contains("run `tsh login`"),
+        "{c}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -296,7 +296,7 @@ impl Connection {
         .map_err(proto)?;
         conn.flush().await?;
         let need_password = || {
-            password.ok_or_else(|| ExecError::Protocol("the server asks for a password and none is configured: add it to the connection string".into()))
+            password.ok_or_else(|| ExecError::Credentials("the database asks for a password and none is configured: add it to the dsn (behind Teleport, the database service should authenticate by certificate: check its configuration)".into()))
         };
         loop {
             match conn.read().await? {

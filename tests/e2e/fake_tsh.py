@@ -4,8 +4,8 @@
 Listens on 127.0.0.1:<--port> (a free port without it), prints tsh's readiness line naming it, and forwards every connection to
 $FAKE_TSH_TARGET (host:port of the test PostgreSQL). With FAKE_TSH_FAIL set it fails the way
 tsh does when the session expired: a message on stderr and exit status 1; likewise with "Not
-logged in" when $TELEPORT_HOME holds a file `fake-tsh-not-logged-in` (so tests see which home
-the child was given).
+logged in" when $TELEPORT_HOME is unset or holds a file `fake-tsh-not-logged-in` (so tests see
+which home the child was given).
 """
 import asyncio
 import os
@@ -21,8 +21,10 @@ while i < len(args) and args[i].startswith("--"):
     opts[args[i]] = args[i + 1]
     i += 2
 db = args[i] if i < len(args) else ""
+# Like tsh, logged in or not according to its home: without TELEPORT_HOME it would look in
+# ~/.tsh, where these tests log nobody in.
 home = os.environ.get("TELEPORT_HOME", "")
-if home and os.path.exists(os.path.join(home, "fake-tsh-not-logged-in")):
+if not home or os.path.exists(os.path.join(home, "fake-tsh-not-logged-in")):
     print("ERROR: Not logged in.", file=sys.stderr)
     sys.exit(1)
 if os.environ.get("FAKE_TSH_FAIL"):
