@@ -132,9 +132,9 @@ impl CallerIdentity {
 
     /// The identity as of now.
     pub fn current(&self) -> Arc<Identity> {
-        let Some(_) = &self.home else {
+        if self.home.is_none() {
             return self.snapshot();
-        };
+        }
         let (stamp, cert) = match self.cached.read() {
             Ok(c) => (c.0, c.1.clone()),
             Err(_) => return Arc::new(local_identity()),
