@@ -728,35 +728,10 @@ async fn doctor_names_the_teleport_fixes() {
     let dir = std::env::temp_dir().join(format!("sqlguard-doctor-tp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sqlguard.toml");
-    let write_config = |home: &Path, teleport_extra: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "[teleport]\nhome = {:?}\n{teleport_extra}\n[[database]]\nuri = \"teleport://clusters/{CLUSTER_NAME}/databases/shop?dbName={DB}&dbUser={WRITER}\"\nmode = \"native\"\n",
-                home.display().to_string()
-            ),
-        )
-        .unwrap();
-    };
-    // Not std::process: the proxy double must keep running on this runtime meanwhile.
-    let run_doctor = || async {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
-            .args([
-                "doctor",
-                "--format",
-                "json",
-                "--config",
-                config.to_str().unwrap(),
-            ])
-            .output()
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["checks"].as_array().unwrap().clone()
-    };
     let doctor = |home: &Path, teleport_extra: &str| {
-        write_config(home, teleport_extra);
-        run_doctor()
+        let teleport = format!("home = {:?}\n{teleport_extra}", home.display().to_string());
+        teleport_config(&config, &teleport, "native");
+        doctor_checks(&config)
     };
     let fix_of = |checks: &[serde_json::Value], name: &str| {
         checks
@@ -915,35 +890,17 @@ async fn doctor_and_the_tunnel_use_the_same_tsh_home() {
     let dir = std::env::temp_dir().join(format!("sqlguard-doctor-tunnel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("sqlguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[teleport]\nhome = {:?}\ntsh = {:?}\n\n[[database]]\nuri = \"teleport://clusters/{CLUSTER_NAME}/databases/shop?dbName={DB}&dbUser={WRITER}\"\nmode = \"tsh-tunnel\"\n",
-            home.display().to_string(),
-            tsh.display().to_string()
-        ),
-    )
-    .unwrap();
+    let teleport = format!(
+        "home = {:?}\ntsh = {:?}\n",
+        home.display().to_string(),
+        tsh.display().to_string()
+    );
+    teleport_config(&config, &teleport, "tsh-tunnel");
     let database_check = || async {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
-            .args([
-                "doctor",
-                "--format",
-                "json",
-                "--config",
-                config.to_str().unwrap(),
-            ])
-            .env_remove("TELEPORT_HOME")
-            .output()
+        doctor_checks(&config)
             .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
             .find(|c| c["name"] == "database shop")
-            .cloned()
             .unwrap()
     };
     // The tunnel comes up and reaches PostgreSQL (which then wants a password this test
@@ -962,4 +919,35 @@ async fn doctor_and_the_tunnel_use_the_same_tsh_home() {
         "{c}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes `config`: the `[teleport]` table's `lines` and the `shop` database through Teleport
+/// in `mode`.
+fn teleport_config(config: &Path, lines: &str, mode: &str) {
+    std::fs::write(
+        config,
+        format!(
+            "[teleport]\n{lines}\n[[database]]\nuri = \"teleport://clusters/{CLUSTER_NAME}/databases/shop?dbName={DB}&dbUser={WRITER}\"\nmode = {mode:?}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// `sqlguard doctor --config CONFIG`'s checks, with no TELEPORT_HOME in its environment. Run
+/// with tokio, not std::process: a proxy double may be serving on this runtime meanwhile.
+async fn doctor_checks(config: &Path) -> Vec<serde_json::Value> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .args([
+            "doctor",
+            "--format",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .env_remove("TELEPORT_HOME")
+        .output()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["checks"].as_array().unwrap().clone()
 }
