@@ -629,3 +629,31 @@ fn policy_errors_stay_with_the_operator() {
     assert!(policy.smoke_test().is_err());
     assert_eq!(default_policy().smoke_test(), Ok(()));
 }
+
+/// A module of the decision's package that sorts before `decision.rego` (a user's
+/// `access.rego`) leaves the bundle's own tests passing (regorus 0.14.1 needs the decision's
+/// module added first for `with input as`).
+#[test]
+fn a_users_module_sorting_first_keeps_the_tests_working() {
+    let dir = scratch_dir("order");
+    for entry in std::fs::read_dir(policies_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.join("access.rego"),
+        "package sqlguard\n\nimport rego.v1\n\nteam_tables := {\"public.orders\"}\n",
+    )
+    .unwrap();
+    let bundle = Bundle::load(std::slice::from_ref(&dir), &[]).unwrap();
+    let (results, _) = sqlguard::policy::testing::run(&bundle, false).unwrap();
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{}: {}", r.name, r.detail))
+        .collect();
+    assert!(results.len() > 40 && failed.is_empty(), "{failed:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

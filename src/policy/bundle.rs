@@ -207,9 +207,19 @@ impl Bundle {
             limit: self.eval_time_limit,
             check_interval: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
         });
+        // regorus 0.14.1 evaluates `with input as …` (every policy test) as undefined when
+        // another module of the decision's package was added before the one that defines the
+        // decision: add that one first, so that a user's `access.rego` does not break the tests.
+        let defines_decision = |text: &String| text.lines().any(|l| l.starts_with("decision :="));
         let files = self
             .modules
             .iter()
+            .filter(|(_, text)| defines_decision(text))
+            .chain(
+                self.modules
+                    .iter()
+                    .filter(|(_, text)| !defines_decision(text)),
+            )
             .chain(self.tests.iter().filter(|_| with_tests));
         for (path, text) in files {
             engine
