@@ -11,6 +11,7 @@ decision := {
 	"allow": count(deny) == 0,
 	"reasons": sorted_reasons,
 	"limits": effective_limits,
+	"explain": explain_plan,
 }
 
 # Reasons ordered by statement, then rule, for stable output.

@@ -5,7 +5,7 @@ package sqlguard
 
 import rego.v1
 
-limit_names := ["max_rows", "max_result_bytes", "statement_timeout_ms"]
+limit_names := ["max_rows", "max_result_bytes", "statement_timeout_ms", "work_mem_kb", "temp_file_limit_kb"]
 
 # Every set of limits that applies to this call.
 applicable_limits contains data.sqlguard.limits.default
@@ -28,4 +28,5 @@ effective_limits := data.sqlguard.limits.default if count(applicable_limits) == 
 effective_limits := {name: min(values) |
 	some name in limit_names
 	values := [v | some l in applicable_limits; v := l[name]]
+	count(values) > 0
 } if count(applicable_limits) > 1

@@ -203,7 +203,41 @@ pub struct OutcomeRecord {
     pub truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The plan step, when the policy asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanRecord>,
     pub timings: Timings,
+}
+
+/// What the plan step saw and decided (the plan's estimates, not its text).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRecord {
+    pub allow: bool,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub reasons: serde_json::Value,
+    pub total_cost: f64,
+    pub rows: f64,
+    pub nodes: usize,
+    /// The second decision's time, in microseconds.
+    pub policy_us: u64,
+}
+
+impl PlanRecord {
+    pub fn of(
+        plan: &crate::analysis::plan::PlanFacts,
+        allow: bool,
+        reasons: serde_json::Value,
+        policy_us: u64,
+    ) -> PlanRecord {
+        PlanRecord {
+            allow,
+            reasons,
+            total_cost: plan.total_cost,
+            rows: plan.rows,
+            nodes: plan.nodes.len(),
+            policy_us,
+        }
+    }
 }
 
 /// The start-up repair of a torn last line.

@@ -11,6 +11,7 @@ pub mod facts;
 mod json;
 mod node_schema;
 mod parser;
+pub mod plan;
 pub mod risk;
 mod statements;
 mod walk;

@@ -69,6 +69,10 @@ pub enum ExecError {
     #[error("the database server spoke unexpectedly ({0}): try again; if it persists, report it")]
     Protocol(String),
 
+    /// The policy asks for the plan and it could not be read: nothing ran (fail closed).
+    #[error("{0}, so the query was not run: this policy judges queries by their plan; simplify the query, or ask the operator to turn the plan step off for it")]
+    Plan(String),
+
     #[error("no database connection became free within {waited_ms} ms (the pool holds {size}): try again")]
     PoolExhausted { waited_ms: u64, size: usize },
 

@@ -14,11 +14,12 @@ pub mod tls;
 mod values;
 mod wire;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{
     self, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult, TimeoutType,
@@ -29,7 +30,11 @@ use tokio::net::TcpStream;
 pub use dsn::{Dsn, SslMode};
 pub use error::{ExecError, PgError};
 pub use values::{render_for, to_json, Render};
-pub use wire::{BoxStream, Connection, OversizedRow, PgStream, QueryResult, RunLimits};
+pub use wire::{
+    BoxStream, Connection, OversizedRow, PgStream, QueryResult, RunLimits, SessionMemory,
+};
+
+use crate::analysis::plan::{plan_facts, MemorySettings, PlanFacts, RelationInfo};
 
 /// Opens byte streams to one PostgreSQL server. Implemented for direct connections here and
 /// for Teleport's routes in [`crate::teleport`].
@@ -257,7 +262,7 @@ impl managed::Manager for Manager {
                 limit_ms,
                 step: "the database's answer to the startup message",
             })?;
-        conn.map_err(|e| match e {
+        let mut conn = conn.map_err(|e| match e {
             ExecError::Postgres(pg) => ExecError::Connect {
                 target: target(),
                 reason: pg.to_string(),
@@ -271,7 +276,25 @@ impl managed::Manager for Manager {
                 ),
             },
             other => other,
-        })
+        })?;
+        // The memory pins only ever lower the session's values, so they must be known. A
+        // server that cannot say keeps PostgreSQL's defaults and no temp_file_limit pin.
+        let probed = tokio::time::timeout(self.connect_timeout, conn.probe_memory())
+            .await
+            .map_err(|_| ExecError::ConnectTimeout {
+                target: target(),
+                limit_ms,
+                step: "the database's answer to sqlguard's first query",
+            })?;
+        if let Err(e) = probed {
+            if conn.broken {
+                return Err(e);
+            }
+            tracing::warn!(target = %target(), "the session's work_mem and temp_file_limit could not be read ({e}); PostgreSQL's defaults are assumed");
+        } else if !conn.memory.can_limit_temp_files {
+            tracing::debug!(target = %target(), "this role may not set temp_file_limit: the policy's temp_file_limit_kb is not pinned (GRANT SET ON PARAMETER temp_file_limit TO the role, PostgreSQL 15+)");
+        }
+        Ok(conn)
     }
 
     /// A pooled session is handed out only if it is still alive. When PostgreSQL restarts, or
@@ -328,6 +351,23 @@ pub struct Database {
     pool: Pool<Manager>,
     endpoint: Endpoint,
     options: PoolOptions,
+    /// The catalog's description of relations plans scanned, kept for [`RELATION_TTL`].
+    relations: Arc<std::sync::Mutex<HashMap<String, (Instant, RelationInfo)>>>,
+}
+
+/// How long a relation's size and indexes are reused before the catalog is asked again.
+const RELATION_TTL: Duration = Duration::from_secs(60);
+
+/// What a planned execution did.
+#[derive(Debug)]
+pub enum Planned<V> {
+    /// The plan was judged and allowed: the statement ran.
+    Ran {
+        plan: PlanFacts,
+        result: QueryResult,
+    },
+    /// The plan was judged and refused: the transaction was rolled back, nothing ran.
+    Refused { plan: PlanFacts, verdict: V },
 }
 
 impl Database {
@@ -364,6 +404,7 @@ impl Database {
             pool,
             endpoint,
             options,
+            relations: Arc::default(),
         }
     }
 
@@ -392,35 +433,155 @@ impl Database {
         let mut conn = self.get().await?;
         let budget = Duration::from_millis(limits.statement_timeout_ms) + CANCEL_GRACE;
         match tokio::time::timeout(budget, conn.run_guarded(sql, limits)).await {
-            Ok(result) => {
-                if let Err(e) = &result {
-                    if matches!(e, ExecError::ConnectionLost(_) | ExecError::Terminated(_)) {
-                        tracing::warn!(target = %self.target(), "database connection lost during a query: {e}");
-                    }
+            Ok(result) => self.after_call(&mut conn, result),
+            Err(_) => Err(self.timed_out(&mut conn, limits, budget).await),
+        }
+    }
+
+    /// Runs one allowed statement only if its plan passes `judge`: the guarded transaction
+    /// is opened and the statement explained in one round trip (never `EXPLAIN ANALYZE`),
+    /// the plan's relations are described from the catalog (cached), `judge` decides, and
+    /// the statement then runs in the same transaction — or the transaction is rolled back
+    /// and nothing ran. The statement's time limit covers all of it.
+    pub async fn execute_planned<V>(
+        &self,
+        sql: &str,
+        limits: RunLimits,
+        judge: impl FnOnce(&PlanFacts) -> Result<(), V>,
+    ) -> Result<Planned<V>, ExecError> {
+        let mut conn = self.get().await?;
+        let budget = Duration::from_millis(limits.statement_timeout_ms) + CANCEL_GRACE;
+        let work = async {
+            let explain = conn.begin_explain(sql, limits).await?;
+            let memory = MemorySettings {
+                work_mem_bytes: limits.work_mem_kb.map_or(conn.memory.work_mem_kb, |kb| {
+                    kb.min(conn.memory.work_mem_kb).max(64)
+                }) * 1024,
+                hash_mem_multiplier: conn.memory.hash_mem_multiplier,
+            };
+            let mut plan = match plan_facts(&explain, memory) {
+                Ok(p) => p,
+                Err(e) => {
+                    conn.abandon().await?;
+                    return Err(ExecError::Plan(e.to_string()));
                 }
-                if conn.read_buffer_capacity() > SHRINK_ABOVE {
-                    conn.shrink_buffers();
+            };
+            let described = self.describe(&mut conn, &plan).await?;
+            plan.describe_relations(described);
+            match judge(&plan) {
+                Ok(()) => {
+                    let result = conn.finish_planned(sql, limits).await?;
+                    Ok(Planned::Ran { plan, result })
                 }
-                result
+                Err(verdict) => {
+                    conn.abandon().await?;
+                    Ok(Planned::Refused { plan, verdict })
+                }
             }
-            Err(_) => {
-                // The server did not stop in time: cancel, and drop this session.
-                conn.broken = true;
-                if let Some(key) = conn.backend_key {
-                    if let Ok(stream) = self.endpoint.dialer.dial().await {
-                        let _ = wire::send_cancel(stream, key).await;
+        };
+        match tokio::time::timeout(budget, work).await {
+            Ok(result) => self.after_call(&mut conn, result),
+            Err(_) => Err(self.timed_out(&mut conn, limits, budget).await),
+        }
+    }
+
+    /// The catalog's description of the relations `plan` scans: cached ones, and the rest
+    /// asked for in one round trip inside the open transaction.
+    async fn describe(
+        &self,
+        conn: &mut Connection,
+        plan: &PlanFacts,
+    ) -> Result<std::collections::BTreeMap<String, RelationInfo>, ExecError> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.relations.lock().unwrap_or_else(|p| p.into_inner());
+            for (schema, name) in plan.scanned_relations() {
+                let key = format!("{schema}.{name}");
+                match cache.get(&key) {
+                    Some((at, info)) if at.elapsed() < RELATION_TTL => {
+                        out.insert(key, info.clone());
                     }
+                    _ => missing.push(serde_json::json!([schema, name])),
                 }
-                if !conn.answered {
-                    return Err(ExecError::NoAnswer {
-                        target: self.target(),
-                        waited_ms: budget.as_millis() as u64,
-                    });
-                }
-                Err(ExecError::Timeout {
-                    limit_ms: limits.statement_timeout_ms,
-                })
             }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let rows = conn
+            .describe_relations(&serde_json::Value::Array(missing))
+            .await?;
+        let mut cache = self.relations.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for row in rows {
+            let Some(name) = row.get("name").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let info = RelationInfo {
+                rows_estimate: row
+                    .get("rows_estimate")
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(-1.0),
+                kind: row
+                    .get("kind")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                indexed_columns: row
+                    .get("indexed_columns")
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|c| c.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            cache.insert(name.to_string(), (now, info.clone()));
+            out.insert(name.to_string(), info);
+        }
+        Ok(out)
+    }
+
+    /// Logs a lost connection and gives back a large result's memory.
+    fn after_call<T>(
+        &self,
+        conn: &mut Connection,
+        result: Result<T, ExecError>,
+    ) -> Result<T, ExecError> {
+        if let Err(e) = &result {
+            if matches!(e, ExecError::ConnectionLost(_) | ExecError::Terminated(_)) {
+                tracing::warn!(target = %self.target(), "database connection lost during a query: {e}");
+            }
+        }
+        if conn.read_buffer_capacity() > SHRINK_ABOVE {
+            conn.shrink_buffers();
+        }
+        result
+    }
+
+    /// The server did not stop in time: cancel, and drop this session.
+    async fn timed_out(
+        &self,
+        conn: &mut Connection,
+        limits: RunLimits,
+        budget: Duration,
+    ) -> ExecError {
+        conn.broken = true;
+        if let Some(key) = conn.backend_key {
+            if let Ok(stream) = self.endpoint.dialer.dial().await {
+                let _ = wire::send_cancel(stream, key).await;
+            }
+        }
+        if !conn.answered {
+            return ExecError::NoAnswer {
+                target: self.target(),
+                waited_ms: budget.as_millis() as u64,
+            };
+        }
+        ExecError::Timeout {
+            limit_ms: limits.statement_timeout_ms,
         }
     }
 
@@ -430,6 +591,7 @@ impl Database {
             max_rows: 1,
             max_result_bytes: 1024,
             statement_timeout_ms: 5_000,
+            ..RunLimits::default()
         };
         self.execute("SELECT 1", limits).await.map(|_| ())
     }

@@ -72,6 +72,8 @@ struct ResultReader {
     /// Bytes of row data received, kept or not.
     bytes: usize,
     error: Option<PgError>,
+    /// The transaction status of the last ReadyForQuery (`I`, `T`, `E`).
+    ready: u8,
 }
 
 impl ResultReader {
@@ -88,6 +90,7 @@ impl ResultReader {
             command_tag: None,
             bytes: 0,
             error: None,
+            ready: 0,
         }
     }
 
@@ -222,12 +225,52 @@ impl ResultReader {
 const MAX_MESSAGE: usize = 8 << 20;
 
 /// Limits on one execution.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RunLimits {
     pub max_rows: u64,
     pub max_result_bytes: u64,
     pub statement_timeout_ms: u64,
+    /// `work_mem` for the transaction, in kB; only ever lowers the session's value.
+    pub work_mem_kb: Option<u64>,
+    /// `temp_file_limit` for the transaction, in kB; only ever lowers the session's value,
+    /// and only where the role may set it (superusers, or `GRANT SET ON PARAMETER`).
+    pub temp_file_limit_kb: Option<u64>,
 }
+
+/// What a session's memory settings are, read once when it starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionMemory {
+    pub work_mem_kb: u64,
+    /// `None`: no limit (`-1`).
+    pub temp_file_limit_kb: Option<u64>,
+    pub hash_mem_multiplier: f64,
+    /// Whether this role may set `temp_file_limit` (a superuser-only setting).
+    pub can_limit_temp_files: bool,
+}
+
+impl Default for SessionMemory {
+    /// PostgreSQL 15's defaults, assumed when the session could not be asked.
+    fn default() -> Self {
+        SessionMemory {
+            work_mem_kb: 4096,
+            temp_file_limit_kb: None,
+            hash_mem_multiplier: 2.0,
+            can_limit_temp_files: false,
+        }
+    }
+}
+
+/// Reads the session's memory settings (fixed SQL, one row).
+const PROBE_MEMORY: &str = "SELECT pg_size_bytes(current_setting('work_mem')) / 1024, pg_size_bytes(current_setting('temp_file_limit')), coalesce(current_setting('hash_mem_multiplier', true), '1'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)";
+/// PostgreSQL 15 lets a superuser grant `SET` on one parameter.
+const PROBE_TEMP_FILE_GRANT: &str = "SELECT has_parameter_privilege('temp_file_limit', 'SET')";
+
+/// The relations a plan scans, as the catalog describes them: one row per relation found,
+/// for a JSON array of `[schema, name]` pairs bound as `$1` (never spliced into the text).
+const DESCRIBE_RELATIONS: &str = "SELECT n.nspname || '.' || c.relname AS name, c.reltuples::float8 AS rows_estimate, c.relkind::text AS kind, ARRAY(SELECT DISTINCT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = c.oid AND i.indisvalid ORDER BY 1) AS indexed_columns FROM json_array_elements($1::json) AS r(v) JOIN pg_catalog.pg_namespace n ON n.nspname = r.v->>0 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.v->>1";
+
+/// Largest EXPLAIN output read (a plan is a few kB; one this large is refused).
+const MAX_PLAN_BYTES: usize = 16 << 20;
 
 pub struct Connection {
     stream: BoxStream,
@@ -242,6 +285,8 @@ pub struct Connection {
     /// Whether the server sent anything since the last call was sent: a call that times out
     /// with no answer at all met a stalled route, not a slow query.
     pub answered: bool,
+    /// The session's memory settings (`work_mem`, `temp_file_limit`).
+    pub memory: SessionMemory,
 }
 
 fn io_lost(e: std::io::Error) -> ExecError {
@@ -288,6 +333,7 @@ impl Connection {
             parameters: HashMap::new(),
             broken: false,
             answered: false,
+            memory: SessionMemory::default(),
         };
         frontend::startup_message(
             params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
@@ -621,7 +667,16 @@ impl Connection {
         let max_rows = usize::try_from(limits.max_rows.max(1))
             .unwrap_or(usize::MAX)
             .min(i32::MAX as usize - 1);
-        self.queue_guarded(sql, limits.statement_timeout_ms, max_rows as i32 + 1)?;
+        self.queue_guarded(sql, limits, max_rows as i32 + 1)?;
+        self.read_guarded(max_rows, limits).await
+    }
+
+    /// Sends what is queued and reads the statement's result and the ROLLBACK's answer.
+    async fn read_guarded(
+        &mut self,
+        max_rows: usize,
+        limits: RunLimits,
+    ) -> Result<QueryResult, ExecError> {
         // From here until the last ReadyForQuery, an interruption leaves the protocol
         // mid-way: the connection must then be discarded.
         self.broken = true;
@@ -648,15 +703,228 @@ impl Connection {
 
     /// Queues `BEGIN READ ONLY`, the time limit, the statement (fetching at most `fetch`
     /// rows) and `ROLLBACK`, never a commit, for one round trip.
-    fn queue_guarded(&mut self, sql: &str, timeout_ms: u64, fetch: i32) -> Result<(), ExecError> {
+    fn queue_guarded(&mut self, sql: &str, limits: RunLimits, fetch: i32) -> Result<(), ExecError> {
+        self.queue_begin(limits)?;
+        self.queue_statement_and_rollback(sql, fetch)
+    }
+
+    /// Queues `BEGIN READ ONLY` and the transaction's limits: the time limit, and the memory
+    /// pins, each only ever lowering what the session already has.
+    fn queue_begin(&mut self, limits: RunLimits) -> Result<(), ExecError> {
         self.push_statement("BEGIN READ ONLY", false, 0)?;
-        let timeout_sql = format!("SET LOCAL statement_timeout = {}", timeout_ms.max(1));
+        let timeout_sql = format!(
+            "SET LOCAL statement_timeout = {}",
+            limits.statement_timeout_ms.max(1)
+        );
         self.push_statement(&timeout_sql, false, 0)?;
+        if let Some(kb) = limits.work_mem_kb {
+            // PostgreSQL's minimum is 64 kB.
+            let kb = kb.min(self.memory.work_mem_kb).max(64);
+            self.push_statement(&format!("SET LOCAL work_mem = '{kb}kB'"), false, 0)?;
+        }
+        if let (Some(kb), true) = (limits.temp_file_limit_kb, self.memory.can_limit_temp_files) {
+            let kb = self.memory.temp_file_limit_kb.map_or(kb, |s| kb.min(s));
+            self.push_statement(&format!("SET LOCAL temp_file_limit = '{kb}kB'"), false, 0)?;
+        }
+        Ok(())
+    }
+
+    fn queue_statement_and_rollback(&mut self, sql: &str, fetch: i32) -> Result<(), ExecError> {
         self.push_statement(sql, true, fetch)?;
         frontend::sync(&mut self.write_buf);
         self.push_statement("ROLLBACK", false, 0)?;
         frontend::sync(&mut self.write_buf);
         Ok(())
+    }
+
+    /// Reads the session's memory settings (once, when it starts). A server that cannot say
+    /// keeps PostgreSQL's defaults, and `temp_file_limit` is then never pinned.
+    pub async fn probe_memory(&mut self) -> Result<(), ExecError> {
+        let row = self.simple_row(PROBE_MEMORY).await?;
+        let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let superuser = field(3) == "t";
+        let grant = if superuser {
+            true
+        } else if self.server_version_num() >= 150000 {
+            self.simple_row(PROBE_TEMP_FILE_GRANT)
+                .await
+                .map(|r| r.first().cloned().flatten().as_deref() == Some("t"))
+                .unwrap_or(false)
+        } else {
+            false
+        };
+        let temp: i64 = field(1).parse().unwrap_or(-1);
+        self.memory = SessionMemory {
+            work_mem_kb: field(0).parse().unwrap_or(4096),
+            temp_file_limit_kb: (temp >= 0).then_some(temp as u64 / 1024),
+            hash_mem_multiplier: field(2).parse().unwrap_or(1.0),
+            can_limit_temp_files: grant,
+        };
+        Ok(())
+    }
+
+    /// `server_version_num` from the `server_version` the server reported (`15.4 (Debian…)`).
+    pub fn server_version_num(&self) -> u32 {
+        let v = self
+            .parameters
+            .get("server_version")
+            .map_or("", String::as_str);
+        let mut parts = v
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let major = parts.next().unwrap_or(0);
+        let minor = parts.next().unwrap_or(0);
+        major * 10000 + minor
+    }
+
+    /// Runs fixed, sqlguard-written SQL with the simple protocol and returns its first row
+    /// in text form (never model text).
+    async fn simple_row(&mut self, sql: &'static str) -> Result<Vec<Option<String>>, ExecError> {
+        frontend::query(sql, &mut self.write_buf).map_err(proto)?;
+        self.flush().await?;
+        let mut error = None;
+        let mut first = None;
+        loop {
+            match self.read().await? {
+                Message::ReadyForQuery(_) => break,
+                Message::ErrorResponse(e) => error = Some(pg_error(e.fields())),
+                Message::DataRow(row) if first.is_none() => {
+                    let buf = row.buffer();
+                    let mut values = Vec::new();
+                    let mut ranges = row.ranges();
+                    while let Some(r) = ranges.next().map_err(proto)? {
+                        values.push(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned()));
+                    }
+                    first = Some(values);
+                }
+                _ => {}
+            }
+        }
+        if let Some(e) = error {
+            return Err(ExecError::Postgres(Box::new(e)));
+        }
+        Ok(first.unwrap_or_default())
+    }
+
+    /// The first half of a planned execution, in one round trip: opens the guarded
+    /// transaction (as [`Connection::run_guarded`] does) and explains `sql` in it, never with
+    /// `ANALYZE`: nothing runs. Returns the EXPLAIN output; the transaction stays open for
+    /// [`Connection::finish_planned`] or [`Connection::abandon`]. An error (the statement
+    /// cannot be planned) ends the transaction.
+    pub async fn begin_explain(
+        &mut self,
+        sql: &str,
+        limits: RunLimits,
+    ) -> Result<Value, ExecError> {
+        if self.broken {
+            return Err(ExecError::ConnectionLost(
+                "the connection was left in an unknown state".into(),
+            ));
+        }
+        self.queue_begin(limits)?;
+        let explain = format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}");
+        self.push_statement(&explain, true, 2)?;
+        frontend::sync(&mut self.write_buf);
+        let mut reader = ResultReader::new(1, MAX_PLAN_BYTES);
+        let started = std::time::Instant::now();
+        self.exchange(&mut reader).await?;
+        if reader.ready != b'T' || reader.error.is_some() {
+            if reader.ready != b'I' {
+                self.abandon().await?;
+            }
+            self.broken = false;
+            // The error is the statement's: the same one running it would have returned.
+            return reader
+                .finish(limits.statement_timeout_ms, started.elapsed())
+                .and(Err(ExecError::Protocol(
+                    "EXPLAIN did not leave its transaction open".into(),
+                )));
+        }
+        let plan = reader
+            .rows
+            .as_mut()
+            .and_then(|rows| rows.pop())
+            .and_then(|mut row| row.values_mut().next().map(Value::take));
+        plan.ok_or_else(|| {
+            ExecError::Protocol(format!(
+                "EXPLAIN returned no plan (or one over {} MB)",
+                MAX_PLAN_BYTES >> 20
+            ))
+        })
+    }
+
+    /// Inside the open transaction: the catalog's description of `relations`
+    /// (`[[schema, name], …]`), one row each, in one round trip.
+    pub async fn describe_relations(
+        &mut self,
+        relations: &Value,
+    ) -> Result<Vec<Map<String, Value>>, ExecError> {
+        let param = relations.to_string();
+        frontend::parse("", DESCRIBE_RELATIONS, [0u32], &mut self.write_buf).map_err(proto)?;
+        frontend::bind(
+            "",
+            "",
+            [0i16],
+            [param.as_str()],
+            |v, buf| {
+                buf.extend_from_slice(v.as_bytes());
+                Ok(postgres_protocol::IsNull::No)
+            },
+            std::iter::empty(),
+            &mut self.write_buf,
+        )
+        .map_err(|_| ExecError::Protocol("cannot encode Bind".into()))?;
+        frontend::describe(b'P', "", &mut self.write_buf).map_err(proto)?;
+        frontend::execute("", 0, &mut self.write_buf).map_err(proto)?;
+        frontend::sync(&mut self.write_buf);
+        let mut reader = ResultReader::new(10_000, MAX_PLAN_BYTES);
+        self.exchange(&mut reader).await?;
+        self.broken = false;
+        if let Some(e) = reader.error.take() {
+            if reader.ready != b'I' {
+                self.abandon().await?;
+            }
+            return Err(ExecError::Postgres(Box::new(e)));
+        }
+        Ok(reader.rows.unwrap_or_default())
+    }
+
+    /// The second half of a planned execution: runs `sql` in the transaction
+    /// [`Connection::begin_explain`] opened, then rolls it back (one round trip).
+    pub async fn finish_planned(
+        &mut self,
+        sql: &str,
+        limits: RunLimits,
+    ) -> Result<QueryResult, ExecError> {
+        let max_rows = usize::try_from(limits.max_rows.max(1))
+            .unwrap_or(usize::MAX)
+            .min(i32::MAX as usize - 1);
+        self.queue_statement_and_rollback(sql, max_rows as i32 + 1)?;
+        self.read_guarded(max_rows, limits).await
+    }
+
+    /// Ends the open transaction without running anything more.
+    pub async fn abandon(&mut self) -> Result<(), ExecError> {
+        self.push_statement("ROLLBACK", false, 0)?;
+        frontend::sync(&mut self.write_buf);
+        self.broken = true;
+        self.flush().await?;
+        self.read_rollback().await?;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// Sends what is queued and reads up to the next ReadyForQuery; the connection counts as
+    /// broken until then.
+    async fn exchange(&mut self, reader: &mut ResultReader) -> Result<(), ExecError> {
+        self.broken = true;
+        self.answered = !self.read_buf.is_empty();
+        self.flush().await?;
+        match self.read_statement(reader).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(reader.lost(e)),
+        }
     }
 
     /// Reads up to the first ReadyForQuery: BEGIN, SET LOCAL, and the statement's rows.
@@ -689,7 +957,10 @@ impl Connection {
                         r.error = Some(pg_error(e.fields()));
                     }
                 }
-                Message::ReadyForQuery(_) => return Ok(()),
+                Message::ReadyForQuery(status) => {
+                    r.ready = status.status();
+                    return Ok(());
+                }
                 Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
                     // COPY never passes the policy; if it ever reached here, stop.
                     return Err(ExecError::Protocol("COPY is not supported".into()));

@@ -14,9 +14,11 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
 use super::state::{ServedDatabase, State};
-use crate::audit::{now_rfc3339, CallRecord, Caller, OutcomeRecord, QueryText, Timings};
+use crate::audit::{
+    now_rfc3339, CallRecord, Caller, OutcomeRecord, PlanRecord, QueryText, Timings,
+};
 use crate::config::AuditQuery;
-use crate::execution::{result_json, ExecError, PgError, RunLimits};
+use crate::execution::{result_json, ExecError, PgError, Planned, RunLimits};
 use crate::teleport::uri::{DatabaseUri, EXPECTED_FORMAT};
 
 pub const TOOL_LIST: &str = "teleport_list_databases";
@@ -158,6 +160,15 @@ fn response_json(result: &crate::execution::QueryResult, limits: &RunLimits) -> 
     v
 }
 
+/// A call the static decision allowed: where and how it runs.
+struct Allowed<'s> {
+    pool: &'s crate::execution::Database,
+    limits: RunLimits,
+    context: &'s crate::policy::DatabaseContext,
+    /// The facts, when the policy asks to judge the plan as well.
+    explain: Option<crate::analysis::Facts>,
+}
+
 impl Sqlguard {
     pub fn new(state: Arc<State>) -> Sqlguard {
         Sqlguard { state }
@@ -236,7 +247,7 @@ impl Sqlguard {
         };
         let decided = self.decide(database, sql, &policy, &identity, &mut record);
         record.timings.total_us = Some(started.elapsed().as_micros() as u64);
-        let (pool, limits) = match decided {
+        let allowed = match decided {
             Ok(run) => {
                 record.event = "intent";
                 run
@@ -254,7 +265,38 @@ impl Sqlguard {
             return tool_error(&refusal);
         }
         let run_started = Instant::now();
-        let r = pool.execute(sql, limits).await;
+        let limits = allowed.limits;
+        let mut plan_record = None;
+        let r = match &allowed.explain {
+            None => allowed
+                .pool
+                .execute(sql, limits)
+                .await
+                .map_err(|e| exec_message(&e)),
+            Some(facts) => {
+                let planned = self
+                    .run_planned(&allowed, facts, sql, &policy, &identity)
+                    .await;
+                match planned {
+                    Ok((Planned::Ran { plan, result }, judged_us)) => {
+                        plan_record = Some(PlanRecord::of(&plan, true, Value::Null, judged_us));
+                        Ok(result)
+                    }
+                    Ok((Planned::Refused { plan, verdict }, judged_us)) => {
+                        plan_record = Some(PlanRecord::of(
+                            &plan,
+                            false,
+                            json!(verdict.reasons),
+                            judged_us,
+                        ));
+                        let mut m = verdict.message();
+                        m.push_str("\nNothing was run: PostgreSQL only planned the query. Rewrite it as described and call the tool again.");
+                        Err(m)
+                    }
+                    Err(e) => Err(exec_message(&e)),
+                }
+            }
+        };
         let mut outcome = OutcomeRecord {
             time: now_rfc3339(),
             event: "outcome",
@@ -262,6 +304,7 @@ impl Sqlguard {
             rows: None,
             truncated: None,
             error: None,
+            plan: plan_record,
             timings: Timings {
                 execution_us: Some(run_started.elapsed().as_micros() as u64),
                 total_us: Some(started.elapsed().as_micros() as u64),
@@ -274,8 +317,7 @@ impl Sqlguard {
                 outcome.truncated = Some(result.truncated);
                 Ok(response_json(&result, &limits))
             }
-            Err(e) => {
-                let m = exec_message(&e);
+            Err(m) => {
                 outcome.error = Some(m.clone());
                 Err(m)
             }
@@ -288,6 +330,39 @@ impl Sqlguard {
             Ok(v) => CallToolResult::success(vec![ContentBlock::text(v.to_string())]),
             Err(message) => tool_error(&message),
         }
+    }
+
+    /// Explains the allowed query and decides again with `input.plan`: it runs only if
+    /// that decision allows it too. Returns what happened and the plan decision's time.
+    async fn run_planned(
+        &self,
+        allowed: &Allowed<'_>,
+        facts: &crate::analysis::Facts,
+        sql: &str,
+        policy: &crate::policy::Policy,
+        identity: &crate::policy::Identity,
+    ) -> Result<(Planned<crate::policy::Decision>, u64), ExecError> {
+        let mut judged_us = 0;
+        let planned = allowed
+            .pool
+            .execute_planned(sql, allowed.limits, |plan| {
+                let started = Instant::now();
+                let decision = policy.decide(&crate::policy::PolicyInput {
+                    query: Some(facts),
+                    database: Some(allowed.context),
+                    identity,
+                    tool: TOOL_QUERY,
+                    plan: Some(plan),
+                });
+                judged_us = started.elapsed().as_micros() as u64;
+                if decision.allow {
+                    Ok(())
+                } else {
+                    Err(decision)
+                }
+            })
+            .await?;
+        Ok((planned, judged_us))
     }
 
     /// Appends a record; `Err` with the agent's message when the call must be refused because
@@ -321,7 +396,7 @@ impl Sqlguard {
         policy: &crate::policy::Policy,
         identity: &crate::policy::Identity,
         record: &mut CallRecord,
-    ) -> Result<(&'s crate::execution::Database, RunLimits), String> {
+    ) -> Result<Allowed<'s>, String> {
         let state = &self.state;
         let deny = |record: &mut CallRecord, rule: &str, message: String| {
             record.allow = false;
@@ -372,14 +447,23 @@ impl Sqlguard {
                 return Err(why.to_string());
             }
         };
-        Ok((
+        Ok(Allowed {
             pool,
-            RunLimits {
+            limits: RunLimits {
                 max_rows: limits.max_rows,
                 max_result_bytes: limits.max_result_bytes,
                 statement_timeout_ms: limits.statement_timeout_ms,
+                work_mem_kb: limits.work_mem_kb,
+                temp_file_limit_kb: limits.temp_file_limit_kb,
             },
-        ))
+            context: &db.context,
+            // The static decision allowed the call; the policy asks to judge the plan too.
+            explain: checked
+                .decision
+                .explain
+                .then_some(checked.facts)
+                .and_then(Result::ok),
+        })
     }
 
     /// The relations and columns this identity's policy lets it read.
@@ -393,6 +477,7 @@ impl Sqlguard {
             max_rows: 20_000,
             max_result_bytes: 8 << 20,
             statement_timeout_ms: 10_000,
+            ..RunLimits::default()
         };
         let r = pool
             .execute(sql, limits)

@@ -18,6 +18,13 @@ pub struct Limits {
     pub max_rows: u64,
     pub max_result_bytes: u64,
     pub statement_timeout_ms: u64,
+    /// `work_mem` pinned for the transaction, in kB (only ever lowered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_mem_kb: Option<u64>,
+    /// `temp_file_limit` pinned for the transaction, in kB (only ever lowered; only where
+    /// the database role may set it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp_file_limit_kb: Option<u64>,
 }
 
 /// The policy's answer for one call.
@@ -26,6 +33,10 @@ pub struct Decision {
     pub allow: bool,
     pub reasons: Vec<Reason>,
     pub limits: Limits,
+    /// The policy asks to see PostgreSQL's plan before the query runs: the query is
+    /// explained and decided again with `input.plan` (`data.sqlguard.plan.explain`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explain: bool,
 }
 
 /// Limits used in a denial, where none were decided.
@@ -33,6 +44,8 @@ pub const DENIED_LIMITS: Limits = Limits {
     max_rows: 0,
     max_result_bytes: 0,
     statement_timeout_ms: 0,
+    work_mem_kb: None,
+    temp_file_limit_kb: None,
 };
 
 impl Decision {
@@ -46,6 +59,7 @@ impl Decision {
                 statement: -1,
             }],
             limits: DENIED_LIMITS,
+            explain: false,
         }
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::plan::PlanFacts;
 use crate::analysis::Facts;
 
 /// The database a call targets, as policies see it.
@@ -39,4 +40,8 @@ pub struct PolicyInput<'a> {
     pub database: Option<&'a DatabaseContext>,
     pub identity: &'a Identity,
     pub tool: &'a str,
+    /// PostgreSQL's plan of the query, when the policy asked for it and the static decision
+    /// allowed the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<&'a PlanFacts>,
 }

@@ -113,6 +113,7 @@ impl Policy {
                 database: Some(&database),
                 identity: &identity,
                 tool: "teleport_postgres_query",
+                plan: None,
             };
             let value = to_value(&input).map_err(|e| e.to_string())?;
             self.evaluate(value)
@@ -143,6 +144,7 @@ impl Policy {
                 database,
                 identity,
                 tool,
+                plan: None,
             }),
         };
         Checked {
@@ -160,6 +162,7 @@ impl Policy {
             database: None,
             identity,
             tool,
+            plan: None,
         })
     }
 }

@@ -27,3 +27,29 @@ test_dev_is_unaffected if {
 	d.allow
 	d.limits.max_rows == 1000
 }
+
+test_prod_queries_are_judged_by_their_plan if {
+	d := sqlguard.decision with input as prod([stmt({"relations": [rel("analytics.daily", "read")]})])
+	d.explain
+	d.limits.work_mem_kb == 16384
+	d2 := sqlguard.decision with input as call([stmt({"relations": [rel("public.users", "read")]})])
+	not d2.explain
+}
+
+test_prod_denies_a_large_sequential_scan if {
+	scan := {
+		"type": "Seq Scan", "parent": -1, "relation": "analytics.events", "rows": 10, "relation_rows": 2000000,
+		"total_cost": 40000, "seq_scan": true, "cartesian": false, "nested_loop_without_index": false,
+		"spill_expected": false, "workers": 0,
+	}
+	p := {
+		"total_cost": 40000, "startup_cost": 0, "rows": 10, "work_mem_bytes": 16777216, "workers": 0, "nodes": [scan],
+		"relations": {"analytics.events": {"rows_estimate": 2000000, "kind": "r", "indexed_columns": []}},
+	}
+	i := object.union(prod([stmt({"relations": [rel("analytics.events", "read")]})]), {"plan": p})
+	d := sqlguard.decision with input as i
+	not d.allow
+	some r in d.reasons
+	r.rule == "plan_seq_scan"
+	contains(r.message, "it has no index")
+}
