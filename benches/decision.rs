@@ -103,6 +103,7 @@ fn hot_path(c: &mut Criterion) {
             database: None,
             identity: &identity,
             tool: "teleport_postgres_query",
+            plan: None,
         };
         c.bench_with_input(BenchmarkId::new("policy", &name), &input, |b, input| {
             b.iter(|| policy.decide(black_box(input)))
@@ -167,6 +168,8 @@ fn execution(c: &mut Criterion) {
         max_rows: 1000,
         max_result_bytes: 1 << 20,
         statement_timeout_ms: 30_000,
+        work_mem_kb: None,
+        temp_file_limit_kb: None,
     };
     let policy = policy();
     let opts = AnalysisOptions::default();

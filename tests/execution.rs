@@ -13,6 +13,8 @@ const LIMITS: RunLimits = RunLimits {
     max_rows: 1000,
     max_result_bytes: 1 << 20,
     statement_timeout_ms: 10_000,
+    work_mem_kb: None,
+    temp_file_limit_kb: None,
 };
 
 fn database(cluster: &Cluster, params: &str, pool: usize) -> Database {

@@ -23,6 +23,8 @@ const LIMITS: RunLimits = RunLimits {
     max_rows: 100,
     max_result_bytes: 1 << 20,
     statement_timeout_ms: 10_000,
+    work_mem_kb: None,
+    temp_file_limit_kb: None,
 };
 const CLUSTER_NAME: &str = "acme";
 

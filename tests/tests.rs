@@ -9,5 +9,6 @@ mod clientconfig;
 mod doctor;
 mod execution;
 mod mcp;
+mod plan;
 mod policy;
 mod teleport;

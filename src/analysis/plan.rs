@@ -112,7 +112,7 @@ impl Default for MemorySettings {
 pub struct PlanError(pub String);
 
 /// Nodes deeper than this are not read (a plan that deep is refused).
-const MAX_PLAN_DEPTH: usize = 1000;
+const MAX_PLAN_DEPTH: usize = 200;
 
 fn maxalign(width: f64) -> f64 {
     (width / 8.0).ceil() * 8.0
@@ -120,6 +120,10 @@ fn maxalign(width: f64) -> f64 {
 
 /// Reads `EXPLAIN (FORMAT JSON, VERBOSE)` output: `[{"Plan": {...}}]`.
 pub fn plan_facts(explain: &Value, memory: MemorySettings) -> Result<PlanFacts, PlanError> {
+    if explain.is_string() {
+        // The JSON reader stops at 128 levels and hands back the text.
+        return Err(PlanError("it is nested too deeply to read".into()));
+    }
     let root = explain
         .get(0)
         .and_then(|v| v.get("Plan"))
@@ -481,8 +485,9 @@ mod tests {
         let m = MemorySettings::default();
         assert!(plan_facts(&json!([]), m).is_err());
         assert!(plan_facts(&json!([{"Plan": {"Plan Rows": 1}}]), m).is_err());
+        assert!(plan_facts(&json!("[{\"Plan\": …"), m).is_err());
         let mut deep = json!({"Node Type": "Result"});
-        for _ in 0..1100 {
+        for _ in 0..250 {
             deep = json!({"Node Type": "Subquery Scan", "Plans": [deep]});
         }
         assert!(plan_facts(&json!([{ "Plan": deep }]), m).is_err());

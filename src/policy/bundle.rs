@@ -93,6 +93,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "policies/limits.rego",
         include_str!("../../policies/limits.rego"),
     ),
+    (
+        "policies/plan.rego",
+        include_str!("../../policies/plan.rego"),
+    ),
 ];
 const EMBEDDED_DATA: &str = include_str!("../../policies/data.json");
 

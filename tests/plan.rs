@@ -1,0 +1,250 @@
+//! Plan-aware policy on the real cluster: with `policies/examples/prod`, a query is explained
+//! in its READ ONLY transaction and judged by PostgreSQL's plan before it runs.
+
+use std::time::{Duration, Instant};
+
+use crate::mcp::serve_config;
+use crate::support::cluster::{Cluster, WRITER};
+
+const PLANNER: &str = "planner";
+const PLANNER_PASSWORD: &str = "planner-secret";
+const PLANS_DB: &str = "plans";
+const URI: &str = "teleport://clusters/acme/databases/plans";
+
+/// A database with a two-million-row table (indexed on `id` and `created_at`, not on
+/// `kind`) and a role that logs every statement it runs, so the server log shows what
+/// executed. Built once per test process.
+fn plans_database(cluster: &Cluster) {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        cluster.psql(
+            "postgres",
+            &format!("CREATE ROLE {PLANNER} LOGIN PASSWORD '{PLANNER_PASSWORD}'"),
+        );
+        cluster.psql(
+            "postgres",
+            &format!("ALTER ROLE {PLANNER} SET log_statement = 'all'"),
+        );
+        // Above the prod example's 16 MB: the pin must lower it.
+        cluster.psql(
+            "postgres",
+            &format!("ALTER ROLE {PLANNER} SET work_mem = '64MB'"),
+        );
+        // PostgreSQL 15: a non-superuser may be allowed to set temp_file_limit.
+        cluster.psql(
+            "postgres",
+            &format!("GRANT SET ON PARAMETER temp_file_limit TO {PLANNER}"),
+        );
+        cluster.psql(
+            "postgres",
+            &format!("CREATE DATABASE {PLANS_DB} OWNER {WRITER}"),
+        );
+        cluster.psql(
+            PLANS_DB,
+            &format!(
+                "SET ROLE {WRITER};
+                 CREATE SCHEMA analytics;
+                 CREATE TABLE analytics.events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, kind int NOT NULL, payload text NOT NULL);
+                 INSERT INTO analytics.events SELECT g, timestamptz '2026-01-01' + g * interval '1 second', g % 97, md5(g::text) FROM generate_series(1, 2000000) g;
+                 CREATE INDEX ON analytics.events (created_at);
+                 CREATE TABLE analytics.kinds (id int PRIMARY KEY, name text);
+                 INSERT INTO analytics.kinds SELECT g, 'kind ' || g FROM generate_series(0, 96) g;
+                 ANALYZE analytics.events; ANALYZE analytics.kinds;
+                 GRANT USAGE ON SCHEMA analytics TO {PLANNER};
+                 GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO {PLANNER};"
+            ),
+        );
+    });
+}
+
+fn config(dir: &std::path::Path, cluster: &Cluster, policies: &[&str]) -> std::path::PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let policy: Vec<String> = policies.iter().map(|p| format!("{root}/{p}")).collect();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "policy = {policy:?}\n[[database]]\nuri = \"{URI}?dbName={PLANS_DB}&dbUser={PLANNER}\"\ndsn = \"postgres://{PLANNER}:{PLANNER_PASSWORD}@127.0.0.1:{}/{PLANS_DB}?sslmode=disable\"\nlabels = {{ env = \"prod\" }}\n",
+            cluster.port
+        ),
+    )
+    .unwrap();
+    config
+}
+
+async fn query(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    sql: &str,
+) -> (bool, String) {
+    let args = serde_json::json!({"database": URI, "query": sql});
+    let r = client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("teleport_postgres_query")
+                .with_arguments(args.as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    let text = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    (r.is_error == Some(true), text)
+}
+
+/// The server log's lines that show `marker` being executed (log_statement = 'all' logs
+/// each Execute as `execute <unnamed>: SQL`), and those that show it being explained.
+fn logged(cluster: &Cluster, marker: &str) -> (usize, usize) {
+    let log = std::fs::read_to_string(cluster.local.dir.join("log")).unwrap_or_default();
+    let executed = log
+        .lines()
+        .filter(|l| l.contains("execute <unnamed>: /*") && l.contains(marker))
+        .count();
+    let explained = log
+        .lines()
+        .filter(|l| l.contains("EXPLAIN (FORMAT JSON, VERBOSE)") && l.contains(marker))
+        .count();
+    (executed, explained)
+}
+
+/// The acceptance table: with the prod example, the unindexed scan, the cartesian join and
+/// the full sort are refused by their plan, with reasons, within a second and without
+/// running; the indexed lookup runs. With the default bundle (no plan step), all four run.
+#[tokio::test]
+async fn the_prod_example_refuses_what_would_take_production_down() {
+    let cluster = Cluster::shared();
+    plans_database(cluster);
+    let dir = std::env::temp_dir().join(format!("sqlguard-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = std::process::id();
+
+    // (marker, SQL after the marker, words the refusal must contain; "" = runs)
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "unindexed",
+            "SELECT count(*) AS n FROM analytics.events WHERE kind = 7",
+            &[
+                "plan_seq_scan",
+                "analytics.events (≈2 M rows) would be read sequentially",
+                "filter on an indexed column: created_at, id",
+            ],
+        ),
+        (
+            "cartesian",
+            "SELECT a.id, b.id FROM analytics.events a, analytics.events b WHERE a.kind = 1 AND b.kind = 2",
+            &[
+                "plan_cartesian",
+                "every row of analytics.events with every row of analytics.events",
+                "add one (JOIN … ON",
+            ],
+        ),
+        (
+            "fullsort",
+            "SELECT id, payload FROM analytics.events ORDER BY payload",
+            &["plan_cost", "over this database's limit of 100 k"],
+        ),
+        (
+            "indexed",
+            "SELECT e.id, k.name FROM analytics.events e JOIN analytics.kinds k ON k.id = e.kind WHERE e.id = 4242",
+            &[],
+        ),
+    ];
+
+    let (client, _) = serve_config(&config(
+        &dir,
+        cluster,
+        &["policies", "policies/examples/prod"],
+    ))
+    .await;
+    let mut failures = Vec::new();
+    for (marker, sql, words) in cases {
+        let marker = format!("plan-{marker}-{run}");
+        let started = Instant::now();
+        let (is_error, text) = query(&client, &format!("/* {marker} */ {sql}")).await;
+        let took = started.elapsed();
+        if words.is_empty() {
+            if is_error || !text.contains("\"rowsCount\":1") {
+                failures.push(format!("{marker}: expected one row, got {text}"));
+            }
+        } else {
+            if !is_error
+                || !words.iter().all(|w| text.contains(w))
+                || !text.contains("Nothing was run")
+            {
+                failures.push(format!("{marker}: expected {words:?}, got {text}"));
+            }
+            if took > Duration::from_secs(1) {
+                failures.push(format!("{marker}: the refusal took {took:?}"));
+            }
+        }
+    }
+    // The memory pins hold: work_mem lowered from the role's 64 MB to the limit, and
+    // temp_file_limit (granted above) set where the session had none.
+    let (is_error, text) = query(
+        &client,
+        "SELECT current_setting('work_mem') AS w, current_setting('temp_file_limit') AS t",
+    )
+    .await;
+    if is_error || !text.contains(r#""w":"16MB""#) || !text.contains(r#""t":"1GB""#) {
+        failures.push(format!("memory pins: got {text}"));
+    }
+    // A statement PostgreSQL cannot plan fails as it would have run, and the session (its
+    // transaction rolled back) serves the next call.
+    let (is_error, text) = query(&client, "SELECT * FROM analytics.missing").await;
+    if !is_error || !text.contains("does not exist") {
+        failures.push(format!("an unplannable statement: got {text}"));
+    }
+    let (is_error, text) = query(&client, "SELECT id FROM analytics.events WHERE id = 1").await;
+    if is_error || !text.contains("\"rowsCount\":1") {
+        failures.push(format!("after an unplannable statement: got {text}"));
+    }
+    // EXPLAIN ANALYZE would run a query the plan step never judged.
+    let (is_error, text) = query(
+        &client,
+        "EXPLAIN ANALYZE SELECT count(*) FROM analytics.events WHERE kind = 7",
+    )
+    .await;
+    if !is_error || !text.contains("plan_explain_analyze") {
+        failures.push(format!("EXPLAIN ANALYZE: got {text}"));
+    }
+    let _ = client.cancel().await;
+
+    // What the server ran: every case was explained; only the allowed one executed.
+    // (The log is written asynchronously by the server; give it a moment.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (marker, _, words) in cases {
+        let marker = format!("plan-{marker}-{run}");
+        let (executed, explained) = logged(cluster, &marker);
+        let want = usize::from(words.is_empty());
+        if explained != 1 || executed != want {
+            failures.push(format!(
+                "{marker}: the server log shows {explained} EXPLAIN and {executed} executions (expected 1 and {want})"
+            ));
+        }
+    }
+
+    // The default bundle has no plan step: all four run.
+    let (client, _) = serve_config(&config(&dir, cluster, &["policies"])).await;
+    for (marker, sql, _) in cases {
+        let marker = format!("plan-default-{marker}-{run}");
+        let (is_error, text) = query(&client, &format!("/* {marker} */ {sql}")).await;
+        if is_error || !text.contains("\"data\":[{") {
+            failures.push(format!(
+                "default bundle, {marker}: expected rows, got {text}"
+            ));
+        }
+    }
+    let _ = client.cancel().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (marker, _, _) in cases {
+        let marker = format!("plan-default-{marker}-{run}");
+        if logged(cluster, &marker) != (1, 0) {
+            failures.push(format!(
+                "default bundle, {marker}: expected one execution and no EXPLAIN, the log shows {:?}",
+                logged(cluster, &marker)
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
