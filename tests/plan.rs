@@ -248,3 +248,80 @@ async fn the_prod_example_refuses_what_would_take_production_down() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `sqlguard check --explain DSN` shows the plan facts the policy saw and decides with them,
+/// without running the query.
+#[test]
+fn check_explain_shows_the_plan_the_policy_saw() {
+    let cluster = Cluster::shared();
+    plans_database(cluster);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dsn = format!(
+        "postgres://{PLANNER}:{PLANNER_PASSWORD}@127.0.0.1:{}/{PLANS_DB}?sslmode=disable",
+        cluster.port
+    );
+    let marker = format!("plan-cli-{}", std::process::id());
+    let check = |sql: &str, extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+            .args(["check", "--policy", &format!("{root}/policies")])
+            .args(["--policy", &format!("{root}/policies/examples/prod")])
+            .args(["--explain", &dsn])
+            .args(extra)
+            .arg(sql)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let sql = format!("/* {marker} */ SELECT count(*) FROM analytics.events WHERE kind = 3");
+    let (code, out, err) = check(&sql, &["--label", "env=prod"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("DENIED") && out.contains("[plan_seq_scan]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Seq Scan on analytics.events") && out.contains("[seq_scan]"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("relation analytics.events: ≈")
+                && l.ends_with("rows, indexed columns: created_at, id")),
+        "{out}"
+    );
+
+    // Not a prod database: the policy does not ask for the plan, and says so; JSON carries
+    // the facts.
+    let (code, out, err) = check(&sql, &["--format", "json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("does not ask for plans"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let scans = v["plan"]["nodes"].as_array().unwrap().iter();
+    let scan = scans
+        .filter(|n| n["type"] == "Seq Scan")
+        .map(|n| {
+            (
+                &n["relation"],
+                n["seq_scan"].as_bool(),
+                n["relation_rows"].as_f64(),
+            )
+        })
+        .next();
+    assert_eq!(
+        scan,
+        Some((
+            &serde_json::json!("analytics.events"),
+            Some(true),
+            Some(2e6)
+        )),
+        "{out}"
+    );
+
+    // Neither run executed the query.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(logged(cluster, &marker), (0, 2));
+}

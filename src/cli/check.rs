@@ -7,7 +7,9 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use super::{usage_error, AnalysisArgs, ContextArgs, PolicyArgs};
-use crate::policy::{Checked, DatabaseContext, Identity, Policy};
+use crate::analysis::plan::PlanFacts;
+use crate::execution::{Database, DirectDialer, Dsn, Planned, RunLimits, SessionSettings};
+use crate::policy::{Checked, DatabaseContext, Decision, Identity, Policy, PolicyInput};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -31,6 +33,11 @@ pub struct CheckArgs {
     /// one decision per line, in order.
     #[arg(long)]
     jsonl: bool,
+    /// Also judge PostgreSQL's plan: when the static decision allows the query, EXPLAIN it
+    /// (never ANALYZE; nothing runs) on this database (`postgres://…`), decide again with
+    /// `input.plan`, and show the plan facts the policy saw.
+    #[arg(long, value_name = "DSN")]
+    explain: Option<String>,
 }
 
 /// One `--jsonl` request.
@@ -52,6 +59,9 @@ fn json_of(checked: &Checked) -> serde_json::Value {
         "reasons": d.reasons,
         "limits": d.limits,
     });
+    if d.explain {
+        v["explain"] = serde_json::Value::Bool(true);
+    }
     match &checked.facts {
         Ok(f) => {
             v["kinds"] = serde_json::json!(f.statements.iter().map(|s| s.kind).collect::<Vec<_>>())
@@ -75,18 +85,40 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let database = args.context.database();
-    let checked = policy.check(
-        &sql,
-        &opts,
-        Some(&database),
-        &args.context.identity(),
-        &args.context.tool,
-    );
+    let identity = args.context.identity();
+    let mut checked = policy.check(&sql, &opts, Some(&database), &identity, &args.context.tool);
+    let mut plan = None;
+    if let (Some(dsn), true, Ok(facts)) = (&args.explain, checked.decision.allow, &checked.facts) {
+        let asked = checked.decision.explain;
+        let judged = explain(dsn, &sql, checked.decision.limits, |p| {
+            policy.decide(&PolicyInput {
+                query: Some(facts),
+                database: Some(&database),
+                identity: &identity,
+                tool: &args.context.tool,
+                plan: Some(p),
+            })
+        });
+        match judged {
+            Ok((facts, decision)) => {
+                if asked {
+                    checked.decision = decision;
+                } else {
+                    eprintln!("note: this policy does not ask for plans (data.sqlguard.plan.explain), so the decision above is the one sqlguard makes; with it on, the plan rules would see this plan");
+                }
+                plan = Some(facts);
+            }
+            Err(e) => return usage_error(&format!("cannot explain the query on {dsn}: {e}")),
+        }
+    }
     match args.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json_of(&checked)).unwrap_or_default()
-        ),
+        Format::Json => {
+            let mut v = json_of(&checked);
+            if let Some(p) = &plan {
+                v["plan"] = serde_json::to_value(p).unwrap_or_default();
+            }
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
         Format::Text => {
             let d = &checked.decision;
             if d.allow {
@@ -105,12 +137,103 @@ pub fn run(args: CheckArgs) -> ExitCode {
                     println!("- {at}{} [{}]", r.message, r.rule);
                 }
             }
+            if let Some(p) = &plan {
+                print_plan(p);
+            }
         }
     }
     if checked.decision.allow {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Explains `sql` on `dsn` inside a READ ONLY transaction that is rolled back, never
+/// running it, and returns the plan facts with `judge`'s decision on them.
+fn explain(
+    dsn: &str,
+    sql: &str,
+    limits: crate::policy::Limits,
+    judge: impl FnOnce(&PlanFacts) -> Decision,
+) -> Result<(PlanFacts, Decision), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let dsn = Dsn::parse(dsn).map_err(|e| e.to_string())?;
+        let endpoint = DirectDialer::new(dsn)
+            .map_err(|e| e.to_string())?
+            .endpoint();
+        let db = Database::new(endpoint, SessionSettings::default(), 1);
+        let limits = RunLimits {
+            max_rows: limits.max_rows,
+            max_result_bytes: limits.max_result_bytes,
+            statement_timeout_ms: limits.statement_timeout_ms,
+            work_mem_kb: limits.work_mem_kb,
+            temp_file_limit_kb: limits.temp_file_limit_kb,
+        };
+        // The judge never lets it run: the CLI only looks.
+        let planned = db
+            .execute_planned(sql, limits, |p| Err::<(), _>(judge(p)))
+            .await
+            .map_err(|e| e.to_string())?;
+        match planned {
+            Planned::Refused { plan, verdict } => Ok((plan, verdict)),
+            Planned::Ran { .. } => Err("the statement ran, which the CLI never asks for".into()),
+        }
+    })
+}
+
+/// The plan facts for people: the totals and one line per node.
+fn print_plan(p: &PlanFacts) {
+    println!(
+        "plan: cost {:.0}, {:.0} rows, work_mem {} kB, {} parallel workers",
+        p.total_cost,
+        p.rows,
+        p.work_mem_bytes / 1024,
+        p.workers
+    );
+    for (i, n) in p.nodes.iter().enumerate() {
+        let mut depth = 0;
+        let mut at = n.parent;
+        while at >= 0 {
+            depth += 1;
+            at = p.nodes.get(at as usize).map_or(-1, |x| x.parent);
+        }
+        let mut line = format!("{:>3} {}{}", i, "  ".repeat(depth), n.node_type);
+        if let Some(r) = &n.relation {
+            line.push_str(&format!(" on {r}"));
+        }
+        line.push_str(&format!(" (cost {:.0}, {:.0} rows", n.total_cost, n.rows));
+        if let Some(r) = n.relation_rows {
+            line.push_str(&format!(" of ≈{r:.0}"));
+        }
+        line.push(')');
+        let flags = [
+            (n.seq_scan, "seq_scan"),
+            (n.cartesian, "cartesian"),
+            (n.nested_loop_without_index, "nested_loop_without_index"),
+            (n.spill_expected, "spill_expected"),
+        ];
+        for (on, name) in flags {
+            if on {
+                line.push_str(&format!(" [{name}]"));
+            }
+        }
+        println!("{line}");
+    }
+    for (name, r) in &p.relations {
+        println!(
+            "relation {name}: ≈{:.0} rows, indexed columns: {}",
+            r.rows_estimate,
+            if r.indexed_columns.is_empty() {
+                "none".to_string()
+            } else {
+                r.indexed_columns.join(", ")
+            }
+        );
     }
 }
 
