@@ -197,7 +197,79 @@ fn execution(c: &mut Criterion) {
             })
         });
     }
+    plan_step(c, &rt, &db, &cluster, limits);
     drop(cluster);
+}
+
+/// The plan step's cost on a point query (`SELECT … WHERE id = $const` on a 100 k-row
+/// table): decision + guarded execution, without and with the prod example's plan step
+/// (EXPLAIN in the same transaction, relations described from the cache, a second
+/// decision with `input.plan`).
+fn plan_step(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    db: &sqlguard::execution::Database,
+    cluster: &sqlguard::demo::cluster::LocalCluster,
+    limits: sqlguard::execution::RunLimits,
+) {
+    use sqlguard::policy::DatabaseContext;
+    if let Err(e) = cluster.psql(
+        "postgres",
+        "CREATE SCHEMA analytics; CREATE TABLE analytics.events (id bigint PRIMARY KEY, kind int, payload text); \
+         INSERT INTO analytics.events SELECT g, g % 97, md5(g::text) FROM generate_series(1, 100000) g; ANALYZE analytics.events",
+    ) {
+        eprintln!("!!!!! cannot build the plan bench's table ({e}): SKIPPED !!!!!");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dirs = [root.join("policies"), root.join("policies/examples/prod")];
+    let prod = Policy::new(Bundle::load(&dirs, &[]).unwrap()).unwrap();
+    let opts = AnalysisOptions::default();
+    let identity = Identity::default();
+    let database = DatabaseContext {
+        labels: [("env".to_string(), "prod".to_string())].into(),
+        ..Default::default()
+    };
+    let sql = "SELECT id, kind, payload FROM analytics.events WHERE id = 4242";
+    c.bench_function("execution/guarded+decision/point", |b| {
+        b.to_async(rt).iter(|| async {
+            let checked = prod.check(sql, &opts, None, &identity, "teleport_postgres_query");
+            assert!(checked.decision.allow && !checked.decision.explain);
+            db.execute(sql, limits).await.unwrap()
+        })
+    });
+    c.bench_function("execution/guarded+decision+plan/point", |b| {
+        b.to_async(rt).iter(|| async {
+            let checked = prod.check(
+                sql,
+                &opts,
+                Some(&database),
+                &identity,
+                "teleport_postgres_query",
+            );
+            assert!(checked.decision.allow && checked.decision.explain);
+            let facts = checked.facts.clone().unwrap();
+            let planned = db
+                .execute_planned(sql, limits, |plan| {
+                    let input = PolicyInput {
+                        query: Some(&facts),
+                        database: Some(&database),
+                        identity: &identity,
+                        tool: "teleport_postgres_query",
+                        plan: Some(plan),
+                    };
+                    let d = prod.decide_with_plan(&input, &checked.decision);
+                    if d.allow {
+                        Ok(())
+                    } else {
+                        Err(d)
+                    }
+                })
+                .await
+                .unwrap();
+            assert!(matches!(planned, sqlguard::execution::Planned::Ran { .. }));
+        })
+    });
 }
 
 criterion_group! {

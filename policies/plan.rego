@@ -25,6 +25,20 @@ explain_plan if {
 	input.query.statements[0].kind in explainable_kinds
 }
 
+# The plan rules add to plan_deny, and so to deny: the decision with input.plan is the
+# whole decision. sqlguard evaluates plan_decision alone for the second decision when every
+# module that mentions plans is one it ships (the static decision, just made, stands for
+# the rest); a bundle of your own that reads input.plan elsewhere gets the whole decision
+# evaluated again.
+deny contains r if some r in plan_deny
+
+plan_by_key := {reason_key(d): d | some d in plan_deny}
+
+plan_decision := {
+	"allow": count(plan_deny) == 0,
+	"reasons": [plan_by_key[k] | some k in sort(object.keys(plan_by_key))],
+}
+
 # EXPLAIN ANALYZE runs its statement: where queries are judged by their plan, it would run
 # one that was never judged.
 deny contains reason("plan_explain_analyze", i, msg) if {
@@ -37,19 +51,19 @@ deny contains reason("plan_explain_analyze", i, msg) if {
 	msg := "EXPLAIN ANALYZE runs the query, and on this database queries are judged by their plan before they run: send EXPLAIN without ANALYZE, or the query itself"
 }
 
-deny contains reason("plan_cost", 0, msg) if {
+plan_deny contains reason("plan_cost", 0, msg) if {
 	limit := data.sqlguard.plan.max_total_cost
 	input.plan.total_cost > limit
 	msg := sprintf("PostgreSQL estimates this query's cost at %s, over this database's limit of %s%s: %s", [approx(input.plan.total_cost), approx(limit), costliest_part, "filter on indexed columns, aggregate before joining, and add a LIMIT"])
 }
 
-deny contains reason("plan_rows", 0, msg) if {
+plan_deny contains reason("plan_rows", 0, msg) if {
 	limit := data.sqlguard.plan.max_rows
 	input.plan.rows > limit
 	msg := sprintf("PostgreSQL expects this query to return about %s rows, over this database's limit of %s: aggregate (count, GROUP BY), filter with WHERE, or add a LIMIT", [approx(input.plan.rows), approx(limit)])
 }
 
-deny contains reason("plan_seq_scan", 0, msg) if {
+plan_deny contains reason("plan_seq_scan", 0, msg) if {
 	limit := data.sqlguard.plan.deny_seq_scan_over_rows
 	some node in input.plan.nodes
 	node.seq_scan
@@ -57,14 +71,14 @@ deny contains reason("plan_seq_scan", 0, msg) if {
 	msg := sprintf("%s (≈%s rows) would be read sequentially, and this database allows that only for tables up to %s rows: %s", [node.relation, approx(node.relation_rows), approx(limit), index_hint(node.relation)])
 }
 
-deny contains reason("plan_cartesian", 0, msg) if {
+plan_deny contains reason("plan_cartesian", 0, msg) if {
 	data.sqlguard.plan.deny_cartesian == true
 	some node in input.plan.nodes
 	node.cartesian
 	msg := sprintf("the query pairs every row of %s with every row of %s (≈%s pairs): there is no join condition between them; add one (JOIN … ON a.x = b.y)", [side(node.outer), side(node.inner), approx(node.pairs)])
 }
 
-deny contains reason("plan_spill", 0, msg) if {
+plan_deny contains reason("plan_spill", 0, msg) if {
 	data.sqlguard.plan.deny_spill == true
 	some node in input.plan.nodes
 	node.spill_expected

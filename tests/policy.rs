@@ -657,3 +657,104 @@ fn a_users_module_sorting_first_keeps_the_tests_working() {
     assert!(results.len() > 40 && failed.is_empty(), "{failed:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The second decision (with `input.plan`) evaluates the shipped plan rules alone; it must
+/// decide exactly as the whole decision does, and a bundle that reads `input.plan` in a
+/// module of its own gets the whole decision.
+#[test]
+fn the_plan_decision_equals_the_whole_decision() {
+    use sqlguard::analysis::plan::{plan_facts, MemorySettings, RelationInfo};
+    use sqlguard::policy::{DatabaseContext, PolicyInput};
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dirs = [root.join("policies"), root.join("policies/examples/prod")];
+    let bundle = Bundle::load(&dirs, &[]).unwrap();
+    assert!(bundle.plan_rules_are_shipped());
+    let prod = Policy::new(bundle.clone()).unwrap();
+    let database = DatabaseContext {
+        labels: [("env".to_string(), "prod".to_string())].into(),
+        ..Default::default()
+    };
+    let identity = sqlguard::policy::Identity::default();
+    let facts =
+        sqlguard::analysis::analyze("SELECT * FROM analytics.events e, analytics.kinds k").unwrap();
+    let scan = |rel: &str, rows: f64| {
+        serde_json::json!({"Node Type": "Seq Scan", "Schema": "analytics", "Relation Name": rel,
+            "Alias": rel, "Plan Rows": rows, "Plan Width": 40, "Total Cost": rows / 50.0})
+    };
+    let plans = [
+        serde_json::json!([{"Plan": {"Node Type": "Index Scan", "Schema": "analytics",
+            "Relation Name": "events", "Alias": "e", "Index Name": "events_pkey", "Plan Rows": 1,
+            "Plan Width": 40, "Total Cost": 8.4}}]),
+        serde_json::json!([{"Plan": scan("events", 2e6)}]),
+        serde_json::json!([{"Plan": {"Node Type": "Nested Loop", "Plan Rows": 2e8, "Plan Width": 80,
+            "Total Cost": 3e6, "Plans": [scan("events", 2e6), scan("kinds", 100.0)]}}]),
+        serde_json::json!([{"Plan": {"Node Type": "Sort", "Plan Rows": 2e6, "Plan Width": 80,
+            "Total Cost": 5e5, "Plans": [scan("kinds", 2e6)]}}]),
+    ];
+    let mut who_denied = Vec::new();
+    let user_rule = "package sqlguard\nimport rego.v1\ndeny contains reason(\"mine\", 0, \"no\") if input.plan.total_cost > 100\n";
+    let mut own = bundle.clone();
+    own.modules
+        .push((root.join("policies/mine.rego"), user_rule.to_string()));
+    assert!(!own.plan_rules_are_shipped());
+    let own = Policy::new(own).unwrap();
+    for explain in &plans {
+        let mut plan = plan_facts(explain, MemorySettings::default()).unwrap();
+        let info = RelationInfo {
+            rows_estimate: 2e6,
+            kind: "r".into(),
+            indexed_columns: vec!["id".into()],
+        };
+        plan.describe_relations(
+            [
+                ("analytics.events".to_string(), info.clone()),
+                ("analytics.kinds".to_string(), info),
+            ]
+            .into(),
+        );
+        let without = PolicyInput {
+            query: Some(&facts),
+            database: Some(&database),
+            identity: &identity,
+            tool: "teleport_postgres_query",
+            plan: None,
+        };
+        let allowed = prod.decide(&without);
+        assert!(allowed.allow && allowed.explain, "{allowed:?}");
+        let with = PolicyInput {
+            plan: Some(&plan),
+            ..without.clone()
+        };
+        let whole = prod.decide(&with);
+        let narrow = prod.decide_with_plan(&with, &allowed);
+        assert_eq!(narrow, whole, "{explain}");
+        who_denied.push(
+            whole
+                .reasons
+                .iter()
+                .map(|r| r.rule.clone())
+                .collect::<Vec<_>>(),
+        );
+        // A rule of the user's own over input.plan is evaluated too.
+        let mine = own.decide_with_plan(&with, &own.decide(&without));
+        assert_eq!(
+            mine.reasons.iter().any(|r| r.rule == "mine"),
+            plan.total_cost > 100.0,
+            "{mine:?}"
+        );
+    }
+    assert_eq!(
+        who_denied,
+        [
+            vec![],
+            vec!["plan_seq_scan".to_string()],
+            vec![
+                "plan_cartesian".into(),
+                "plan_cost".into(),
+                "plan_seq_scan".into(),
+                "plan_seq_scan".into()
+            ],
+            vec!["plan_cost".into(), "plan_seq_scan".into()],
+        ]
+    );
+}

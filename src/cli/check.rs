@@ -90,14 +90,16 @@ pub fn run(args: CheckArgs) -> ExitCode {
     let mut plan = None;
     if let (Some(dsn), true, Ok(facts)) = (&args.explain, checked.decision.allow, &checked.facts) {
         let asked = checked.decision.explain;
+        let static_decision = checked.decision.clone();
         let judged = explain(dsn, &sql, checked.decision.limits, |p| {
-            policy.decide(&PolicyInput {
+            let input = PolicyInput {
                 query: Some(facts),
                 database: Some(&database),
                 identity: &identity,
                 tool: &args.context.tool,
                 plan: Some(p),
-            })
+            };
+            policy.decide_with_plan(&input, &static_decision)
         });
         match judged {
             Ok((facts, decision)) => {

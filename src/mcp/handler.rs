@@ -167,6 +167,8 @@ struct Allowed<'s> {
     context: &'s crate::policy::DatabaseContext,
     /// The facts, when the policy asks to judge the plan as well.
     explain: Option<crate::analysis::Facts>,
+    /// The decision made without the plan.
+    decision: crate::policy::Decision,
 }
 
 impl Sqlguard {
@@ -347,13 +349,14 @@ impl Sqlguard {
             .pool
             .execute_planned(sql, allowed.limits, |plan| {
                 let started = Instant::now();
-                let decision = policy.decide(&crate::policy::PolicyInput {
+                let input = crate::policy::PolicyInput {
                     query: Some(facts),
                     database: Some(allowed.context),
                     identity,
                     tool: TOOL_QUERY,
                     plan: Some(plan),
-                });
+                };
+                let decision = policy.decide_with_plan(&input, &allowed.decision);
                 judged_us = started.elapsed().as_micros() as u64;
                 if decision.allow {
                     Ok(())
@@ -463,6 +466,7 @@ impl Sqlguard {
                 .explain
                 .then_some(checked.facts)
                 .and_then(Result::ok),
+            decision: checked.decision,
         })
     }
 

@@ -101,6 +101,16 @@ const EMBEDDED: &[(&str, &str)] = &[
 const EMBEDDED_DATA: &str = include_str!("../../policies/data.json");
 
 impl Bundle {
+    /// Whether every module that mentions plans is one sqlguard ships, unchanged: then the
+    /// plan rules are exactly `plan_deny`, and the decision with `input.plan` is the static
+    /// decision plus `data.sqlguard.plan_decision`.
+    pub fn plan_rules_are_shipped(&self) -> bool {
+        self.modules
+            .iter()
+            .filter(|(_, text)| text.contains("plan"))
+            .all(|(_, text)| EMBEDDED.iter().any(|(_, shipped)| shipped == text))
+    }
+
     /// The default bundle built into the binary, with `data_files` merged over its data.
     pub fn embedded(data_files: &[PathBuf]) -> Result<Bundle, PolicyError> {
         let mut hasher = Sha256::new();

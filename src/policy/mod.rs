@@ -25,12 +25,23 @@ use crate::analysis::{AnalysisError, AnalysisOptions, Facts};
 
 /// The rule every call is decided by.
 pub const DECISION_RULE: &str = "data.sqlguard.decision";
+/// The plan rules alone (`plan.rego`).
+pub const PLAN_DECISION_RULE: &str = "data.sqlguard.plan_decision";
+
+/// `data.sqlguard.plan_decision`.
+#[derive(serde::Deserialize)]
+struct PlanVerdict {
+    allow: bool,
+    reasons: Vec<Reason>,
+}
 
 /// A loaded, prepared policy bundle.
 #[derive(Clone)]
 pub struct Policy {
     engine: regorus::Engine,
     bundle: Arc<Bundle>,
+    /// The second decision evaluates `data.sqlguard.plan_decision` alone.
+    plan_rules_only: bool,
 }
 
 /// The analysis and the decision for one SQL text.
@@ -49,6 +60,7 @@ impl Policy {
         let engine = bundle.engine(false)?;
         Ok(Policy {
             engine,
+            plan_rules_only: bundle.plan_rules_are_shipped(),
             bundle: Arc::new(bundle),
         })
     }
@@ -81,6 +93,56 @@ impl Policy {
                 Decision::deny(
                     "policy_error",
                     "the policy failed to evaluate, so the call is denied: this is a fault in the policy bundle, not in the query; ask the operator to check sqlguard's log".to_string(),
+                )
+            }
+        }
+    }
+
+    /// The decision with PostgreSQL's plan, for a call `allowed` allowed without it. When
+    /// the bundle's plan rules are the shipped ones, only they are evaluated (the rest of the
+    /// decision does not read `input.plan`, so it stands); otherwise the whole decision is
+    /// made again. Never fails: errors deny.
+    pub fn decide_with_plan(&self, input: &PolicyInput<'_>, allowed: &Decision) -> Decision {
+        if !self.plan_rules_only {
+            return self.decide(input);
+        }
+        let started = Instant::now();
+        // The plan rules read the plan and the database; the facts were judged already.
+        let narrow = PolicyInput {
+            query: None,
+            ..input.clone()
+        };
+        let value = match to_value(&narrow) {
+            Ok(v) => v,
+            Err(e) => {
+                return Decision::deny(
+                    "policy_input",
+                    format!("the policy input could not be built: {e}"),
+                )
+            }
+        };
+        let mut engine = self.engine.clone();
+        engine.set_input(value);
+        let verdict = engine
+            .eval_rule(PLAN_DECISION_RULE.to_string())
+            .map_err(|e| e.to_string())
+            .and_then(|v| v.to_json_str().map_err(|e| e.to_string()))
+            .and_then(|t| serde_json::from_str::<PlanVerdict>(&t).map_err(|e| e.to_string()));
+        tracing::trace!(us = started.elapsed().as_micros() as u64, "plan decision");
+        match verdict {
+            Ok(v) if v.allow && v.reasons.is_empty() => allowed.clone(),
+            Ok(v) => Decision {
+                allow: false,
+                reasons: v.reasons,
+                ..allowed.clone()
+            },
+            Err(e) => {
+                tracing::error!(
+                    "POLICY EVALUATION FAILED (plan decision), the call is denied: {e}"
+                );
+                Decision::deny(
+                    "policy_error",
+                    "the policy failed to evaluate the query's plan, so the call is denied: this is a fault in the policy bundle, not in the query; ask the operator to check sqlguard's log".to_string(),
                 )
             }
         }
