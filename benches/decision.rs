@@ -2,6 +2,11 @@
 //!
 //!   cargo bench --bench decision            (all)
 //!   cargo bench --bench decision -- analysis/join
+//!   cargo bench --bench decision -- 'stream/|cli/'   (the decision cache on streams)
+//!
+//! `policy/…` and `decision/…` evaluate the bundle every time (no decision cache);
+//! `decision/hit/…` is the same call repeated (served by the cache), `decision/miss/…` a call
+//! the cache holds no decision for (looked up, evaluated, stored).
 //!
 //! Execution benches start a throwaway PostgreSQL (see `sqlguard::demo::cluster`).
 
@@ -9,6 +14,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sqlguard::analysis::variants::Constants;
 use sqlguard::analysis::{analyze_with, AnalysisOptions};
 use sqlguard::policy::{Bundle, Identity, Policy, PolicyInput};
 
@@ -73,14 +79,27 @@ fn inputs() -> Vec<(String, String)> {
     v
 }
 
-fn policy() -> Policy {
+/// The default bundle with a decision cache of `cache_entries` (0: none).
+fn policy_with(cache_entries: usize) -> Policy {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
-    Policy::new(Bundle::load(&[dir], &[]).unwrap()).unwrap()
+    Policy::with_cache(Bundle::load(&[dir], &[]).unwrap(), cache_entries).unwrap()
+}
+
+/// The default bundle as served (the default decision cache).
+fn policy() -> Policy {
+    policy_with(sqlguard::policy::DEFAULT_CACHE_ENTRIES)
 }
 
 fn hot_path(c: &mut Criterion) {
     let opts = AnalysisOptions::default();
-    let policy = policy();
+    let cached = policy();
+    let policy = policy_with(0);
+    // One entry: two calls that alternate always miss.
+    let one_entry = policy_with(1);
+    let bob = Identity {
+        user: "bob".into(),
+        ..Identity::default()
+    };
     let identity = Identity {
         user: "alice".into(),
         roles: vec!["dev".into()],
@@ -119,6 +138,30 @@ fn hot_path(c: &mut Criterion) {
                 )
             })
         });
+        c.bench_with_input(BenchmarkId::new("decision/hit", &name), &sql, |b, sql| {
+            b.iter(|| {
+                let checked = cached.check(
+                    black_box(sql),
+                    &opts,
+                    None,
+                    &identity,
+                    "teleport_postgres_query",
+                );
+                debug_assert!(checked.cached);
+                checked
+            })
+        });
+        let mut turn = false;
+        c.bench_with_input(BenchmarkId::new("decision/miss", &name), &sql, |b, sql| {
+            b.iter(|| {
+                turn = !turn;
+                let who = if turn { &identity } else { &bob };
+                let checked =
+                    one_entry.check(black_box(sql), &opts, None, who, "teleport_postgres_query");
+                debug_assert!(!checked.cached);
+                checked
+            })
+        });
     }
     c.bench_function("baseline/pg_query::parse/join", |b| {
         b.iter(|| pg_query::parse(black_box(JOIN), 0).unwrap())
@@ -126,6 +169,144 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("baseline/pg_query::summary/join", |b| {
         b.iter(|| pg_query::summary(black_box(JOIN), 0, -1).unwrap())
     });
+}
+
+/// TPC-H's 22 queries, each sent 100 times with fresh constants, in turn.
+fn tpch_fresh_constants() -> Vec<String> {
+    let templates = tpch();
+    let mut constants = Constants::new(22);
+    (0..100)
+        .flat_map(|_| templates.iter().map(|(_, sql)| sql.clone()))
+        .map(|sql| constants.refresh(&sql).unwrap_or(sql))
+        .collect()
+}
+
+/// Statements of PostgreSQL's regression SQL, each of a shape the stream has not seen.
+fn never_seen_shapes() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/pg_regress");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("!!!!! ../shared/corpus/pg_regress is absent: the cold stream is SKIPPED !!!!!");
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let opts = AnalysisOptions::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for path in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        for sql in pg_query::split_with_scanner(&text).unwrap_or_default() {
+            let Ok(facts) = analyze_with(sql, &opts) else {
+                continue;
+            };
+            let identity = Identity::default();
+            let input = PolicyInput {
+                query: Some(&facts),
+                database: None,
+                identity: &identity,
+                tool: "teleport_postgres_query",
+                plan: None,
+            };
+            let key = sqlguard::policy::to_policy_value(&input)
+                .map(|v| v.to_json_str().unwrap_or_default())
+                .unwrap_or_default();
+            if seen.insert(key) {
+                out.push(sql.to_string());
+            }
+            if out.len() == 2000 {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// Per decision over a stream of calls, as an agent sends them: TPC-H with fresh constants
+/// (the cache's case) and never-seen shapes (each one a miss).
+fn streams(c: &mut Criterion) {
+    let opts = AnalysisOptions::default();
+    let identity = Identity::default();
+    for (name, stream, policy) in [
+        (
+            "stream/tpch-fresh-constants",
+            tpch_fresh_constants(),
+            policy(),
+        ),
+        (
+            "stream/tpch-fresh-constants/no-cache",
+            tpch_fresh_constants(),
+            policy_with(0),
+        ),
+        (
+            "stream/never-seen-shapes",
+            never_seen_shapes(),
+            policy_with(1),
+        ),
+    ] {
+        if stream.is_empty() {
+            continue;
+        }
+        let mut next = 0;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                next = (next + 1) % stream.len();
+                policy.check(
+                    black_box(&stream[next]),
+                    &opts,
+                    None,
+                    &identity,
+                    "teleport_postgres_query",
+                )
+            })
+        });
+    }
+    cli_stream();
+}
+
+/// `sqlguard check --jsonl` over the TPC-H stream with fresh constants: per decision, the
+/// start-up (a one-line run) subtracted; best of five. Printed, not a criterion row.
+fn cli_stream() {
+    let stream = tpch_fresh_constants();
+    if stream.is_empty() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sqlguard-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, lines: &[String]| {
+        let path = dir.join(name);
+        let text: String = lines
+            .iter()
+            .map(|sql| format!("{}\n", serde_json::json!({ "sql": sql })))
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let all = write("all.jsonl", &stream);
+    let one = write("one.jsonl", &stream[..1]);
+    let time = |path: &PathBuf| {
+        (0..5)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+                    .args(["check", "--jsonl"])
+                    .stdin(std::fs::File::open(path).unwrap())
+                    .output()
+                    .unwrap();
+                assert!(!out.stdout.is_empty());
+                started.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let (t_all, t_one) = (time(&all), time(&one));
+    println!(
+        "cli/check --jsonl/tpch-fresh-constants: {:.1} µs per decision ({} decisions in {:.1} ms, start-up {:.1} ms subtracted)",
+        (t_all.saturating_sub(t_one)).as_secs_f64() * 1e6 / (stream.len() - 1) as f64,
+        stream.len(),
+        t_all.as_secs_f64() * 1e3,
+        t_one.as_secs_f64() * 1e3,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn execution(c: &mut Criterion) {
@@ -275,6 +456,6 @@ fn plan_step(
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = hot_path, execution
+    targets = hot_path, streams, execution
 }
 criterion_main!(benches);

@@ -160,6 +160,9 @@ pub struct Timings {
     pub analysis_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_us: Option<u64>,
+    /// The decision came from the decision cache (the bundle was not evaluated again).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

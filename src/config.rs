@@ -12,6 +12,7 @@
 //! connect_timeout_ms = 10000   # opening a connection and starting its session
 //! pool_wait_ms = 15000         # waiting for a connection other calls hold
 //! idle_timeout_s = 300         # an unused connection is closed after this long
+//! decision_cache_entries = 4096  # decisions kept per loaded policy; 0 turns the cache off
 //!
 //! [[database]]
 //! uri = "teleport://clusters/local/databases/shop?dbName=shop&dbUser=agent"
@@ -58,6 +59,8 @@ pub struct Config {
     pub idle_timeout_s: Option<u64>,
     /// Lock timeout pinned on every session, in ms.
     pub lock_timeout_ms: Option<u64>,
+    /// Decisions kept for equal policy inputs (default 4096; 0: off).
+    pub decision_cache_entries: Option<usize>,
     #[serde(default)]
     pub teleport: TeleportConfig,
     #[serde(default, rename = "database")]

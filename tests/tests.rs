@@ -4,6 +4,7 @@ mod support;
 
 mod analysis;
 mod audit;
+mod cache;
 mod cli;
 mod clientconfig;
 mod doctor;

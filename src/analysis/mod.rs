@@ -14,6 +14,7 @@ mod parser;
 pub mod plan;
 pub mod risk;
 mod statements;
+pub mod variants;
 mod walk;
 
 pub use catalog::{catalog, is_system_schema, Catalog};

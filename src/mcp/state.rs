@@ -74,6 +74,8 @@ pub struct State {
     policy: RwLock<Arc<Policy>>,
     pub policy_dirs: Vec<PathBuf>,
     pub data_files: Vec<PathBuf>,
+    /// The decision cache's size, for every policy loaded (a reload starts it empty).
+    pub cache_entries: usize,
     pub analysis: AnalysisOptions,
     /// Who is calling, as policies see it (re-read after `tsh login`).
     pub identity: CallerIdentity,
@@ -182,8 +184,11 @@ impl State {
         let specs = config.database_specs(&opts.uris)?;
         let bundle =
             Bundle::load_or_embedded(&config.policy, &config.data).map_err(|e| e.to_string())?;
-        let policy =
-            Policy::new(bundle).map_err(|e| format!("the policy bundle does not load: {e}"))?;
+        let cache_entries = config
+            .decision_cache_entries
+            .unwrap_or(crate::policy::DEFAULT_CACHE_ENTRIES);
+        let policy = Policy::with_cache(bundle, cache_entries)
+            .map_err(|e| format!("the policy bundle does not load: {e}"))?;
         let search_path = config.search_path.clone().unwrap_or_else(|| {
             crate::analysis::DEFAULT_SEARCH_PATH
                 .iter()
@@ -287,6 +292,7 @@ impl State {
             policy: RwLock::new(Arc::new(policy)),
             policy_dirs: config.policy.clone(),
             data_files: config.data.clone(),
+            cache_entries,
             analysis: AnalysisOptions::new(search_path),
             identity,
             audit,
@@ -311,7 +317,7 @@ impl State {
     pub fn reload_policy(&self) -> Result<String, String> {
         let bundle = Bundle::load_or_embedded(&self.policy_dirs, &self.data_files)
             .map_err(|e| e.to_string())?;
-        let policy = Policy::new(bundle).map_err(|e| e.to_string())?;
+        let policy = Policy::with_cache(bundle, self.cache_entries).map_err(|e| e.to_string())?;
         policy.smoke_test().map_err(|e| {
             format!("the new bundle fails to evaluate an ordinary query ({e}), so it would deny such calls")
         })?;

@@ -111,6 +111,32 @@ impl Bundle {
             .all(|(_, text)| EMBEDDED.iter().any(|(_, shipped)| shipped == text))
     }
 
+    /// The first built-in the bundle's modules call whose result is not a function of the
+    /// input and data (the clock, random numbers, UUIDs, the runtime, the network), if any:
+    /// such a bundle's decisions must not be cached. Found in the text, so a mention in a
+    /// comment counts too (the safe side).
+    pub fn nondeterministic_builtin(&self) -> Option<&'static str> {
+        const BUILTINS: [&str; 6] = [
+            "time.now_ns",
+            "rand.",
+            "uuid.",
+            "opa.runtime",
+            "http.send",
+            "net.lookup_ip_addr",
+        ];
+        self.modules.iter().find_map(|(_, text)| {
+            BUILTINS.into_iter().find(|b| {
+                text.match_indices(b).any(|(at, _)| {
+                    // `operand.x` does not call `rand.`.
+                    !text[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                })
+            })
+        })
+    }
+
     /// The default bundle built into the binary, with `data_files` merged over its data.
     pub fn embedded(data_files: &[PathBuf]) -> Result<Bundle, PolicyError> {
         let mut hasher = Sha256::new();

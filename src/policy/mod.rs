@@ -6,6 +6,7 @@
 //! policy past its time limit — is a denial.
 
 mod bundle;
+mod cache;
 mod decision;
 mod error;
 mod input;
@@ -16,10 +17,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use bundle::Bundle;
+pub use cache::{CacheStats, DEFAULT_ENTRIES as DEFAULT_CACHE_ENTRIES};
 pub use decision::{Decision, Limits, Reason, DENIED_LIMITS};
 pub use error::PolicyError;
 pub use input::{DatabaseContext, Identity, PolicyInput};
-pub use value::to_value;
+pub use value::{to_policy_value, to_value, POSITIONS};
+
+use cache::{DecisionCache, Lookup, Rule};
 
 use crate::analysis::{AnalysisError, AnalysisOptions, Facts};
 
@@ -42,6 +46,9 @@ pub struct Policy {
     bundle: Arc<Bundle>,
     /// The second decision evaluates `data.sqlguard.plan_decision` alone.
     plan_rules_only: bool,
+    /// Decisions already made for equal inputs; `None` when off or the bundle is not
+    /// deterministic.
+    cache: Option<Arc<DecisionCache>>,
 }
 
 /// The analysis and the decision for one SQL text.
@@ -52,17 +59,38 @@ pub struct Checked {
     /// Time spent in analysis and in the policy, in microseconds.
     pub analysis_us: u64,
     pub policy_us: u64,
+    /// The decision came from the decision cache.
+    pub cached: bool,
 }
 
 impl Policy {
-    /// Loads and prepares a bundle.
+    /// Loads and prepares a bundle, with a decision cache of [`DEFAULT_CACHE_ENTRIES`].
     pub fn new(bundle: Bundle) -> Result<Policy, PolicyError> {
+        Self::with_cache(bundle, DEFAULT_CACHE_ENTRIES)
+    }
+
+    /// Loads and prepares a bundle, keeping up to `cache_entries` decisions (0: none). A
+    /// bundle that is not deterministic ([`Bundle::nondeterministic_builtin`]) gets no cache.
+    pub fn with_cache(bundle: Bundle, cache_entries: usize) -> Result<Policy, PolicyError> {
         let engine = bundle.engine(false)?;
+        let cache = match bundle.nondeterministic_builtin() {
+            Some(builtin) => {
+                tracing::info!("the policy calls {builtin}: its decisions are not cached");
+                None
+            }
+            None => DecisionCache::new(cache_entries).map(Arc::new),
+        };
         Ok(Policy {
             engine,
             plan_rules_only: bundle.plan_rules_are_shipped(),
             bundle: Arc::new(bundle),
+            cache,
         })
+    }
+
+    /// The decision cache's counters; `None` when there is no cache.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     /// The bundle's SHA-256 digest over every file, for audit logs.
@@ -76,15 +104,42 @@ impl Policy {
 
     /// Evaluates `data.sqlguard.decision` for `input`. Never fails: errors deny.
     pub fn decide(&self, input: &PolicyInput<'_>) -> Decision {
-        let value = match to_value(input) {
+        self.decide_cached(input).0
+    }
+
+    /// [`decide`](Self::decide), and whether the decision came from the cache.
+    pub fn decide_cached(&self, input: &PolicyInput<'_>) -> (Decision, bool) {
+        let value = match to_policy_value(input) {
             Ok(v) => v,
             Err(e) => {
-                return Decision::deny(
-                    "policy_input",
-                    format!("the policy input could not be built: {e}"),
+                return (
+                    Decision::deny(
+                        "policy_input",
+                        format!("the policy input could not be built: {e}"),
+                    ),
+                    false,
                 )
             }
         };
+        let slot = match self
+            .cache
+            .as_deref()
+            .map(|c| c.lookup(Rule::Decision, &value))
+        {
+            Some(Lookup::Hit(d)) => return (d, true),
+            Some(Lookup::Miss(slot)) => Some(slot),
+            None => None,
+        };
+        let decision = self.decide_value(value);
+        if let (Some(cache), Some(slot)) = (self.cache.as_deref(), slot) {
+            if cacheable(&decision) {
+                cache.store(slot, &decision);
+            }
+        }
+        (decision, false)
+    }
+
+    fn decide_value(&self, value: regorus::Value) -> Decision {
         match self.evaluate(value) {
             Ok(d) => d,
             Err(e) => {
@@ -112,7 +167,7 @@ impl Policy {
             query: None,
             ..input.clone()
         };
-        let value = match to_value(&narrow) {
+        let value = match to_policy_value(&narrow) {
             Ok(v) => v,
             Err(e) => {
                 return Decision::deny(
@@ -120,6 +175,12 @@ impl Policy {
                     format!("the policy input could not be built: {e}"),
                 )
             }
+        };
+        // A cached plan verdict is kept as a decision without limits.
+        let slot = match self.cache.as_deref().map(|c| c.lookup(Rule::Plan, &value)) {
+            Some(Lookup::Hit(v)) => return with_plan_verdict(allowed, v.allow, v.reasons),
+            Some(Lookup::Miss(slot)) => Some(slot),
+            None => None,
         };
         let mut engine = self.engine.clone();
         engine.set_input(value);
@@ -130,12 +191,18 @@ impl Policy {
             .and_then(|t| serde_json::from_str::<PlanVerdict>(&t).map_err(|e| e.to_string()));
         tracing::trace!(us = started.elapsed().as_micros() as u64, "plan decision");
         match verdict {
-            Ok(v) if v.allow && v.reasons.is_empty() => allowed.clone(),
-            Ok(v) => Decision {
-                allow: false,
-                reasons: v.reasons,
-                ..allowed.clone()
-            },
+            Ok(v) => {
+                if let (Some(cache), Some(slot)) = (self.cache.as_deref(), slot) {
+                    let kept = Decision {
+                        allow: v.allow,
+                        reasons: v.reasons.clone(),
+                        limits: DENIED_LIMITS,
+                        explain: false,
+                    };
+                    cache.store(slot, &kept);
+                }
+                with_plan_verdict(allowed, v.allow, v.reasons)
+            }
             Err(e) => {
                 tracing::error!(
                     "POLICY EVALUATION FAILED (plan decision), the call is denied: {e}"
@@ -177,7 +244,7 @@ impl Policy {
                 tool: "teleport_postgres_query",
                 plan: None,
             };
-            let value = to_value(&input).map_err(|e| e.to_string())?;
+            let value = to_policy_value(&input).map_err(|e| e.to_string())?;
             self.evaluate(value)
                 .map_err(|e| format!("on {sql:?}: {e}"))?;
         }
@@ -197,11 +264,11 @@ impl Policy {
         let facts = crate::analysis::analyze_with(sql, opts);
         let analysis_us = start.elapsed().as_micros() as u64;
         let start = Instant::now();
-        let decision = match &facts {
+        let (decision, cached) = match &facts {
             // Fail closed: a text the analysis cannot read is never allowed, whatever
             // the policy says.
-            Err(e) => Decision::deny(e.code(), e.to_string()),
-            Ok(f) => self.decide(&PolicyInput {
+            Err(e) => (Decision::deny(e.code(), e.to_string()), false),
+            Ok(f) => self.decide_cached(&PolicyInput {
                 query: Some(f),
                 database,
                 identity,
@@ -214,6 +281,7 @@ impl Policy {
             decision,
             analysis_us,
             policy_us: start.elapsed().as_micros() as u64,
+            cached,
         }
     }
 
@@ -227,6 +295,25 @@ impl Policy {
             plan: None,
         })
     }
+}
+
+/// The static decision `allowed` with the plan rules' verdict.
+fn with_plan_verdict(allowed: &Decision, allow: bool, reasons: Vec<Reason>) -> Decision {
+    if allow && reasons.is_empty() {
+        allowed.clone()
+    } else {
+        Decision {
+            allow: false,
+            reasons,
+            ..allowed.clone()
+        }
+    }
+}
+
+/// Whether a decision may be kept: the bundle's own answers, not the denials sqlguard
+/// substitutes when the bundle fails (`policy_error`, `policy_input`, …).
+fn cacheable(d: &Decision) -> bool {
+    !d.reasons.iter().any(|r| r.rule.starts_with("policy_"))
 }
 
 /// Reads the decision out of the policy's value; anything malformed denies.

@@ -32,14 +32,42 @@ impl ser::Error for ValueError {
 
 /// Serializes `v` into a regorus value with the shape `serde_json` would give it.
 pub fn to_value<T: Serialize + ?Sized>(v: &T) -> Result<Value, ValueError> {
-    v.serialize(ValueSerializer)
+    v.serialize(ValueSerializer { policy: false })
 }
 
-struct ValueSerializer;
+/// Like [`to_value`], without the byte positions the facts carry for `analyze` and the audit
+/// log ([`POSITIONS`]): what the policy sees. Positions change with every constant's length;
+/// without them, calls that differ only in constants have equal inputs (and one cached
+/// decision).
+pub fn to_policy_value<T: Serialize + ?Sized>(v: &T) -> Result<Value, ValueError> {
+    v.serialize(ValueSerializer { policy: true })
+}
+
+/// The fields left out of the policy input, per struct: `(struct, fields)`.
+pub const POSITIONS: &[(&str, &[&str])] = &[
+    ("Facts", &["sql_bytes"]),
+    ("StatementFacts", &["location", "length"]),
+];
+
+fn omitted(policy: bool, name: &'static str) -> &'static [&'static str] {
+    if !policy {
+        return &[];
+    }
+    POSITIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, fields)| *fields)
+        .unwrap_or(&[])
+}
+
+#[derive(Clone, Copy)]
+struct ValueSerializer {
+    policy: bool,
+}
 
 /// Object keys must be strings, as in JSON.
 fn key_of<T: Serialize + ?Sized>(key: &T) -> Result<Value, ValueError> {
-    match key.serialize(ValueSerializer)? {
+    match key.serialize(ValueSerializer { policy: false })? {
         v @ Value::String(_) => Ok(v),
         Value::Number(n) => Ok(Value::from(n.format_decimal())),
         Value::Bool(b) => Ok(Value::from(b.to_string())),
@@ -146,7 +174,7 @@ impl ser::Serializer for ValueSerializer {
         Ok(variant_object(variant, v.serialize(self)?))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq, ValueError> {
-        Ok(Seq(Vec::with_capacity(len.unwrap_or(0))))
+        Ok(Seq(Vec::with_capacity(len.unwrap_or(0)), self))
     }
     fn serialize_tuple(self, len: usize) -> Result<Seq, ValueError> {
         self.serialize_seq(Some(len))
@@ -164,10 +192,10 @@ impl ser::Serializer for ValueSerializer {
         Ok(Variant(variant, self.serialize_seq(Some(len))?))
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Map, ValueError> {
-        Ok(Map::default())
+        Ok(Map::new(self, &[]))
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Map, ValueError> {
-        Ok(Map::default())
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Map, ValueError> {
+        Ok(Map::new(self, omitted(self.policy, name)))
     }
     fn serialize_struct_variant(
         self,
@@ -176,17 +204,17 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         _: usize,
     ) -> Result<Variant<Map>, ValueError> {
-        Ok(Variant(variant, Map::default()))
+        Ok(Variant(variant, Map::new(self, &[])))
     }
 }
 
-struct Seq(Vec<Value>);
+struct Seq(Vec<Value>, ValueSerializer);
 
 impl ser::SerializeSeq for Seq {
     type Ok = Value;
     type Error = ValueError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), ValueError> {
-        self.0.push(v.serialize(ValueSerializer)?);
+        self.0.push(v.serialize(self.1)?);
         Ok(())
     }
     fn end(self) -> Result<Value, ValueError> {
@@ -216,10 +244,23 @@ impl ser::SerializeTupleStruct for Seq {
     }
 }
 
-#[derive(Default)]
 struct Map {
     entries: BTreeMap<Value, Value>,
     key: Option<Value>,
+    ser: ValueSerializer,
+    /// Fields not written (positions, for the policy input).
+    omit: &'static [&'static str],
+}
+
+impl Map {
+    fn new(ser: ValueSerializer, omit: &'static [&'static str]) -> Map {
+        Map {
+            entries: BTreeMap::new(),
+            key: None,
+            ser,
+            omit,
+        }
+    }
 }
 
 impl ser::SerializeMap for Map {
@@ -234,7 +275,7 @@ impl ser::SerializeMap for Map {
             .key
             .take()
             .ok_or_else(|| ValueError("a map value came without its key".into()))?;
-        self.entries.insert(key, v.serialize(ValueSerializer)?);
+        self.entries.insert(key, v.serialize(self.ser)?);
         Ok(())
     }
     fn end(self) -> Result<Value, ValueError> {
@@ -250,8 +291,10 @@ impl ser::SerializeStruct for Map {
         key: &'static str,
         v: &T,
     ) -> Result<(), ValueError> {
-        self.entries
-            .insert(Value::from(key), v.serialize(ValueSerializer)?);
+        if !self.omit.contains(&key) {
+            self.entries
+                .insert(Value::from(key), v.serialize(self.ser)?);
+        }
         Ok(())
     }
     fn end(self) -> Result<Value, ValueError> {

@@ -1,0 +1,260 @@
+//! The exact decision cache: the same policy input gets the same decision without evaluating
+//! the bundle again.
+//!
+//! Exact because the key *is* the input: the regorus value the policy would have evaluated
+//! (the facts without byte positions, the database, the identity, the tool, the plan),
+//! compared by full equality; the hash only picks the bucket. A decision depends on nothing
+//! else when the bundle is deterministic — [`Bundle::is_deterministic`] turns the cache off
+//! for bundles calling the clock, random numbers, UUIDs or the runtime — and the cache lives
+//! and dies with one loaded [`Policy`](super::Policy): a reload starts empty. Only decisions
+//! the bundle produced are kept; evaluation errors and time-limit denials are not.
+//!
+//! [`Bundle::is_deterministic`]: super::Bundle::is_deterministic
+
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use regorus::Value;
+
+use super::Decision;
+
+/// Decisions kept per loaded policy unless configured otherwise.
+pub const DEFAULT_ENTRIES: usize = 4096;
+
+/// Which rule a cached decision is the value of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Rule {
+    Decision,
+    Plan,
+}
+
+/// A policy input, hashed once.
+#[derive(Debug)]
+struct Key {
+    rule: Rule,
+    hash: u64,
+    input: Value,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash && self.rule == other.rule && self.input == other.input
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hits and misses since the policy was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
+    pub capacity: usize,
+}
+
+/// A bounded (least recently used out first) map from policy input to decision.
+pub(super) struct DecisionCache {
+    entries: Mutex<lru::LruCache<Key, Decision>>,
+    capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// A looked-up input: the decision when it was cached, else the key to store one under.
+pub(super) enum Lookup {
+    Hit(Decision),
+    Miss(CacheSlot),
+}
+
+/// Where a decision for a missed input goes.
+pub(super) struct CacheSlot {
+    key: Key,
+}
+
+impl DecisionCache {
+    /// A cache of `capacity` decisions; `None` for 0 (the cache is off).
+    pub fn new(capacity: usize) -> Option<DecisionCache> {
+        let cap = NonZeroUsize::new(capacity)?;
+        Some(DecisionCache {
+            entries: Mutex::new(lru::LruCache::new(cap)),
+            capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    pub fn lookup(&self, rule: Rule, input: &Value) -> Lookup {
+        let key = Key {
+            rule,
+            hash: hash_value(input),
+            input: input.clone(),
+        };
+        let found = match self.entries.lock() {
+            Ok(mut map) => map.get(&key).cloned(),
+            // A panic while holding the lock: behave as a miss, never as a hit.
+            Err(_) => None,
+        };
+        match found {
+            Some(d) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Lookup::Hit(d)
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Lookup::Miss(CacheSlot { key })
+            }
+        }
+    }
+
+    /// Keeps `decision` for the slot's input.
+    pub fn store(&self, slot: CacheSlot, decision: &Decision) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.put(slot.key, decision.clone());
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.entries.lock().map(|m| m.len()).unwrap_or(0),
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// A hash of `v` consistent with its equality: numbers hash by their `f64` value (equal
+/// numbers have equal `f64`s; unequal ones that collide are told apart by equality), objects
+/// and sets independently of iteration order.
+fn hash_value(v: &Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    feed(v, &mut h);
+    h.finish()
+}
+
+fn feed<H: Hasher>(v: &Value, h: &mut H) {
+    match v {
+        Value::Null => h.write_u8(0),
+        Value::Bool(b) => {
+            h.write_u8(1);
+            h.write_u8(u8::from(*b));
+        }
+        Value::Number(n) => {
+            h.write_u8(2);
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // 0.0 and -0.0 are equal numbers.
+            h.write_u64(if f == 0.0 { 0 } else { f.to_bits() });
+        }
+        Value::String(s) => {
+            h.write_u8(3);
+            h.write(s.as_bytes());
+            h.write_u8(0xff);
+        }
+        Value::Array(a) => {
+            h.write_u8(4);
+            h.write_usize(a.len());
+            for item in a.iter() {
+                feed(item, h);
+            }
+        }
+        Value::Set(s) => {
+            h.write_u8(5);
+            h.write_usize(s.len());
+            h.write_u64(
+                s.iter()
+                    .map(hash_value)
+                    .fold(0u64, |acc, x| acc.wrapping_add(x)),
+            );
+        }
+        Value::Object(o) => {
+            h.write_u8(6);
+            h.write_usize(o.len());
+            h.write_u64(o.iter().fold(0u64, |acc, (k, v)| {
+                let mut e = std::collections::hash_map::DefaultHasher::new();
+                feed(k, &mut e);
+                feed(v, &mut e);
+                acc.wrapping_add(e.finish())
+            }));
+        }
+        Value::Undefined => h.write_u8(7),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(json: &str) -> Value {
+        Value::from_json_str(json).unwrap()
+    }
+
+    #[test]
+    fn equal_values_hash_equal() {
+        for (a, b) in [
+            (r#"{"a": 1, "b": [1, 2]}"#, r#"{"b": [1, 2], "a": 1}"#),
+            ("1", "1.0"),
+            ("0", "-0.0"),
+            (r#"{"x": {"y": null}}"#, r#"{"x": {"y": null}}"#),
+        ] {
+            assert_eq!(v(a), v(b), "{a} {b}");
+            assert_eq!(hash_value(&v(a)), hash_value(&v(b)), "{a} {b}");
+        }
+        assert_ne!(hash_value(&v("[1, 2]")), hash_value(&v("[2, 1]")));
+        assert_ne!(
+            hash_value(&v(r#"["ab", "c"]"#)),
+            hash_value(&v(r#"["a", "bc"]"#))
+        );
+    }
+
+    #[test]
+    fn a_hit_needs_an_equal_input_and_the_same_rule() {
+        let cache = DecisionCache::new(2).unwrap();
+        let allow = Decision::deny("x", "a decision");
+        let input = v(r#"{"tool": "t", "query": {"n": 1}}"#);
+        let Lookup::Miss(slot) = cache.lookup(Rule::Decision, &input) else {
+            panic!("an empty cache hit");
+        };
+        cache.store(slot, &allow);
+        assert!(matches!(cache.lookup(Rule::Decision, &input), Lookup::Hit(d) if d == allow));
+        assert!(matches!(cache.lookup(Rule::Plan, &input), Lookup::Miss(_)));
+        let other = v(r#"{"tool": "t", "query": {"n": 2}}"#);
+        assert!(matches!(
+            cache.lookup(Rule::Decision, &other),
+            Lookup::Miss(_)
+        ));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.entries), (1, 3, 1));
+    }
+
+    #[test]
+    fn it_is_bounded_and_drops_the_least_recently_used() {
+        let cache = DecisionCache::new(2).unwrap();
+        let d = Decision::deny("x", "d");
+        for n in 0..3 {
+            if let Lookup::Miss(slot) = cache.lookup(Rule::Decision, &Value::from(n as u64)) {
+                cache.store(slot, &d);
+            }
+            // Keep 0 in use.
+            let _ = cache.lookup(Rule::Decision, &Value::from(0u64));
+        }
+        assert_eq!(cache.stats().entries, 2);
+        assert!(matches!(
+            cache.lookup(Rule::Decision, &Value::from(0u64)),
+            Lookup::Hit(_)
+        ));
+        assert!(matches!(
+            cache.lookup(Rule::Decision, &Value::from(1u64)),
+            Lookup::Miss(_)
+        ));
+        assert!(DecisionCache::new(0).is_none());
+    }
+}
