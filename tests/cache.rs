@@ -324,7 +324,7 @@ async fn over_mcp_equal_calls_are_served_from_the_cache_and_logged_as_such() {
             "audit_log = {:?}\ndecision_cache_entries = {entries}\n",
             log.display().to_string()
         );
-        let config = crate::mcp::shop_config(&dir, &cluster, &settings);
+        let config = crate::mcp::shop_config(&dir, cluster, &settings);
         let (client, _pid) = crate::mcp::serve_config(&config).await;
         let mut constants = Constants::new(5);
         let mut got = Vec::new();
