@@ -100,6 +100,15 @@ test_explain_of_a_write_is_denied if {
 	denied_by("explain_target", one({"kind": "explain", "explain": {"analyze": false, "options": [], "statement": stmt({"kind": "delete"})}}))
 }
 
+# Found by the sqlparser oracle: `EXPLAIN SELECT … INTO t` was allowed.
+test_explain_of_a_read_that_is_not_read_only_is_denied if {
+	every c in ["select_into", "data_modifying_cte", "row_lock"] {
+		denied_by("explain_target", one({"kind": "explain", "explain": {"analyze": false, "options": [], "statement": stmt({"not_read_only": [construct(c, "x")]})}}))
+	}
+	# Where the statement itself is allowed (writable mode, a row lock), so is its EXPLAIN.
+	not denied_by("explain_target", one({"kind": "explain", "explain": {"analyze": false, "options": [], "statement": stmt({"not_read_only": [construct("row_lock", "x")]})}})) with data.sqlguard.read_only as false
+}
+
 # ---- tables.rego
 
 test_sensitive_catalogs_are_denied if denied_by("sensitive_catalog", one({"relations": [rel("pg_catalog.pg_authid", "read")]}))

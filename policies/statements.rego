@@ -91,3 +91,21 @@ deny contains reason("explain_target", i, msg) if {
 	not s.explain.statement.kind in allowed_kinds
 	msg := sprintf("EXPLAIN of %s is not allowed: explain a statement that may itself run", [upper(kind_label(s.explain.statement.kind))])
 }
+
+# …and a read that is not read-only (`SELECT … INTO`, a data-modifying `WITH`, `FOR UPDATE`)
+# is not itself allowed either, even though a plain EXPLAIN would not run it.
+deny contains reason("explain_target", i, msg) if {
+	some i, s in input.query.statements
+	s.kind == "explain"
+	some c in s.explain.statement.not_read_only
+	construct_denied(c)
+	msg := sprintf("EXPLAIN of a statement that is not read-only is not allowed (%s)", [construct_message(c)])
+}
+
+# The constructs denied in the explained statement itself: all of them in read-only mode, the
+# escapes always.
+construct_denied(_) if data.sqlguard.read_only
+
+construct_denied(c) if {
+	c.construct in {"read_write_transaction", "identity_switch", "select_into", "data_modifying_cte", "explain_analyze_write"}
+}

@@ -10,7 +10,7 @@ use sqlguard::policy::{
     to_policy_value, to_value, Bundle, DatabaseContext, Decision, Identity, Policy, PolicyInput,
 };
 
-use crate::support::{corpus_dir, peer_cases};
+use crate::support::corpus_statements;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,36 +48,6 @@ fn contexts() -> Vec<(Identity, DatabaseContext)> {
     ]
 }
 
-/// Every statement of the corpora: the peers' cases, TPC-H, PostgreSQL's regression SQL.
-fn corpus() -> Vec<String> {
-    let Some(dir) = corpus_dir() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let read_dir = |sub: &str| {
-        let mut files: Vec<_> = std::fs::read_dir(dir.join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-    };
-    for path in read_dir("peers") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        out.extend(peer_cases(&text).into_iter().map(|c| c.2));
-    }
-    for sub in ["tpch", "pg_regress"] {
-        for path in read_dir(sub) {
-            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-            match pg_query::split_with_scanner(&text) {
-                Ok(stmts) => out.extend(stmts.into_iter().map(str::to_string)),
-                Err(_) => out.push(text),
-            }
-        }
-    }
-    out
-}
-
 fn input<'a>(facts: &'a Facts, ctx: &'a (Identity, DatabaseContext)) -> PolicyInput<'a> {
     PolicyInput {
         query: Some(facts),
@@ -92,7 +62,7 @@ fn input<'a>(facts: &'a Facts, ctx: &'a (Identity, DatabaseContext)) -> PolicyIn
 /// contexts: the cached policy decides exactly as the uncached one, call by call.
 #[test]
 fn the_cache_decides_as_the_bundle_over_the_corpora() {
-    let statements = corpus();
+    let statements = corpus_statements();
     if statements.is_empty() {
         return;
     }

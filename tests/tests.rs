@@ -10,6 +10,7 @@ mod clientconfig;
 mod doctor;
 mod execution;
 mod mcp;
+mod oracle;
 mod plan;
 mod policy;
 mod teleport;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod oracle;
 
 use std::path::PathBuf;
 
@@ -169,6 +170,36 @@ pub fn peer_cases(text: &str) -> Vec<(bool, String, String)> {
     out.extend(current);
     for c in &mut out {
         c.2 = c.2.trim().to_string();
+    }
+    out
+}
+
+/// Every statement of the corpora: the peers' cases, TPC-H, PostgreSQL's regression SQL.
+pub fn corpus_statements() -> Vec<String> {
+    let Some(dir) = corpus_dir() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let read_dir = |sub: &str| {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    };
+    for path in read_dir("peers") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        out.extend(peer_cases(&text).into_iter().map(|c| c.2));
+    }
+    for sub in ["tpch", "pg_regress"] {
+        for path in read_dir(sub) {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            match pg_query::split_with_scanner(&text) {
+                Ok(stmts) => out.extend(stmts.into_iter().map(str::to_string)),
+                Err(_) => out.push(text),
+            }
+        }
     }
     out
 }

@@ -1,0 +1,1 @@
+EXPLAIN (ANALYZE false) UPDATE t SET a = 1
