@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use sqlguard::analysis::variants::Constants;
-use sqlguard::analysis::{analyze_with, AnalysisOptions};
+use sqlguard::analysis::{analyze_with, AnalysisOptions, Facts};
 use sqlguard::policy::{Bundle, Identity, Policy, PolicyInput};
 
 const POINT: &str = "SELECT id, name, email FROM users WHERE id = 42";
@@ -79,6 +79,17 @@ fn inputs() -> Vec<(String, String)> {
     v
 }
 
+/// The policy input of a query tool call on no particular database.
+fn query_input<'a>(facts: &'a Facts, identity: &'a Identity) -> PolicyInput<'a> {
+    PolicyInput {
+        query: Some(facts),
+        database: None,
+        identity,
+        tool: "teleport_postgres_query",
+        plan: None,
+    }
+}
+
 /// The default bundle with a decision cache of `cache_entries` (0: none).
 fn policy_with(cache_entries: usize) -> Policy {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -117,13 +128,7 @@ fn hot_path(c: &mut Criterion) {
             b.iter(|| analyze_with(black_box(sql), &opts).unwrap())
         });
         let facts = analyze_with(&sql, &opts).unwrap();
-        let input = PolicyInput {
-            query: Some(&facts),
-            database: None,
-            identity: &identity,
-            tool: "teleport_postgres_query",
-            plan: None,
-        };
+        let input = query_input(&facts, &identity);
         c.bench_with_input(BenchmarkId::new("policy", &name), &input, |b, input| {
             b.iter(|| policy.decide(black_box(input)))
         });
@@ -191,6 +196,7 @@ fn never_seen_shapes() -> Vec<String> {
     let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     let opts = AnalysisOptions::default();
+    let identity = Identity::default();
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for path in files {
@@ -199,15 +205,7 @@ fn never_seen_shapes() -> Vec<String> {
             let Ok(facts) = analyze_with(sql, &opts) else {
                 continue;
             };
-            let identity = Identity::default();
-            let input = PolicyInput {
-                query: Some(&facts),
-                database: None,
-                identity: &identity,
-                tool: "teleport_postgres_query",
-                plan: None,
-            };
-            let key = sqlguard::policy::to_policy_value(&input)
+            let key = sqlguard::policy::to_policy_value(&query_input(&facts, &identity))
                 .map(|v| v.to_json_str().unwrap_or_default())
                 .unwrap_or_default();
             if seen.insert(key) {

@@ -218,8 +218,16 @@ pub async fn query_shop(
     client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
     sql: &str,
 ) -> (bool, String) {
-    let args =
-        serde_json::json!({"database": "teleport://clusters/acme/databases/shop", "query": sql});
+    query_database(client, "teleport://clusters/acme/databases/shop", sql).await
+}
+
+/// One `teleport_postgres_query` call on `database`: whether it is an error, and its text.
+pub async fn query_database(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    database: &str,
+    sql: &str,
+) -> (bool, String) {
+    let args = serde_json::json!({"database": database, "query": sql});
     let r = client
         .call_tool(
             rmcp::model::CallToolRequestParams::new("teleport_postgres_query")

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sqlguard::analysis::AnalysisOptions;
-use sqlguard::policy::{Bundle, Identity, Policy};
+use sqlguard::policy::{Bundle, Policy};
 
+use crate::policy::decide;
 use crate::support::corpus_statements;
 use crate::support::oracle::{classify, Oracle};
 
@@ -36,7 +36,6 @@ fn what_sqlparser_reads_as_a_change_sqlguard_denies() {
         return;
     }
     let policy = Policy::new(Bundle::embedded(&[]).unwrap()).unwrap();
-    let identity = Identity::default();
     let known = misreadings();
     let mut used = std::collections::BTreeSet::new();
     let (mut parsed, mut must_deny, mut denied) = (0, 0, 0);
@@ -57,15 +56,7 @@ fn what_sqlparser_reads_as_a_change_sqlguard_denies() {
         *kinds
             .entry(what.split_whitespace().next().unwrap_or("").to_string())
             .or_default() += 1;
-        let d = policy
-            .check(
-                sql,
-                &AnalysisOptions::default(),
-                None,
-                &identity,
-                "teleport_postgres_query",
-            )
-            .decision;
+        let d = decide(&policy, sql);
         if !d.allow {
             denied += 1;
             continue;
@@ -100,27 +91,16 @@ fn what_sqlparser_reads_as_a_change_sqlguard_denies() {
 #[test]
 fn explain_of_a_read_that_is_not_read_only_is_denied() {
     let policy = Policy::new(Bundle::embedded(&[]).unwrap()).unwrap();
-    let decide = |sql: &str| {
-        policy
-            .check(
-                sql,
-                &AnalysisOptions::default(),
-                None,
-                &Identity::default(),
-                "teleport_postgres_query",
-            )
-            .decision
-    };
     for (sql, says) in [
         ("explain (costs off) select length(stringu1) into parallel_write from tenk1 group by length(stringu1)", "SELECT … INTO creates a table"),
         ("EXPLAIN WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "DELETE in WITH query \"d\""),
         ("EXPLAIN SELECT * FROM t FOR UPDATE", "FOR UPDATE locks rows"),
     ] {
         assert!(matches!(classify(sql), Oracle::MustDeny(_)) || sql.contains("FOR UPDATE"), "{sql}");
-        let d = decide(sql);
+        let d = decide(&policy, sql);
         assert!(!d.allow, "{sql}");
         let r = d.reasons.iter().find(|r| r.rule == "explain_target").expect(sql);
         assert!(r.message.contains(says), "{}", r.message);
     }
-    assert!(decide("EXPLAIN SELECT * FROM t WHERE a = 1").allow);
+    assert!(decide(&policy, "EXPLAIN SELECT * FROM t WHERE a = 1").allow);
 }

@@ -76,20 +76,7 @@ async fn query(
     client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
     sql: &str,
 ) -> (bool, String) {
-    let args = serde_json::json!({"database": URI, "query": sql});
-    let r = client
-        .call_tool(
-            rmcp::model::CallToolRequestParams::new("teleport_postgres_query")
-                .with_arguments(args.as_object().cloned().unwrap()),
-        )
-        .await
-        .unwrap();
-    let text = r
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect();
-    (r.is_error == Some(true), text)
+    crate::mcp::query_database(client, URI, sql).await
 }
 
 /// The server log's lines that show `marker` being executed (log_statement = 'all' logs

@@ -19,7 +19,8 @@ fn default_policy() -> &'static Policy {
     POLICY.get_or_init(|| Policy::new(Bundle::load(&[policies_dir()], &[]).unwrap()).unwrap())
 }
 
-fn decide(policy: &Policy, sql: &str) -> Decision {
+/// The decision for `sql` by `policy`, for alice (role dev), no database.
+pub fn decide(policy: &Policy, sql: &str) -> Decision {
     let identity = Identity {
         user: "alice".into(),
         roles: vec!["dev".into()],

@@ -649,6 +649,16 @@ impl Connection {
         Ok(())
     }
 
+    /// Refuses a connection left in an unknown state (an earlier call broke off mid-protocol).
+    fn usable(&self) -> Result<(), ExecError> {
+        if self.broken {
+            return Err(ExecError::ConnectionLost(
+                "the connection was left in an unknown state".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs one statement of `sql` inside `BEGIN READ ONLY` … `ROLLBACK`, with a
     /// transaction-local `statement_timeout`, at most `max_rows` rows and `max_result_bytes`
     /// bytes kept, in one round trip. The extended protocol makes the server itself refuse
@@ -658,11 +668,7 @@ impl Connection {
         sql: &str,
         limits: RunLimits,
     ) -> Result<QueryResult, ExecError> {
-        if self.broken {
-            return Err(ExecError::ConnectionLost(
-                "the connection was left in an unknown state".into(),
-            ));
-        }
+        self.usable()?;
         // One row past the limit tells "more rows exist" from "exactly max_rows rows".
         let max_rows = usize::try_from(limits.max_rows.max(1))
             .unwrap_or(usize::MAX)
@@ -817,11 +823,7 @@ impl Connection {
         sql: &str,
         limits: RunLimits,
     ) -> Result<Value, ExecError> {
-        if self.broken {
-            return Err(ExecError::ConnectionLost(
-                "the connection was left in an unknown state".into(),
-            ));
-        }
+        self.usable()?;
         self.queue_begin(limits)?;
         let explain = format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}");
         self.push_statement(&explain, true, 2)?;

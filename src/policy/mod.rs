@@ -109,6 +109,17 @@ impl Policy {
 
     /// [`decide`](Self::decide), and whether the decision came from the cache.
     pub fn decide_cached(&self, input: &PolicyInput<'_>) -> (Decision, bool) {
+        self.through_cache(Rule::Decision, input, |v| self.decide_value(v))
+    }
+
+    /// `evaluate`'s answer for `input`, or the one kept for an equal input under `rule`. A
+    /// fresh answer is kept unless it is a failure's denial ([`cacheable`]).
+    fn through_cache(
+        &self,
+        rule: Rule,
+        input: &PolicyInput<'_>,
+        evaluate: impl FnOnce(regorus::Value) -> Decision,
+    ) -> (Decision, bool) {
         let value = match to_policy_value(input) {
             Ok(v) => v,
             Err(e) => {
@@ -121,16 +132,12 @@ impl Policy {
                 )
             }
         };
-        let slot = match self
-            .cache
-            .as_deref()
-            .map(|c| c.lookup(Rule::Decision, &value))
-        {
+        let slot = match self.cache.as_deref().map(|c| c.lookup(rule, &value)) {
             Some(Lookup::Hit(d)) => return (d, true),
             Some(Lookup::Miss(slot)) => Some(slot),
             None => None,
         };
-        let decision = self.decide_value(value);
+        let decision = evaluate(value);
         if let (Some(cache), Some(slot)) = (self.cache.as_deref(), slot) {
             if cacheable(&decision) {
                 cache.store(slot, &decision);
@@ -161,27 +168,23 @@ impl Policy {
         if !self.plan_rules_only {
             return self.decide(input);
         }
-        let started = Instant::now();
         // The plan rules read the plan and the database; the facts were judged already.
         let narrow = PolicyInput {
             query: None,
             ..input.clone()
         };
-        let value = match to_policy_value(&narrow) {
-            Ok(v) => v,
-            Err(e) => {
-                return Decision::deny(
-                    "policy_input",
-                    format!("the policy input could not be built: {e}"),
-                )
-            }
-        };
-        // A cached plan verdict is kept as a decision without limits.
-        let slot = match self.cache.as_deref().map(|c| c.lookup(Rule::Plan, &value)) {
-            Some(Lookup::Hit(v)) => return with_plan_verdict(allowed, v.allow, v.reasons),
-            Some(Lookup::Miss(slot)) => Some(slot),
-            None => None,
-        };
+        let (verdict, _) = self.through_cache(Rule::Plan, &narrow, |v| self.plan_verdict(v));
+        if !cacheable(&verdict) {
+            // The plan rules failed: their denial stands as it is.
+            return verdict;
+        }
+        with_plan_verdict(allowed, verdict)
+    }
+
+    /// `data.sqlguard.plan_decision` for `value`, as a decision without limits (the static
+    /// decision's limits apply); a failure denies.
+    fn plan_verdict(&self, value: regorus::Value) -> Decision {
+        let started = Instant::now();
         let mut engine = self.engine.clone();
         engine.set_input(value);
         let verdict = engine
@@ -191,18 +194,12 @@ impl Policy {
             .and_then(|t| serde_json::from_str::<PlanVerdict>(&t).map_err(|e| e.to_string()));
         tracing::trace!(us = started.elapsed().as_micros() as u64, "plan decision");
         match verdict {
-            Ok(v) => {
-                if let (Some(cache), Some(slot)) = (self.cache.as_deref(), slot) {
-                    let kept = Decision {
-                        allow: v.allow,
-                        reasons: v.reasons.clone(),
-                        limits: DENIED_LIMITS,
-                        explain: false,
-                    };
-                    cache.store(slot, &kept);
-                }
-                with_plan_verdict(allowed, v.allow, v.reasons)
-            }
+            Ok(v) => Decision {
+                allow: v.allow,
+                reasons: v.reasons,
+                limits: DENIED_LIMITS,
+                explain: false,
+            },
             Err(e) => {
                 tracing::error!(
                     "POLICY EVALUATION FAILED (plan decision), the call is denied: {e}"
@@ -298,13 +295,13 @@ impl Policy {
 }
 
 /// The static decision `allowed` with the plan rules' verdict.
-fn with_plan_verdict(allowed: &Decision, allow: bool, reasons: Vec<Reason>) -> Decision {
-    if allow && reasons.is_empty() {
+fn with_plan_verdict(allowed: &Decision, verdict: Decision) -> Decision {
+    if verdict.allow && verdict.reasons.is_empty() {
         allowed.clone()
     } else {
         Decision {
             allow: false,
-            reasons,
+            reasons: verdict.reasons,
             ..allowed.clone()
         }
     }
