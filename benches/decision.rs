@@ -350,6 +350,7 @@ fn execution(c: &mut Criterion) {
         work_mem_kb: None,
         temp_file_limit_kb: None,
     };
+    catalog_snapshot(c, &rt, &cluster, &db);
     let policy = policy();
     let opts = AnalysisOptions::default();
     let identity = Identity::default();
@@ -449,6 +450,54 @@ fn plan_step(
             assert!(matches!(planned, sqlguard::execution::Planned::Ran { .. }));
         })
     });
+}
+
+/// The decision with the database's own catalog against the same decision without it (no
+/// decision cache: every call analyzes and evaluates), on a catalog holding pg_trgm, hstore
+/// and citext, whose operators shadow `=`, `%`, `->`, so each such operator is resolved to
+/// its worst case.
+fn catalog_snapshot(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    cluster: &sqlguard::demo::cluster::LocalCluster,
+    db: &sqlguard::execution::Database,
+) {
+    for ext in ["pg_trgm", "hstore", "citext"] {
+        if let Err(e) = cluster.psql("postgres", &format!("CREATE EXTENSION IF NOT EXISTS {ext}")) {
+            eprintln!(
+                "!!!!! {ext} is not installed ({e}): the catalog benches run without it !!!!!"
+            );
+        }
+    }
+    let snapshot = std::sync::Arc::new(rt.block_on(db.read_catalog()).unwrap());
+    let policy = policy_with(0);
+    let identity = Identity::default();
+    let plain = AnalysisOptions::default();
+    let with = AnalysisOptions::default().with_snapshot(Some(snapshot));
+    let mut cases = vec![
+        ("point".to_string(), POINT.to_string()),
+        ("join".to_string(), JOIN.to_string()),
+    ];
+    cases.extend(tpch().into_iter().map(|(n, s)| (format!("tpch/{n}"), s)));
+    for (name, sql) in cases {
+        for (label, opts) in [("static", &plain), ("snapshot", &with)] {
+            c.bench_with_input(
+                BenchmarkId::new(format!("catalog/{label}"), &name),
+                &sql,
+                |b, sql| {
+                    b.iter(|| {
+                        policy.check(
+                            black_box(sql),
+                            opts,
+                            None,
+                            &identity,
+                            "teleport_postgres_query",
+                        )
+                    })
+                },
+            );
+        }
+    }
 }
 
 criterion_group! {

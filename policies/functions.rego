@@ -1,4 +1,10 @@
 # Which functions and operators may be called.
+#
+# With the database's catalog (input.query.catalog.source == "snapshot"), every function
+# carries where it comes from (`source`: builtin, extension, user), its volatility as
+# declared, `security_definer` and its `extension`; every operator that is not PostgreSQL's
+# own carries the function behind it and is judged as that function. Without a catalog,
+# only PostgreSQL 15's built-ins are known and everything else is `unknown`.
 package sqlguard
 
 import rego.v1
@@ -10,47 +16,128 @@ function_allowed(f) if {
 	matches_any(data.sqlguard.functions.allow, f.name)
 }
 
-# Risk categories are denied whatever the volatility (threat model, classes 8 and 9).
+# An operator opened by name (operators.allow: "<%", "public.<%", "*").
+operator_allowed(o) if matches_any(data.sqlguard.operators.allow, o.name)
+
+operator_allowed(o) if {
+	o.schema
+	matches_any(data.sqlguard.operators.allow, concat(".", [o.schema, o.name]))
+}
+
+# Every function a statement runs: those it calls, and those behind its operators (unless
+# the operator itself is allowed by name).
+called(s) := {f | some f in s.functions} | {g |
+	some o in s.operators
+	o.function
+	not operator_allowed(o)
+	g := object.union(o.function, {"operator": o.name})
+}
+
+# Where a function comes from; facts without `source` (hand-written inputs) are read as
+# the static catalog would have written them.
+source(f) := f.source
+
+source(f) := "builtin" if {
+	not f.source
+	f.builtin
+}
+
+source(f) := "unknown" if {
+	not f.source
+	not f.builtin
+}
+
+trusted_extension(f) if f.extension in data.sqlguard.functions.trusted_extensions
+
+# How messages name what was called.
+callee(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]) if f.operator
+
+callee(f) := sprintf("function %s", [f.name]) if not f.operator
+
+callee_qualified(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]) if f.operator
+
+callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if not f.operator
+
+# Risk categories are denied whatever the volatility or origin (threat model, classes 8
+# and 9): a trusted extension's dblink, file or large-object function stays denied.
 deny contains reason("function_risk", i, msg) if {
 	some i, s in input.query.statements
-	some f in s.functions
+	some f in called(s)
 	some risk in f.risks
 	not risk in data.sqlguard.functions.allow_risks
 	not function_allowed(f)
-	msg := sprintf("function %s is not allowed: category %s", [f.name, risk])
+	msg := sprintf("%s is not allowed: category %s", [callee(f), risk])
 }
 
 deny contains reason("function_volatile", i, msg) if {
 	some i, s in input.query.statements
-	some f in s.functions
-	f.builtin
+	some f in called(s)
+	source(f) in {"builtin", "extension"}
 	f.volatility == "volatile"
 	count(f.risks) == 0
 	not f.name in data.sqlguard.functions.harmless_volatile
 	not function_allowed(f)
-	msg := sprintf("function %s is not allowed: it is volatile (it may change state); use a stable or immutable function", [f.name])
+	msg := sprintf("%s is not allowed: it is volatile (it may change state); use a stable or immutable function", [callee(f)])
 }
 
 deny contains reason("function_unknown", i, msg) if {
 	some i, s in input.query.statements
-	some f in s.functions
-	not f.builtin
+	some f in called(s)
+	source(f) == "unknown"
 	count(f.risks) == 0
 	not function_allowed(f)
-	msg := sprintf("function %s is not a PostgreSQL built-in and is not in functions.allow: use built-in functions only", [f.qualified_name])
+	msg := unknown_message(f, input.query)
+}
+
+unknown_message(f, q) := sprintf("function %s is not a PostgreSQL built-in and is not in functions.allow: use built-in functions only", [f.qualified_name]) if {
+	object.get(q, ["catalog", "source"], "static") != "snapshot"
+}
+
+unknown_message(f, q) := sprintf("function %s does not exist in this database's catalog: check its name and arguments (read the schema resource for what exists)", [f.qualified_name]) if {
+	q.catalog.source == "snapshot"
+}
+
+deny contains reason("function_extension_untrusted", i, msg) if {
+	some i, s in input.query.statements
+	some f in called(s)
+	source(f) == "extension"
+	count(f.risks) == 0
+	not trusted_extension(f)
+	not function_allowed(f)
+	msg := sprintf("%s belongs to the extension %s, which is not in functions.trusted_extensions: use built-in functions, or ask for the extension to be trusted", [callee_qualified(f), f.extension])
+}
+
+deny contains reason("function_user", i, msg) if {
+	some i, s in input.query.statements
+	some f in called(s)
+	source(f) == "user"
+	count(f.risks) == 0
+	not function_allowed(f)
+	msg := sprintf("%s is defined by a user of this database (language %s) and is not in functions.allow: its body is not analyzed; use built-in functions, or ask for it to be allowed", [callee_qualified(f), object.get(f, "language", "unknown")])
+}
+
+deny contains reason("function_security_definer", i, msg) if {
+	some i, s in input.query.statements
+	some f in called(s)
+	f.security_definer == true
+	not function_allowed(f)
+	msg := sprintf("%s runs with its owner's privileges (SECURITY DEFINER), which the read-only guard cannot limit: it is not allowed unless named in functions.allow", [callee_qualified(f)])
 }
 
 deny contains reason("function_denied", i, msg) if {
 	some pattern in data.sqlguard.functions.deny
 	some i, s in input.query.statements
-	some f in s.functions
+	some f in called(s)
 	some name in {f.qualified_name, f.name}
 	name_matches(pattern, name)
-	msg := sprintf("function %s is denied by the policy (functions.deny)", [f.qualified_name])
+	msg := sprintf("%s is denied by the policy (functions.deny)", [callee_qualified(f)])
 }
 
+# Without the database's catalog an operator that is not PostgreSQL's own cannot be judged.
 deny contains reason("operator_unknown", i, msg) if {
 	some i, s in input.query.statements
 	some o in s.operators
-	msg := sprintf("operator %s is not a PostgreSQL built-in: use built-in operators only", [o.name])
+	not o.function
+	not operator_allowed(o)
+	msg := sprintf("operator %s is not a PostgreSQL built-in: use built-in operators only, or ask for it in operators.allow", [o.name])
 }

@@ -263,6 +263,82 @@ test_unknown_operators_are_denied if {
 	denied_by("operator_unknown", one({"operators": [{"schema": "public", "name": "+", "builtin": false}]}))
 }
 
+# ---- functions.rego with the database's catalog (facts from a snapshot)
+
+# A function as a catalog snapshot describes it.
+cat_fn(qualified, volatility, source, extension, secdef) := {
+	"schema": split(qualified, ".")[0], "name": split(qualified, ".")[1], "qualified_name": qualified,
+	"qualified": false, "builtin": source == "builtin", "volatility": volatility, "risks": [],
+	"context": "call", "source": source, "security_definer": secdef, "extension": extension,
+	"language": "c",
+}
+
+with_catalog(fields) := object.union(one(fields), {"query": object.union(one(fields).query, {"catalog": {"source": "snapshot", "server_version_num": 150000}})})
+
+test_a_trusted_extensions_immutable_function_is_allowed if {
+	allowed(with_catalog({"functions": [cat_fn("public.similarity", "immutable", "extension", "pg_trgm", false)]}))
+	allowed(with_catalog({"functions": [cat_fn("public.levenshtein", "immutable", "extension", "fuzzystrmatch", false)]}))
+}
+
+test_an_untrusted_extensions_function_is_denied if {
+	denied_by("function_extension_untrusted", with_catalog({"functions": [cat_fn("public.crypt", "immutable", "extension", "pgcrypto", false)]}))
+	allowed(with_catalog({"functions": [cat_fn("public.crypt", "immutable", "extension", "pgcrypto", false)]})) with data.sqlguard.functions.trusted_extensions as ["pgcrypto"]
+}
+
+test_a_trusted_extensions_volatile_function_is_denied if {
+	f := cat_fn("public.gen_random_bytes", "volatile", "extension", "pgcrypto", false)
+	denied_by("function_volatile", with_catalog({"functions": [f]})) with data.sqlguard.functions.trusted_extensions as ["pgcrypto"]
+}
+
+test_a_trusted_extensions_risky_function_is_denied if {
+	f := object.union(cat_fn("public.dblink", "volatile", "extension", "dblink", false), {"risks": ["external_session"]})
+	denied_by("function_risk", with_catalog({"functions": [f]})) with data.sqlguard.functions.trusted_extensions as ["dblink"]
+}
+
+test_user_functions_are_denied_unless_allowed if {
+	f := cat_fn("public.total", "stable", "user", null, false)
+	denied_by("function_user", with_catalog({"functions": [f]}))
+	allowed(with_catalog({"functions": [f]})) with data.sqlguard.functions.allow as ["public.total"]
+}
+
+test_security_definer_functions_have_their_own_reason if {
+	f := cat_fn("public.peek", "stable", "user", null, true)
+	denied_by("function_security_definer", with_catalog({"functions": [f]}))
+	g := cat_fn("public.similarity", "immutable", "extension", "pg_trgm", true)
+	denied_by("function_security_definer", with_catalog({"functions": [g]}))
+}
+
+test_a_function_missing_from_the_catalog_says_so if {
+	f := object.union(cat_fn("public.nope", "unknown", "unknown", null, false), {"builtin": false})
+	d := sqlguard.decision with input as with_catalog({"functions": [f]})
+	some r in d.reasons
+	r.rule == "function_unknown"
+	contains(r.message, "does not exist in this database's catalog")
+}
+
+test_operators_are_judged_by_their_function if {
+	trgm := {"schema": "public", "name": "<%", "builtin": false, "function": cat_fn("public.word_similarity_op", "stable", "extension", "pg_trgm", false)}
+	allowed(with_catalog({"operators": [trgm]}))
+	mine := {"schema": "public", "name": "===", "builtin": false, "function": cat_fn("public.my_eq", "volatile", "user", null, false)}
+	d := sqlguard.decision with input as with_catalog({"operators": [mine]})
+	some r in d.reasons
+	r.rule == "function_user"
+	contains(r.message, "operator === (function public.my_eq)")
+	allowed(with_catalog({"operators": [mine]})) with data.sqlguard.operators.allow as ["public.==="]
+}
+
+test_operators_allow_opens_an_unknown_operator if {
+	op := {"schema": "public", "name": "<%", "builtin": false}
+	denied_by("operator_unknown", one({"operators": [op]}))
+	allowed(one({"operators": [op]})) with data.sqlguard.operators.allow as ["<%"]
+}
+
+test_foreign_tables_are_denied_unless_allowed if {
+	r := object.union(rel("public.remote_orders", "read"), {"kind": "foreign_table", "foreign": true, "foreign_server": "erp"})
+	denied_by("foreign_table", with_catalog({"relations": [r]}))
+	allowed(with_catalog({"relations": [r]})) with data.sqlguard.tables.allow_foreign as true
+}
+
 # ---- settings.rego
 
 test_sensitive_settings_cannot_be_read if {

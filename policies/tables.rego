@@ -89,3 +89,13 @@ all_columns_message(via, table, column) := sprintf(
 	"* (or a whole-row reference) of %s would read the denied column %s.%s: name the columns you need instead",
 	[table, table, column],
 ) if not via in {"natural_join", "column_aliases"}
+
+# A foreign table's rows come from another server: reading it sends a query there, under
+# credentials of this database's user mapping (needs the database's catalog to be known).
+deny contains reason("foreign_table", i, msg) if {
+	not data.sqlguard.tables.allow_foreign
+	some i, s in input.query.statements
+	some r in s.relations
+	r.foreign == true
+	msg := sprintf("%s.%s is a foreign table (server %s): reading it sends queries to another server, which this policy does not allow (tables.allow_foreign)", [r.schema, r.name, object.get(r, "foreign_server", "unknown")])
+}

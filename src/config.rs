@@ -13,6 +13,8 @@
 //! pool_wait_ms = 15000         # waiting for a connection other calls hold
 //! idle_timeout_s = 300         # an unused connection is closed after this long
 //! decision_cache_entries = 4096  # decisions kept per loaded policy; 0 turns the cache off
+//! catalog = true               # resolve names against each database's own catalog
+//! catalog_refresh_s = 300      # read it again when older than this (and on reload)
 //!
 //! [[database]]
 //! uri = "teleport://clusters/local/databases/shop?dbName=shop&dbUser=agent"
@@ -61,6 +63,10 @@ pub struct Config {
     pub lock_timeout_ms: Option<u64>,
     /// Decisions kept for equal policy inputs (default 4096; 0: off).
     pub decision_cache_entries: Option<usize>,
+    /// Resolve names against each database's own catalog (default true).
+    pub catalog: Option<bool>,
+    /// A catalog snapshot older than this is read again at the next call (default 300 s).
+    pub catalog_refresh_s: Option<u64>,
     #[serde(default)]
     pub teleport: TeleportConfig,
     #[serde(default, rename = "database")]

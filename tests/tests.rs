@@ -5,6 +5,7 @@ mod support;
 mod analysis;
 mod audit;
 mod cache;
+mod catalog;
 mod cli;
 mod clientconfig;
 mod doctor;

@@ -12,7 +12,46 @@ pub struct Facts {
     pub statement_count: usize,
     /// `search_path` the unqualified names were resolved through.
     pub search_path: Vec<String>,
+    /// Which catalog names were resolved against.
+    #[serde(default)]
+    pub catalog: CatalogUsed,
     pub statements: Vec<StatementFacts>,
+}
+
+impl Facts {
+    /// True when the facts were resolved against a snapshot that lacks a function, operator
+    /// or relation the query names (it may have been created since the snapshot was read).
+    pub fn names_missing_from_catalog(&self) -> bool {
+        self.catalog.source == CatalogSource::Snapshot
+            && self.statements.iter().any(|s| {
+                s.functions
+                    .iter()
+                    .any(|f| f.source == FunctionSource::Unknown)
+                    || s.operators.iter().any(|o| o.function.is_none())
+                    || s.relations
+                        .iter()
+                        .any(|r| !r.cte && r.kind.is_none() && r.access != Access::Create)
+            })
+    }
+}
+
+/// The catalog the analysis resolved names against: the served database's own (a snapshot)
+/// or PostgreSQL 15's built-ins only (the CLI without `--catalog`, a database not reached).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogUsed {
+    /// `snapshot` or `static`.
+    pub source: CatalogSource,
+    /// The snapshot's server (`server_version_num`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version_num: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogSource {
+    #[default]
+    Static,
+    Snapshot,
 }
 
 /// The facts of one top-level statement, gathered from its whole tree.
@@ -138,6 +177,18 @@ pub struct Relation {
     /// message could show a value of an unpinned row).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pinned: Vec<Pin>,
+    /// From the catalog snapshot: `table`, `view`, `materialized_view`, `foreign_table`,
+    /// `partitioned_table`, `sequence` (absent without a snapshot or when not found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// From the catalog snapshot: `reltuples` (-1: never analyzed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_estimate: Option<i64>,
+    /// A foreign table: reading it sends queries to another server (`foreign_server`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign_server: Option<String>,
 }
 
 /// A column of a relation compared with constants only: its rows are those with these values.
@@ -160,8 +211,32 @@ pub struct FunctionCall {
     pub volatility: Volatility,
     /// Risk categories; empty for an ordinary function.
     pub risks: Vec<String>,
-    /// Where it was found: `call`, `from`, `tablesample`, `call_statement`.
+    /// Where it was found: `call`, `from`, `tablesample`, `call_statement`, `operator`.
     pub context: String,
+    /// `builtin`, `extension`, `user` (from the catalog snapshot), or `unknown`.
+    pub source: FunctionSource,
+    /// Runs with its owner's privileges (from the catalog snapshot).
+    pub security_definer: bool,
+    /// The extension it belongs to (from the catalog snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    /// Its language (`sql`, `plpgsql`, `c`, `internal`; from the catalog snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// Where a function comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionSource {
+    /// Built into PostgreSQL.
+    Builtin,
+    /// Installed by `CREATE EXTENSION`.
+    Extension,
+    /// Created by a user of the database.
+    User,
+    /// Not in the catalog used (the static catalog knows built-ins only).
+    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +254,10 @@ pub struct Operator {
     pub schema: Option<String>,
     pub name: String,
     pub builtin: bool,
+    /// The function behind it (from the catalog snapshot; the worst case when the name could
+    /// reach several operators): the policy judges the operator by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCall>,
 }
 
 /// A column a statement reads, with the relations it may belong to.

@@ -13,6 +13,7 @@ mod node_schema;
 mod parser;
 pub mod plan;
 pub mod risk;
+pub mod snapshot;
 mod statements;
 pub mod variants;
 mod walk;
@@ -30,6 +31,8 @@ pub struct AnalysisOptions {
     effective: Vec<String>,
     /// Longest SQL text accepted, in bytes.
     pub max_sql_bytes: usize,
+    /// The database's own catalog, when known: names resolve against it.
+    snapshot: Option<std::sync::Arc<snapshot::Snapshot>>,
 }
 
 /// The default `search_path` pinned on every connection.
@@ -58,7 +61,18 @@ impl AnalysisOptions {
             search_path,
             effective,
             max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
+            snapshot: None,
         }
+    }
+
+    /// The same options, resolving names against `snapshot` (`None`: the static catalog).
+    pub fn with_snapshot(mut self, snapshot: Option<std::sync::Arc<snapshot::Snapshot>>) -> Self {
+        self.snapshot = snapshot;
+        self
+    }
+
+    pub fn snapshot(&self) -> Option<&snapshot::Snapshot> {
+        self.snapshot.as_deref()
     }
 
     pub fn search_path(&self) -> &[String] {
@@ -67,6 +81,10 @@ impl AnalysisOptions {
 
     pub(crate) fn effective_search_path(&self) -> impl Iterator<Item = &str> + '_ {
         self.effective.iter().map(String::as_str)
+    }
+
+    pub(crate) fn effective_path(&self) -> &[String] {
+        &self.effective
     }
 
     pub(crate) fn first_schema(&self) -> &str {
@@ -123,6 +141,13 @@ pub fn analyze_with(sql: &str, opts: &AnalysisOptions) -> Result<Facts, Analysis
         sql_bytes: sql.len(),
         statement_count: statements.len(),
         search_path: opts.search_path.clone(),
+        catalog: match opts.snapshot() {
+            Some(s) => CatalogUsed {
+                source: CatalogSource::Snapshot,
+                server_version_num: Some(s.server.version_num),
+            },
+            None => CatalogUsed::default(),
+        },
         statements,
     })
 }

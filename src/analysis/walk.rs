@@ -12,6 +12,7 @@ use super::facts::*;
 use super::json::{Id, Tree, Value};
 use super::node_schema::typed_field;
 use super::risk;
+use super::snapshot::Snapshot;
 use super::statements::{is_container, kind_construct, statement_kind};
 use super::AnalysisOptions;
 
@@ -216,6 +217,15 @@ impl<'t, 'a> Walker<'t, 'a> {
             "FuncCall" => self.func_call(body, "call"),
             "RangeTableSample" => self.table_sample(body, ctx),
             "A_Expr" => self.a_expr(body, ctx),
+            // `x op ANY (SELECT …)` and `ORDER BY x USING op` name operators too.
+            "SubLink" | "SortBy" => {
+                let field = if ty == "SubLink" { "operName" } else { "useOp" };
+                if let Some(list) = self.tree.get(body, field) {
+                    let names = self.name_list(list);
+                    self.operator(&names);
+                }
+                self.fields(ty, body, ctx, &[field]);
+            }
             "ColumnRef" => self.column_ref(body),
             "JoinExpr" => self.join_expr(body, ctx),
             "ParamRef" => {
@@ -663,6 +673,10 @@ impl<'t, 'a> Walker<'t, 'a> {
                 qualified_name: name.clone(),
                 name: name.clone(),
                 pinned: Vec::new(),
+                kind: None,
+                rows_estimate: None,
+                foreign: false,
+                foreign_server: None,
             }
         } else {
             self.resolve_relation(schema, name.clone(), access)
@@ -692,9 +706,17 @@ impl<'t, 'a> Walker<'t, 'a> {
     /// resolve to is listed in `candidates`.
     fn resolve_relation(&self, schema: Option<String>, name: String, access: Access) -> Relation {
         let cat = catalog();
+        let snapshot = self.opts.snapshot();
+        // A system relation: built into PostgreSQL 15, or in a system schema of the served
+        // database (a newer server's views).
+        let system = |s: &str, name: &str| {
+            cat.has_relation(s, name)
+                || snapshot
+                    .is_some_and(|snap| is_system_schema(s) && snap.relation(s, name).is_some())
+        };
         let (schema, candidates, builtin, qualified) = match schema {
             Some(s) => {
-                let builtin = cat.has_relation(&s, &name);
+                let builtin = system(&s, &name);
                 (s.clone(), vec![s], builtin, true)
             }
             None => {
@@ -702,7 +724,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 let mut builtin = false;
                 for s in self.opts.effective_search_path() {
                     if is_system_schema(s) {
-                        if cat.has_relation(s, &name) {
+                        if system(s, &name) {
                             candidates.push(s.to_string());
                             builtin = true;
                             break;
@@ -722,6 +744,26 @@ impl<'t, 'a> Walker<'t, 'a> {
                 (candidates[0].clone(), candidates, builtin, false)
             }
         };
+        // What the database holds under the name: the first candidate that exists. A
+        // foreign table anywhere among the candidates counts (fail closed).
+        let found = snapshot.and_then(|snap| {
+            let mut hits = candidates.iter().filter_map(|s| snap.relation(s, &name));
+            let first = hits.next()?;
+            Some(match hits.find(|r| r.server.is_some()) {
+                Some(foreign) if first.server.is_none() => (first, Some(foreign)),
+                _ => (first, None),
+            })
+        });
+        let (kind, rows_estimate, foreign_server) = match found {
+            Some((r, other)) => (
+                Some(r.kind.clone()),
+                Some(r.rows_estimate),
+                r.server
+                    .clone()
+                    .or_else(|| other.and_then(|o| o.server.clone())),
+            ),
+            None => (None, None, None),
+        };
         Relation {
             qualified_name: format!("{schema}.{name}"),
             schema: Some(schema),
@@ -732,6 +774,10 @@ impl<'t, 'a> Walker<'t, 'a> {
             cte: false,
             builtin,
             pinned: Vec::new(),
+            kind,
+            rows_estimate,
+            foreign: foreign_server.is_some(),
+            foreign_server,
         }
     }
 
@@ -924,6 +970,31 @@ impl<'t, 'a> Walker<'t, 'a> {
             [.., schema, name] => (Some(schema.clone()), name.clone()),
             [] => return None,
         };
+        let call = match self.opts.snapshot() {
+            Some(snap) => self.function_from_snapshot(snap, schema, name, context),
+            None => self.function_from_static(schema, name, context),
+        };
+        if call
+            .risks
+            .iter()
+            .any(|r| WRITING_RISKS.contains(&r.as_str()))
+        {
+            self.construct(
+                "side_effect_function",
+                format!("{}() ({})", call.name, call.risks.join(", ")),
+            );
+        }
+        self.facts.functions.push(call.clone());
+        Some(call)
+    }
+
+    /// A call resolved against PostgreSQL 15's built-ins only.
+    fn function_from_static(
+        &self,
+        schema: Option<String>,
+        name: String,
+        context: &str,
+    ) -> FunctionCall {
         let cat = catalog();
         let qualified = schema.is_some();
         let (schema, builtin) = match schema {
@@ -953,28 +1024,74 @@ impl<'t, 'a> Walker<'t, 'a> {
             Some(s) => format!("{s}.{name}"),
             None => name.clone(),
         };
-        let call = FunctionCall {
+        FunctionCall {
             risks: risk::categories(schema.as_deref(), &name),
             volatility: builtin.map(|b| b.volatility).unwrap_or(Volatility::Unknown),
             builtin: builtin.is_some(),
+            source: if builtin.is_some() {
+                FunctionSource::Builtin
+            } else {
+                FunctionSource::Unknown
+            },
+            security_definer: false,
+            extension: None,
+            language: None,
             schema,
             name,
             qualified_name,
             qualified,
             context: context.to_string(),
-        };
-        if call
-            .risks
-            .iter()
-            .any(|r| WRITING_RISKS.contains(&r.as_str()))
-        {
-            self.construct(
-                "side_effect_function",
-                format!("{}() ({})", call.name, call.risks.join(", ")),
-            );
         }
-        self.facts.functions.push(call.clone());
-        Some(call)
+    }
+
+    /// A call resolved against the database's own catalog: the worst case of every function
+    /// the name can reach through the path (PostgreSQL picks among overloads by argument
+    /// types, which the analysis does not know).
+    fn function_from_snapshot(
+        &self,
+        snap: &Snapshot,
+        schema: Option<String>,
+        name: String,
+        context: &str,
+    ) -> FunctionCall {
+        let qualified = schema.is_some();
+        let resolved = snap.resolve_function(schema.as_deref(), &name, self.opts.effective_path());
+        let Some(r) = resolved else {
+            // Not in the database: PostgreSQL will refuse the call; the policy denies it.
+            let qualified_name = match &schema {
+                Some(s) => format!("{s}.{name}"),
+                None => name.clone(),
+            };
+            return FunctionCall {
+                risks: risk::categories(schema.as_deref(), &name),
+                volatility: Volatility::Unknown,
+                builtin: false,
+                source: FunctionSource::Unknown,
+                security_definer: false,
+                extension: None,
+                language: None,
+                schema,
+                name,
+                qualified_name,
+                qualified,
+                context: context.to_string(),
+            };
+        };
+        let f = r.function;
+        FunctionCall {
+            risks: risk::categories(Some(&f.schema), &name),
+            volatility: r.volatility,
+            builtin: r.source == FunctionSource::Builtin,
+            source: r.source,
+            security_definer: r.security_definer,
+            extension: f.extension.clone(),
+            language: Some(f.language.clone()),
+            qualified_name: format!("{}.{name}", f.schema),
+            schema: Some(f.schema.clone()),
+            name,
+            qualified,
+            context: context.to_string(),
+        }
     }
 
     /// `current_setting('x')` reads a setting; `set_config('x', v, local)` changes one
@@ -1041,27 +1158,87 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     fn a_expr(&mut self, body: Id, ctx: Ctx) {
-        let kind = self.tree.get_str(body, "kind").unwrap_or("");
-        if matches!(kind, "AEXPR_OP" | "AEXPR_OP_ANY" | "AEXPR_OP_ALL") {
-            if let Some(list) = self.tree.get(body, "name") {
+        // Every kind names its operator (`IN` and `BETWEEN` the comparisons they use, `LIKE`
+        // `~~`), except the boolean connectives, which are not operators.
+        if let Some(list) = self.tree.get(body, "name") {
+            let kind = self.tree.get_str(body, "kind").unwrap_or("");
+            if kind.starts_with("AEXPR_BETWEEN") || kind.starts_with("AEXPR_NOT_BETWEEN") {
+                // The grammar names these `BETWEEN`; PostgreSQL runs `>=` and `<=`.
+                self.operator(&[">=".to_string()]);
+                self.operator(&["<=".to_string()]);
+            } else {
                 let names = self.name_list(list);
-                let (schema, name) = match names.as_slice() {
-                    [n] => (None, n.clone()),
-                    [.., s, n] => (Some(s.clone()), n.clone()),
-                    [] => (None, String::new()),
-                };
-                let builtin = schema.as_deref().is_none_or(|s| s == "pg_catalog")
-                    && catalog().has_operator(&name);
-                if !builtin {
-                    self.facts.operators.push(Operator {
-                        schema,
-                        name,
-                        builtin,
-                    });
-                }
+                self.operator(&names);
             }
         }
         self.fields("A_Expr", body, ctx, &["name"]);
+    }
+
+    /// Records an operator that is not certainly PostgreSQL's own.
+    fn operator(&mut self, names: &[String]) {
+        let (schema, name) = match names {
+            [n] => (None, n.clone()),
+            [.., s, n] => (Some(s.clone()), n.clone()),
+            [] => return,
+        };
+        let Some(snap) = self.opts.snapshot() else {
+            let builtin = schema.as_deref().is_none_or(|s| s == "pg_catalog")
+                && catalog().has_operator(&name);
+            if !builtin {
+                self.facts.operators.push(Operator {
+                    schema,
+                    name,
+                    builtin,
+                    function: None,
+                });
+            }
+            return;
+        };
+        // Every operator of that name the path reaches; the worst one's function is judged.
+        let path = self.opts.effective_path();
+        let mut reachable = snap.operators(schema.as_deref(), &name, path).peekable();
+        if reachable.peek().is_none() {
+            drop(reachable);
+            self.facts.operators.push(Operator {
+                schema,
+                name,
+                builtin: false,
+                function: None,
+            });
+            return;
+        }
+        let mut worst: Option<(FunctionCall, &str)> = None;
+        let mut all_builtin = true;
+        for op in reachable {
+            if op.source == FunctionSource::Builtin {
+                continue;
+            }
+            all_builtin = false;
+            let call = self.function_from_snapshot(
+                snap,
+                Some(op.function_schema.clone()),
+                op.function_name.clone(),
+                "operator",
+            );
+            let worse = worst
+                .as_ref()
+                .is_none_or(|(w, _)| operator_danger(&call) > operator_danger(w));
+            if worse {
+                worst = Some((call, op.schema.as_str()));
+            }
+        }
+        if all_builtin {
+            return;
+        }
+        if let Some((call, op_schema)) = worst {
+            let op_schema = op_schema.to_string();
+            self.facts.operators.push(Operator {
+                schema: Some(op_schema),
+                name,
+                builtin: false,
+                function: Some(call),
+            });
+        }
     }
 
     // ---- statements with their own facts -------------------------------------------
@@ -1297,6 +1474,22 @@ impl<'t, 'a> Walker<'t, 'a> {
 
 /// Function risk categories that write or act outside the query, so the statement is not
 /// read-only (reading server files or sleeping is denied by policy, not here).
+/// How dangerous an operator's function is, for picking the worst of several.
+fn operator_danger(f: &FunctionCall) -> (bool, bool, u8, u8) {
+    let source = match f.source {
+        FunctionSource::Builtin => 0,
+        FunctionSource::Extension => 1,
+        FunctionSource::User => 2,
+        FunctionSource::Unknown => 3,
+    };
+    (
+        !f.risks.is_empty(),
+        f.security_definer,
+        source,
+        crate::analysis::snapshot::volatility_rank(f.volatility),
+    )
+}
+
 const WRITING_RISKS: &[&str] = &[
     "dynamic_sql",
     "external_session",

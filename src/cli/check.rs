@@ -76,9 +76,12 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return usage_error(&e),
     };
-    let opts = args.analysis.options();
+    let opts = match args.analysis.options() {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
     if args.jsonl {
-        return run_jsonl(&policy, &args);
+        return run_jsonl(&policy, &opts, &args);
     }
     let sql = match super::read_sql(args.sql.as_deref()) {
         Ok(s) => s,
@@ -239,8 +242,11 @@ fn print_plan(p: &PlanFacts) {
     }
 }
 
-fn run_jsonl(policy: &Policy, args: &CheckArgs) -> ExitCode {
-    let opts = args.analysis.options();
+fn run_jsonl(
+    policy: &Policy,
+    opts: &crate::analysis::AnalysisOptions,
+    args: &CheckArgs,
+) -> ExitCode {
     let default_db = args.context.database();
     let default_id = args.context.identity();
     let stdin = std::io::stdin();
@@ -255,7 +261,7 @@ fn run_jsonl(policy: &Policy, args: &CheckArgs) -> ExitCode {
                 let db = req.database.unwrap_or_else(|| default_db.clone());
                 let id = req.identity.unwrap_or_else(|| default_id.clone());
                 let tool = req.tool.unwrap_or_else(|| args.context.tool.clone());
-                let checked = policy.check(&req.sql, &opts, Some(&db), &id, &tool);
+                let checked = policy.check(&req.sql, opts, Some(&db), &id, &tool);
                 json_of(&checked)
             }
             Err(e) => serde_json::json!({

@@ -1,5 +1,6 @@
 //! The command line: `analyze`, `check`, `policy test|eval`, and the server's commands.
 
+mod catalog;
 pub mod check;
 mod policy;
 
@@ -42,6 +43,9 @@ enum Command {
     /// Work on audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Work with a database's own catalog (extensions, functions, operators, relations).
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// Write the MCP client configuration (like `tsh mcp db config`), or print it.
     Config(ConfigArgs),
     /// Check the configuration, policy, Teleport session, databases and MCP server.
@@ -132,11 +136,23 @@ pub struct AnalysisArgs {
     /// the connection.
     #[arg(long, default_value = "pg_catalog,public")]
     pub search_path: String,
+    /// Resolve names against this catalog snapshot (`sqlguard catalog dump DATABASE > FILE`),
+    /// as the server does against each database's own catalog.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
 }
 
 impl AnalysisArgs {
-    pub fn options(&self) -> AnalysisOptions {
-        AnalysisOptions::new(self.search_path.split(',').map(str::to_string).collect())
+    pub fn options(&self) -> Result<AnalysisOptions, String> {
+        let opts = AnalysisOptions::new(self.search_path.split(',').map(str::to_string).collect());
+        let Some(path) = &self.catalog else {
+            return Ok(opts);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the catalog snapshot {}: {e}", path.display()))?;
+        let snapshot = crate::analysis::snapshot::Snapshot::from_json(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(opts.with_snapshot(Some(std::sync::Arc::new(snapshot))))
     }
 }
 
@@ -245,7 +261,11 @@ pub fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return usage_error(&e),
             };
-            match crate::analysis::analyze_with(&sql, &analysis.options()) {
+            let opts = match analysis.options() {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            match crate::analysis::analyze_with(&sql, &opts) {
                 Ok(facts) => {
                     println!(
                         "{}",
@@ -261,6 +281,7 @@ pub fn main() -> ExitCode {
         }
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Catalog(cmd) => catalog::run(cmd),
         Command::Serve(args) => serve(args),
         Command::Demo { serve } => demo(serve),
         Command::Config(args) => config(args),

@@ -8,6 +8,7 @@
 //! something, PostgreSQL itself still refuses to write, to run a second statement, or to
 //! run forever (threat model, "defence in depth at execution").
 
+pub mod catalog;
 mod dsn;
 mod error;
 pub mod tls;

@@ -247,7 +247,9 @@ impl Sqlguard {
             error: None,
             timings: Timings::default(),
         };
-        let decided = self.decide(database, sql, &policy, &identity, &mut record);
+        let decided = self
+            .decide(database, sql, &policy, &identity, &mut record)
+            .await;
         record.timings.total_us = Some(started.elapsed().as_micros() as u64);
         let allowed = match decided {
             Ok(run) => {
@@ -392,7 +394,7 @@ impl Sqlguard {
 
     /// Resolves the database and decides: the pool and limits to run with, or the message
     /// for the agent. Fills the decision part of `record`.
-    fn decide<'s>(
+    async fn decide<'s>(
         &'s self,
         database: &str,
         sql: &str,
@@ -418,13 +420,15 @@ impl Sqlguard {
                 format!("the query is {} bytes, over this server's limit of {} bytes: send a shorter query", sql.len(), state.max_query_bytes),
             );
         }
-        let checked = policy.check(
-            sql,
-            &state.analysis,
-            Some(&db.context),
-            identity,
-            TOOL_QUERY,
-        );
+        let opts = db.analysis(&state.analysis).await;
+        let mut checked = policy.check(sql, &opts, Some(&db.context), identity, TOOL_QUERY);
+        // A name the snapshot lacks may have been created since it was read (an extension
+        // created while serving): read the catalog again and decide on the new one.
+        if let (Ok(facts), Some(live)) = (&checked.facts, &db.catalog) {
+            if let Some(fresh) = live.refresh_for(facts, db.backend.ready().ok()).await {
+                checked = policy.check(sql, &fresh, Some(&db.context), identity, TOOL_QUERY);
+            }
+        }
         record.timings.analysis_us = Some(checked.analysis_us);
         record.timings.policy_us = Some(checked.policy_us);
         record.timings.cached = checked.cached;
@@ -471,13 +475,23 @@ impl Sqlguard {
         })
     }
 
-    /// The relations and columns this identity's policy lets it read.
+    /// The relations and columns this identity's policy lets it read, with column types as
+    /// PostgreSQL writes them, and (from the catalog snapshot) the extensions installed and
+    /// the non-built-in functions the policy lets it call.
     async fn schema(&self, d: &ServedDatabase) -> Result<Value, String> {
         let pool = d.backend.ready().map_err(str::to_string)?;
-        let sql = "SELECT c.table_schema, c.table_name, t.table_type, c.column_name, c.data_type \
-                   FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name) \
-                   WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema NOT LIKE 'pg_toast%' \
-                   ORDER BY 1, 2, c.ordinal_position";
+        let sql = "SELECT n.nspname AS table_schema, c.relname AS table_name, \
+                   CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view' \
+                        WHEN 'f' THEN 'foreign_table' ELSE 'partitioned_table' END AS table_type, \
+                   a.attname AS column_name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS data_type \
+                   FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                   WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') \
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+                     AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+                     AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT') \
+                   ORDER BY 1, 2, a.attnum";
         let limits = RunLimits {
             max_rows: 20_000,
             max_result_bytes: 8 << 20,
@@ -489,16 +503,12 @@ impl Sqlguard {
             .await
             .map_err(|e| exec_message(&e))?;
         let policy = self.state.policy();
+        let opts = d.analysis(&self.state.analysis).await;
+        let identity = self.state.identity.current();
         let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-        let can_read = |q: &str| {
+        let can_run = |q: &str| {
             policy
-                .check(
-                    q,
-                    &self.state.analysis,
-                    Some(&d.context),
-                    &self.state.identity.current(),
-                    TOOL_QUERY,
-                )
+                .check(q, &opts, Some(&d.context), &identity, TOOL_QUERY)
                 .decision
                 .allow
         };
@@ -520,7 +530,7 @@ impl Sqlguard {
                 .as_ref()
                 .is_none_or(|(cs, ct, _)| *cs != s || *ct != t)
             {
-                let readable = can_read(&format!("SELECT 1 FROM {}.{}", quote(&s), quote(&t)));
+                let readable = can_run(&format!("SELECT 1 FROM {}.{}", quote(&s), quote(&t)));
                 if readable {
                     relations.push(json!({
                         "schema": s, "name": t,
@@ -531,7 +541,7 @@ impl Sqlguard {
                 current = Some((s.clone(), t.clone(), readable));
             }
             if current.as_ref().is_some_and(|c| c.2)
-                && can_read(&format!(
+                && can_run(&format!(
                     "SELECT {} FROM {}.{}",
                     quote(col),
                     quote(&s),
@@ -545,11 +555,33 @@ impl Sqlguard {
                 }
             }
         }
-        Ok(json!({
+        let mut out = json!({
             "database": d.context.uri,
-            "note": "Only the relations and columns the policy lets you read are listed.",
+            "note": "Only the relations and columns the policy lets you read are listed. PostgreSQL's built-in functions may be called unless volatile or in a risk category; of the other functions, only those listed under `functions` may be called.",
             "relations": relations,
-        }))
+        });
+        if let Some(snapshot) = opts.snapshot() {
+            let mut functions: Vec<Value> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for f in &snapshot.functions {
+                if f.source == crate::analysis::FunctionSource::Builtin
+                    || f.kind == "procedure"
+                    || !seen.insert((f.schema.as_str(), f.name.as_str(), f.arguments.as_str()))
+                {
+                    continue;
+                }
+                if can_run(&format!("SELECT {}.{}()", quote(&f.schema), quote(&f.name))) {
+                    functions.push(json!({
+                        "schema": f.schema, "name": f.name, "arguments": f.arguments,
+                        "kind": f.kind, "volatility": f.volatility, "extension": f.extension,
+                    }));
+                }
+            }
+            out["server_version"] = json!(snapshot.server.version);
+            out["extensions"] = json!(snapshot.extensions);
+            out["functions"] = json!(functions);
+        }
+        Ok(out)
     }
 }
 

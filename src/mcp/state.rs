@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::analysis::AnalysisOptions;
 use crate::audit::{AuditKey, AuditLog};
 use crate::config::{AuditQuery, Config, DatabaseSpec, Mode, DEFAULT_MAX_QUERY_BYTES};
+use crate::execution::catalog::{CatalogRefresh, LiveCatalog};
 use crate::execution::{Database, DirectDialer, Dsn, Endpoint, PoolOptions, SessionSettings};
 use crate::policy::{Bundle, DatabaseContext, Identity, Policy};
 use crate::teleport::TshHome;
@@ -67,6 +68,18 @@ pub struct ServedDatabase {
     pub spec: DatabaseSpec,
     pub context: DatabaseContext,
     pub backend: Backend,
+    /// Its own catalog, when `catalog` is on: names in its queries resolve against it.
+    pub catalog: Option<LiveCatalog>,
+}
+
+impl ServedDatabase {
+    /// The analysis options for a call on this database (its catalog read first if due).
+    pub async fn analysis(&self, fallback: &Arc<AnalysisOptions>) -> Arc<AnalysisOptions> {
+        match &self.catalog {
+            Some(c) => c.options(self.backend.ready().ok()).await,
+            None => fallback.clone(),
+        }
+    }
 }
 
 pub struct State {
@@ -76,7 +89,8 @@ pub struct State {
     pub data_files: Vec<PathBuf>,
     /// The decision cache's size, for every policy loaded (a reload starts it empty).
     pub cache_entries: usize,
-    pub analysis: AnalysisOptions,
+    /// Analysis options without a catalog snapshot.
+    pub analysis: Arc<AnalysisOptions>,
     /// Who is calling, as policies see it (re-read after `tsh login`).
     pub identity: CallerIdentity,
     pub audit: Option<AuditLog>,
@@ -215,6 +229,14 @@ impl State {
                 .idle_timeout_s
                 .map_or(defaults.idle_timeout, Duration::from_secs),
         };
+        let analysis = Arc::new(AnalysisOptions::new(search_path));
+        let refresh = CatalogRefresh {
+            max_age: config
+                .catalog_refresh_s
+                .map_or(CatalogRefresh::default().max_age, Duration::from_secs),
+            ..CatalogRefresh::default()
+        };
+        let use_catalog = config.catalog.unwrap_or(true);
         let mut databases = Vec::new();
         for spec in specs {
             let backend = match (spec.mode, &spec.dsn) {
@@ -270,6 +292,7 @@ impl State {
                 spec,
                 context,
                 backend,
+                catalog: use_catalog.then(|| LiveCatalog::new(analysis.clone(), refresh)),
             });
         }
         let audit = match &config.audit_log {
@@ -293,7 +316,7 @@ impl State {
             policy_dirs: config.policy.clone(),
             data_files: config.data.clone(),
             cache_entries,
-            analysis: AnalysisOptions::new(search_path),
+            analysis,
             identity,
             audit,
             audit_query: config.audit_query,
@@ -322,6 +345,12 @@ impl State {
             format!("the new bundle fails to evaluate an ordinary query ({e}), so it would deny such calls")
         })?;
         let digest = policy.digest().to_string();
+        // A reload also reads each database's catalog again at its next call.
+        for d in &self.databases {
+            if let Some(c) = &d.catalog {
+                c.invalidate();
+            }
+        }
         match self.policy.write() {
             Ok(mut p) => *p = Arc::new(policy),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),

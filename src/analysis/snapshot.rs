@@ -1,0 +1,421 @@
+//! A database's own catalog, as the analysis resolves names against it.
+//!
+//! The static catalog ([`super::catalog`]) knows PostgreSQL 15's built-ins and nothing else:
+//! every other function is `unknown` and denied. A snapshot, read from the served database
+//! (`execution::catalog`) or from a file written by `sqlguard catalog dump`, says what each
+//! function, operator and relation of that database really is: its volatility, whether it
+//! runs as its owner (`SECURITY DEFINER`), the extension it came with, the relation's kind
+//! and size. Resolution fails closed: when a name could reach several objects (overloads
+//! across the `search_path`, whose argument types the analysis cannot see), the facts are
+//! the worst case of all of them.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::facts::{FunctionSource, Volatility};
+
+/// The snapshot file format's version (`sqlguard catalog dump`).
+pub const FORMAT: u32 = 1;
+
+/// One database's catalog at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    pub server: Server,
+    pub extensions: Vec<Extension>,
+    pub functions: Vec<Function>,
+    pub operators: Vec<OperatorDef>,
+    pub relations: Vec<RelationDef>,
+    #[serde(skip)]
+    index: Index,
+}
+
+/// Where and when a snapshot was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    /// `server_version_num` (150004 for 15.4).
+    pub version_num: u32,
+    pub version: String,
+    pub database: String,
+    /// When it was read (RFC 3339).
+    pub taken_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    pub name: String,
+    pub version: String,
+    pub schema: String,
+}
+
+/// A `pg_proc` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Function {
+    pub schema: String,
+    pub name: String,
+    /// The argument types as PostgreSQL writes them (`text, text`).
+    pub arguments: String,
+    /// `function`, `aggregate`, `window` or `procedure`.
+    pub kind: String,
+    pub volatility: Volatility,
+    pub security_definer: bool,
+    pub language: String,
+    /// The extension it belongs to (`pg_depend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    pub source: FunctionSource,
+}
+
+/// A `pg_operator` row with the function behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorDef {
+    pub schema: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right: Option<String>,
+    pub function_schema: String,
+    pub function_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    pub source: FunctionSource,
+}
+
+/// A `pg_class` row of a relation a query can name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationDef {
+    pub schema: String,
+    pub name: String,
+    /// `table`, `view`, `materialized_view`, `foreign_table`, `partitioned_table`,
+    /// `sequence`, `composite_type`.
+    pub kind: String,
+    /// `reltuples` (-1 when never analyzed).
+    pub rows_estimate: i64,
+    pub bytes: i64,
+    /// The foreign server of a foreign table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+}
+
+/// Positions by name, built once per snapshot.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    functions: HashMap<Box<str>, Vec<u32>>,
+    operators: HashMap<Box<str>, Vec<u32>>,
+    relations: HashMap<Box<str>, Vec<u32>>,
+}
+
+fn index_by<T>(items: &[T], name: impl Fn(&T) -> &str) -> HashMap<Box<str>, Vec<u32>> {
+    let mut map: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        map.entry(name(item).into()).or_default().push(i as u32);
+    }
+    map
+}
+
+/// What a function name resolves to: the worst case of every object it could reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved<'s> {
+    /// The object the facts name: the most dangerous candidate.
+    pub function: &'s Function,
+    pub volatility: Volatility,
+    pub security_definer: bool,
+    pub source: FunctionSource,
+}
+
+pub(crate) fn volatility_rank(v: Volatility) -> u8 {
+    match v {
+        Volatility::Immutable => 0,
+        Volatility::Stable => 1,
+        Volatility::Volatile => 2,
+        Volatility::Unknown => 3,
+    }
+}
+
+fn source_rank(s: FunctionSource) -> u8 {
+    match s {
+        FunctionSource::Builtin => 0,
+        FunctionSource::Extension => 1,
+        FunctionSource::User => 2,
+        FunctionSource::Unknown => 3,
+    }
+}
+
+fn danger(f: &Function) -> (bool, u8, u8) {
+    (
+        f.security_definer,
+        source_rank(f.source),
+        volatility_rank(f.volatility),
+    )
+}
+
+/// Why a snapshot file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(
+        "not a catalog snapshot ({0}): write one with `sqlguard catalog dump DATABASE > FILE`"
+    )]
+    Unreadable(String),
+    #[error("catalog snapshot format {found} is not supported (this sqlguard reads format {FORMAT}): dump it again with this version")]
+    Format { found: u32 },
+}
+
+impl Snapshot {
+    /// A snapshot of these catalog rows (indexed for resolution).
+    pub fn new(
+        server: Server,
+        extensions: Vec<Extension>,
+        functions: Vec<Function>,
+        operators: Vec<OperatorDef>,
+        relations: Vec<RelationDef>,
+    ) -> Snapshot {
+        Snapshot {
+            format: FORMAT,
+            server,
+            extensions,
+            functions,
+            operators,
+            relations,
+            index: Index::default(),
+        }
+        .indexed()
+    }
+
+    fn indexed(mut self) -> Snapshot {
+        self.index = Index {
+            functions: index_by(&self.functions, |f| &f.name),
+            operators: index_by(&self.operators, |o| &o.name),
+            relations: index_by(&self.relations, |r| &r.name),
+        };
+        self
+    }
+
+    /// Reads a snapshot written by `sqlguard catalog dump`.
+    pub fn from_json(text: &str) -> Result<Snapshot, SnapshotError> {
+        #[derive(Deserialize)]
+        struct Head {
+            format: u32,
+        }
+        let head: Head =
+            serde_json::from_str(text).map_err(|e| SnapshotError::Unreadable(e.to_string()))?;
+        if head.format != FORMAT {
+            return Err(SnapshotError::Format { found: head.format });
+        }
+        let s: Snapshot =
+            serde_json::from_str(text).map_err(|e| SnapshotError::Unreadable(e.to_string()))?;
+        Ok(s.indexed())
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    fn functions_named<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s Function> + 's {
+        self.index
+            .functions
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.functions[i as usize])
+    }
+
+    /// What a call of `name` (in `schema` when the call names one, else through `path`) can
+    /// reach: `None` when no such function exists in those schemas.
+    pub fn resolve_function<S: AsRef<str>>(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        path: &[S],
+    ) -> Option<Resolved<'_>> {
+        let mut worst: Option<Resolved<'_>> = None;
+        for f in self.functions_named(name) {
+            let reachable = match schema {
+                Some(s) => f.schema == s,
+                None => path.iter().any(|s| s.as_ref() == f.schema),
+            };
+            if !reachable {
+                continue;
+            }
+            worst = Some(match worst {
+                None => Resolved {
+                    function: f,
+                    volatility: f.volatility,
+                    security_definer: f.security_definer,
+                    source: f.source,
+                },
+                Some(w) => Resolved {
+                    function: if danger(f) > danger(w.function) {
+                        f
+                    } else {
+                        w.function
+                    },
+                    volatility: if volatility_rank(f.volatility) > volatility_rank(w.volatility) {
+                        f.volatility
+                    } else {
+                        w.volatility
+                    },
+                    security_definer: w.security_definer || f.security_definer,
+                    source: if source_rank(f.source) > source_rank(w.source) {
+                        f.source
+                    } else {
+                        w.source
+                    },
+                },
+            });
+        }
+        worst
+    }
+
+    /// The operators `name` (in `schema`, else through `path`) can reach.
+    pub fn operators<'a, S: AsRef<str>>(
+        &'a self,
+        schema: Option<&'a str>,
+        name: &str,
+        path: &'a [S],
+    ) -> impl Iterator<Item = &'a OperatorDef> + 'a {
+        self.index
+            .operators
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.operators[i as usize])
+            .filter(move |o| match schema {
+                Some(s) => o.schema == s,
+                None => path.iter().any(|s| s.as_ref() == o.schema),
+            })
+    }
+
+    /// The relation `schema.name`.
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&RelationDef> {
+        self.index
+            .relations
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.relations[i as usize])
+            .find(|r| r.schema == schema)
+    }
+
+    pub fn extension(&self, name: &str) -> Option<&Extension> {
+        self.extensions.iter().find(|e| e.name == name)
+    }
+
+    /// `PostgreSQL 15.4 (…), 3 extensions, 3,120 functions, …` for logs and `doctor`.
+    pub fn summary(&self) -> String {
+        format!(
+            "PostgreSQL {} ({}): {} extensions, {} functions, {} operators, {} relations, read {}",
+            self.server.version,
+            self.server.database,
+            self.extensions.len(),
+            self.functions.len(),
+            self.operators.len(),
+            self.relations.len(),
+            self.server.taken_at
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(
+        schema: &str,
+        name: &str,
+        v: Volatility,
+        secdef: bool,
+        source: FunctionSource,
+    ) -> Function {
+        Function {
+            schema: schema.into(),
+            name: name.into(),
+            arguments: String::new(),
+            kind: "function".into(),
+            volatility: v,
+            security_definer: secdef,
+            language: "sql".into(),
+            extension: None,
+            source,
+        }
+    }
+
+    fn snap(functions: Vec<Function>) -> Snapshot {
+        Snapshot::new(
+            Server {
+                version_num: 150000,
+                version: "15.0".into(),
+                database: "d".into(),
+                taken_at: "t".into(),
+            },
+            vec![],
+            functions,
+            vec![],
+            vec![],
+        )
+    }
+
+    #[test]
+    fn an_overload_in_any_schema_of_the_path_makes_the_worst_case() {
+        let s = snap(vec![
+            f(
+                "pg_catalog",
+                "lower",
+                Volatility::Immutable,
+                false,
+                FunctionSource::Builtin,
+            ),
+            f(
+                "public",
+                "lower",
+                Volatility::Volatile,
+                true,
+                FunctionSource::User,
+            ),
+            f(
+                "other",
+                "lower",
+                Volatility::Volatile,
+                true,
+                FunctionSource::User,
+            ),
+        ]);
+        let path = ["pg_catalog", "public"];
+        let r = s.resolve_function(None, "lower", &path).unwrap();
+        assert_eq!(r.function.schema, "public");
+        assert_eq!(r.volatility, Volatility::Volatile);
+        assert!(r.security_definer);
+        assert_eq!(r.source, FunctionSource::User);
+        let only = s
+            .resolve_function(Some("pg_catalog"), "lower", &path)
+            .unwrap();
+        assert_eq!(only.source, FunctionSource::Builtin);
+        let not_on_path = s.resolve_function(None, "lower", &["pg_catalog"]);
+        assert_eq!(not_on_path.unwrap().source, FunctionSource::Builtin);
+        assert!(s.resolve_function(None, "upper", &path).is_none());
+    }
+
+    #[test]
+    fn the_file_format_round_trips_and_other_versions_are_refused() {
+        let s = snap(vec![f(
+            "public",
+            "similarity",
+            Volatility::Immutable,
+            false,
+            FunctionSource::Extension,
+        )]);
+        let back = Snapshot::from_json(&s.to_json()).unwrap();
+        assert!(back
+            .resolve_function(None, "similarity", &["public"])
+            .is_some());
+        let newer = s.to_json().replace("\"format\": 1", "\"format\": 99");
+        assert!(matches!(
+            Snapshot::from_json(&newer),
+            Err(SnapshotError::Format { found: 99 })
+        ));
+        assert!(Snapshot::from_json("{}").is_err());
+    }
+}

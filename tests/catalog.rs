@@ -1,0 +1,333 @@
+//! Catalog-aware analysis on the real cluster: a database with the extensions PostgreSQL's
+//! contrib package ships, served over MCP with the default bundle. Extension functions and
+//! operators are judged by what the database's own catalog says they are.
+
+use std::time::{Duration, Instant};
+
+use crate::mcp::serve_config;
+use crate::support::cluster::{Cluster, WRITER, WRITER_PASSWORD};
+
+const EXT_DB: &str = "ext";
+const ANALYST: &str = "analyst";
+const ANALYST_PASSWORD: &str = "analyst-secret";
+const URI: &str = "teleport://clusters/acme/databases/ext";
+
+/// The contrib extensions the acceptance names, a user SECURITY DEFINER function, a user
+/// function, a user operator whose function is volatile, and a foreign table (postgres_fdw
+/// back into this database). The agent logs in as `analyst`, who owns nothing.
+fn ext_database(cluster: &Cluster) {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        cluster.psql(
+            "postgres",
+            &format!("CREATE ROLE {ANALYST} LOGIN PASSWORD '{ANALYST_PASSWORD}'"),
+        );
+        cluster.psql("postgres", &format!("CREATE DATABASE {EXT_DB}"));
+        for ext in [
+            "pg_trgm",
+            "fuzzystrmatch",
+            "hstore",
+            "citext",
+            "ltree",
+            "cube",
+            "earthdistance",
+            "unaccent",
+            "dblink",
+            "postgres_fdw",
+            "pgcrypto",
+        ] {
+            cluster.psql(EXT_DB, &format!("CREATE EXTENSION {ext}"));
+        }
+        cluster.psql(
+            EXT_DB,
+            r#"CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, email citext,
+                   tags hstore, path ltree, lat float8, lon float8, salary numeric(10,2), nicknames text[]);
+               INSERT INTO people VALUES
+                   (1, 'jon', 'Jon@Example.org', 'city=>Oslo', 'top.science.physics', 59.91, 10.75, 1000.50, '{jj}'),
+                   (2, 'joan', 'joan@example.org', 'city=>Bergen', 'top.arts', 60.39, 5.32, 2000, '{}'),
+                   (3, 'maria', 'maria@example.org', '', 'top.science', 40.42, -3.70, 3000, '{}');
+               CREATE FUNCTION peek() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT current_user::text $$;
+               CREATE FUNCTION people_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM people $$;
+               CREATE FUNCTION noisy_eq(int, int) RETURNS bool LANGUAGE sql VOLATILE AS $$ SELECT $1 = $2 $$;
+               CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = noisy_eq);"#,
+        );
+        cluster.psql(
+            EXT_DB,
+            &format!(
+                "CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '{}', dbname '{EXT_DB}');
+                 CREATE USER MAPPING FOR PUBLIC SERVER loopback OPTIONS (user '{WRITER}', password '{WRITER_PASSWORD}');
+                 CREATE FOREIGN TABLE remote_people (id int, name text) SERVER loopback OPTIONS (table_name 'people');
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ANALYST};",
+                cluster.port
+            ),
+        );
+    });
+}
+
+/// The served `ext` database, the default bundle, and `data` merged over its data.
+fn config(dir: &std::path::Path, cluster: &Cluster, data: &str) -> std::path::PathBuf {
+    let data_file = dir.join("data.json");
+    std::fs::write(&data_file, data).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = [{:?}]\n[[database]]\nuri = \"{URI}?dbName={EXT_DB}&dbUser={ANALYST}\"\ndsn = \"postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{}/{EXT_DB}?sslmode=disable\"\n",
+            data_file.to_str().unwrap(),
+            cluster.port
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The default list, plus pgcrypto (so that its volatile function is refused as volatile,
+/// not as untrusted) and intarray (created while serving below).
+const TRUSTED: &str = r#"{"sqlguard": {"functions": {"trusted_extensions": [
+    "pg_trgm", "fuzzystrmatch", "unaccent", "citext", "hstore", "ltree", "cube", "earthdistance",
+    "postgis", "vector", "pg_stat_statements", "pgcrypto", "intarray"]}}}"#;
+
+async fn query(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    sql: &str,
+) -> (bool, String) {
+    crate::mcp::query_database(client, URI, sql).await
+}
+
+/// The acceptance table, over MCP: extension functions and operators are allowed by what
+/// they are; dblink, a SECURITY DEFINER function, a user operator over a volatile function,
+/// a foreign table and a volatile extension function are refused, each naming what it is.
+/// Then an extension created while serving becomes callable once the catalog is read again.
+#[tokio::test]
+async fn extensions_are_judged_by_the_databases_own_catalog() {
+    let cluster = Cluster::shared();
+    ext_database(cluster);
+    let dir = std::env::temp_dir().join(format!("sqlguard-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (client, _) = serve_config(&config(&dir, cluster, TRUSTED)).await;
+
+    // (SQL, words the answer must contain; allowed when the first is "rows:")
+    let allowed: &[(&str, &str)] = &[
+        ("SELECT name, similarity(name, 'jon') AS s FROM people ORDER BY s DESC, name LIMIT 1", "\"name\":\"jon\""),
+        ("SELECT name FROM people WHERE name % 'jon' ORDER BY name", "\"name\":\"jon\""),
+        ("SELECT levenshtein(name, 'joan') AS d FROM people WHERE id = 1", "\"d\":1"),
+        ("SELECT tags -> 'city' AS city FROM people WHERE tags ? 'city' ORDER BY id", "\"city\":\"Oslo\""),
+        ("SELECT name FROM people WHERE path <@ 'top.science' ORDER BY id", "\"rowsCount\":2"),
+        ("SELECT round(earth_distance(ll_to_earth(59.91, 10.75), ll_to_earth(60.39, 5.32))::numeric / 1000) AS km", "\"km\":\"305\""),
+        ("SELECT name FROM people WHERE email = 'jon@example.org'", "\"name\":\"jon\""),
+        ("SELECT unaccent('Hôtel') AS u", "\"u\":\"Hotel\""),
+        ("SELECT encode(digest('x', 'sha256'), 'hex') AS h", "2d711642b726b04401627ca9fbac32f5"),
+        ("SELECT pg_current_wal_insert_lsn() IS NOT NULL AS ok", "\"ok\":true"),
+    ];
+    for (sql, expect) in allowed {
+        let (is_error, text) = query(&client, sql).await;
+        assert!(!is_error && text.contains(expect), "{sql}: {text}");
+    }
+    let denied: &[(&str, &[&str])] = &[
+        (
+            "SELECT dblink_exec('dbname=ext', 'DELETE FROM people')",
+            &["function_risk", "dblink_exec", "external_session"],
+        ),
+        (
+            "SELECT * FROM dblink('dbname=ext', 'SELECT 1') AS t(x int)",
+            &["function_risk", "dblink", "external_session"],
+        ),
+        (
+            "SELECT peek()",
+            &[
+                "function_security_definer",
+                "public.peek",
+                "SECURITY DEFINER",
+            ],
+        ),
+        (
+            "SELECT people_count()",
+            &["function_user", "public.people_count", "language sql"],
+        ),
+        (
+            "SELECT id FROM people WHERE id === 1",
+            &["function_user", "operator === (function public.noisy_eq)"],
+        ),
+        (
+            "SELECT * FROM remote_people",
+            &["foreign_table", "public.remote_people", "server loopback"],
+        ),
+        (
+            "SELECT gen_random_bytes(8)",
+            &["function_volatile", "gen_random_bytes", "volatile"],
+        ),
+    ];
+    for (sql, words) in denied {
+        let (is_error, text) = query(&client, sql).await;
+        assert!(is_error, "{sql} ran: {text}");
+        for w in *words {
+            assert!(text.contains(w), "{sql}: {w:?} missing from {text}");
+        }
+    }
+
+    // An extension created while serving: unknown first, then (its name missing from the
+    // snapshot, the last read older than 5 s) read again and allowed.
+    let icount = "SELECT icount('{1,2,3}'::int[]) AS n";
+    let (is_error, text) = query(&client, icount).await;
+    assert!(
+        is_error && text.contains("does not exist in this database's catalog"),
+        "{text}"
+    );
+    cluster.psql(EXT_DB, "CREATE EXTENSION intarray");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (is_error, text) = query(&client, icount).await;
+        if !is_error {
+            assert!(text.contains("\"n\":3"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "intarray never became known: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The schema resource: PostgreSQL's type names, the extensions, the callable functions.
+    let schema = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "sqlguard://clusters/acme/databases/ext/schema",
+        ))
+        .await
+        .unwrap();
+    let text = match &schema.contents[0] {
+        rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+        other => panic!("{other:?}"),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let people = v["relations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "people")
+        .unwrap_or_else(|| panic!("{text}"));
+    let type_of = |c: &str| {
+        people["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == c)
+            .map(|x| x["type"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(type_of("salary"), "numeric(10,2)");
+    assert_eq!(type_of("nicknames"), "text[]");
+    assert_eq!(type_of("tags"), "hstore");
+    let names = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .iter()
+            .map(|f| f["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let functions = names("functions");
+    assert!(
+        functions.contains(&"similarity".to_string()),
+        "{functions:?}"
+    );
+    assert!(functions.contains(&"levenshtein".to_string()));
+    for refused in ["dblink_exec", "peek", "people_count", "gen_random_bytes"] {
+        assert!(
+            !functions.contains(&refused.to_string()),
+            "{refused} listed"
+        );
+    }
+    let extensions = names("extensions");
+    assert!(
+        extensions.contains(&"pg_trgm".to_string()) && extensions.contains(&"intarray".to_string())
+    );
+    let remote = v["relations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "remote_people");
+    assert!(!remote, "a foreign table the policy refuses is listed");
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Offline: `catalog dump` writes the database's catalog, and `check --catalog` decides
+/// against it without a connection, as the server would.
+#[test]
+fn a_dumped_catalog_decides_offline() {
+    let cluster = Cluster::shared();
+    ext_database(cluster);
+    let dir = std::env::temp_dir().join(format!("sqlguard-dump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dsn = format!(
+        "postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{}/{EXT_DB}?sslmode=disable",
+        cluster.port
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .args(["catalog", "dump", &dsn])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.join("ext.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let check = |sql: &str, catalog: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+        cmd.args(["check", "--format", "json"]);
+        if catalog {
+            cmd.args(["--catalog", file.to_str().unwrap()]);
+        }
+        let out = cmd.arg(sql).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let sim = "SELECT similarity(name, 'jon') FROM people";
+    assert_eq!(check(sim, true)["allow"], true);
+    assert_eq!(check(sim, false)["allow"], false);
+    let remote = check("SELECT * FROM remote_people", true);
+    assert_eq!(remote["reasons"][0]["rule"], "foreign_table", "{remote}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A snapshot of a newer server (a fixture of PostgreSQL 17's catalog): its new built-ins are
+/// known and judged as built-ins; without it they are unknown and denied.
+#[test]
+fn a_newer_servers_built_ins_are_known_from_its_snapshot() {
+    use sqlguard::analysis::snapshot::Snapshot;
+    use sqlguard::analysis::AnalysisOptions;
+    use sqlguard::policy::{Bundle, Identity, Policy};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/catalog-pg17.json"
+    ))
+    .unwrap();
+    let snapshot = std::sync::Arc::new(Snapshot::from_json(&text).unwrap());
+    let policy = Policy::new(Bundle::embedded(&[]).unwrap()).unwrap();
+    let identity = Identity::default();
+    let decide = |sql: &str, snap: bool| {
+        let opts = AnalysisOptions::default().with_snapshot(snap.then(|| snapshot.clone()));
+        policy
+            .check(sql, &opts, None, &identity, "teleport_postgres_query")
+            .decision
+    };
+    for sql in [
+        "SELECT any_value(x) FROM t",
+        "SELECT pg_input_is_valid('42', 'integer')",
+        "SELECT * FROM pg_stat_io",
+        "SELECT count(*) FROM pg_wait_events",
+    ] {
+        let d = decide(sql, true);
+        assert!(d.allow, "{sql}: {:?}", d.reasons);
+    }
+    let without = decide("SELECT any_value(x) FROM t", false);
+    assert!(!without.allow && without.reasons[0].rule == "function_unknown");
+    let volatile = decide("SELECT random_normal(0, 1)", true);
+    assert_eq!(
+        volatile.reasons[0].rule, "function_volatile",
+        "{volatile:?}"
+    );
+}
