@@ -482,6 +482,11 @@ fn catalog_snapshot(
     for (name, sql) in cases {
         for (label, opts) in [("static", &plain), ("snapshot", &with)] {
             c.bench_with_input(
+                BenchmarkId::new(format!("catalog/analysis/{label}"), &name),
+                &sql,
+                |b, sql| b.iter(|| analyze_with(black_box(sql), opts).unwrap()),
+            );
+            c.bench_with_input(
                 BenchmarkId::new(format!("catalog/{label}"), &name),
                 &sql,
                 |b, sql| {

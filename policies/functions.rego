@@ -17,20 +17,57 @@ function_allowed(f) if {
 }
 
 # An operator opened by name (operators.allow: "<%", "public.<%", "*").
-operator_allowed(o) if matches_any(data.sqlguard.operators.allow, o.name)
-
 operator_allowed(o) if {
-	o.schema
-	matches_any(data.sqlguard.operators.allow, concat(".", [o.schema, o.name]))
+	some pattern in data.sqlguard.operators.allow
+	some name in {o.name, sprintf("%v.%v", [o.schema, o.name])}
+	name_matches(pattern, name)
 }
 
-# Every function a statement runs: those it calls, and those behind its operators (unless
-# the operator itself is allowed by name).
-called(s) := {f | some f in s.functions} | {g |
+# Every function a statement runs, as [statement index, function]: those it calls, and
+# those behind its operators (unless the operator itself is allowed by name). A rule, so
+# it is computed once per call.
+calls contains [i, f] if {
+	some i, s in input.query.statements
+	some f in s.functions
+}
+
+calls contains [i, o.function] if {
+	some i, s in input.query.statements
 	some o in s.operators
 	o.function
 	not operator_allowed(o)
-	g := object.union(o.function, {"operator": o.name})
+}
+
+# A call no rule below can deny (apart from functions.deny): an immutable or stable
+# function of PostgreSQL or of a trusted extension, in no risk category, not SECURITY
+# DEFINER. Most calls are; the rules then look only at the others.
+plain(f) if {
+	f.builtin
+	count(f.risks) == 0
+	f.volatility in {"immutable", "stable"}
+	not f.security_definer
+}
+
+plain(f) if {
+	f.source == "extension"
+	f.extension in data.sqlguard.functions.trusted_extensions
+	count(f.risks) == 0
+	f.volatility in {"immutable", "stable"}
+	not f.security_definer
+}
+
+suspect contains [i, f] if {
+	some i, s in input.query.statements
+	some f in s.functions
+	not plain(f)
+}
+
+suspect contains [i, o.function] if {
+	some i, s in input.query.statements
+	some o in s.operators
+	o.function
+	not plain(o.function)
+	not operator_allowed(o)
 }
 
 # Where a function comes from; facts without `source` (hand-written inputs) are read as
@@ -61,8 +98,7 @@ callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if not f.opera
 # Risk categories are denied whatever the volatility or origin (threat model, classes 8
 # and 9): a trusted extension's dblink, file or large-object function stays denied.
 deny contains reason("function_risk", i, msg) if {
-	some i, s in input.query.statements
-	some f in called(s)
+	some [i, f] in suspect
 	some risk in f.risks
 	not risk in data.sqlguard.functions.allow_risks
 	not function_allowed(f)
@@ -70,8 +106,7 @@ deny contains reason("function_risk", i, msg) if {
 }
 
 deny contains reason("function_volatile", i, msg) if {
-	some i, s in input.query.statements
-	some f in called(s)
+	some [i, f] in suspect
 	source(f) in {"builtin", "extension"}
 	f.volatility == "volatile"
 	count(f.risks) == 0
@@ -81,8 +116,7 @@ deny contains reason("function_volatile", i, msg) if {
 }
 
 deny contains reason("function_unknown", i, msg) if {
-	some i, s in input.query.statements
-	some f in called(s)
+	some [i, f] in suspect
 	source(f) == "unknown"
 	count(f.risks) == 0
 	not function_allowed(f)
@@ -98,8 +132,7 @@ unknown_message(f, q) := sprintf("function %s does not exist in this database's 
 }
 
 deny contains reason("function_extension_untrusted", i, msg) if {
-	some i, s in input.query.statements
-	some f in called(s)
+	some [i, f] in suspect
 	source(f) == "extension"
 	count(f.risks) == 0
 	not trusted_extension(f)
@@ -108,8 +141,7 @@ deny contains reason("function_extension_untrusted", i, msg) if {
 }
 
 deny contains reason("function_user", i, msg) if {
-	some i, s in input.query.statements
-	some f in called(s)
+	some [i, f] in suspect
 	source(f) == "user"
 	count(f.risks) == 0
 	not function_allowed(f)
@@ -117,8 +149,7 @@ deny contains reason("function_user", i, msg) if {
 }
 
 deny contains reason("function_security_definer", i, msg) if {
-	some i, s in input.query.statements
-	some f in called(s)
+	some [i, f] in suspect
 	f.security_definer == true
 	not function_allowed(f)
 	msg := sprintf("%s runs with its owner's privileges (SECURITY DEFINER), which the read-only guard cannot limit: it is not allowed unless named in functions.allow", [callee_qualified(f)])
@@ -126,8 +157,7 @@ deny contains reason("function_security_definer", i, msg) if {
 
 deny contains reason("function_denied", i, msg) if {
 	some pattern in data.sqlguard.functions.deny
-	some i, s in input.query.statements
-	some f in called(s)
+	some [i, f] in calls
 	some name in {f.qualified_name, f.name}
 	name_matches(pattern, name)
 	msg := sprintf("%s is denied by the policy (functions.deny)", [callee_qualified(f)])

@@ -317,9 +317,9 @@ test_a_function_missing_from_the_catalog_says_so if {
 }
 
 test_operators_are_judged_by_their_function if {
-	trgm := {"schema": "public", "name": "<%", "builtin": false, "function": cat_fn("public.word_similarity_op", "stable", "extension", "pg_trgm", false)}
+	trgm := {"schema": "public", "name": "<%", "builtin": false, "function": object.union(cat_fn("public.word_similarity_op", "stable", "extension", "pg_trgm", false), {"context": "operator", "operator": "<%"})}
 	allowed(with_catalog({"operators": [trgm]}))
-	mine := {"schema": "public", "name": "===", "builtin": false, "function": cat_fn("public.my_eq", "volatile", "user", null, false)}
+	mine := {"schema": "public", "name": "===", "builtin": false, "function": object.union(cat_fn("public.my_eq", "volatile", "user", null, false), {"context": "operator", "operator": "==="})}
 	d := sqlguard.decision with input as with_catalog({"operators": [mine]})
 	some r in d.reasons
 	r.rule == "function_user"

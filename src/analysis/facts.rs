@@ -223,6 +223,9 @@ pub struct FunctionCall {
     /// Its language (`sql`, `plpgsql`, `c`, `internal`; from the catalog snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// The operator it runs behind (`context` is then `operator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 /// Where a function comes from.

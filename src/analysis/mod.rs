@@ -13,6 +13,7 @@ mod node_schema;
 mod parser;
 pub mod plan;
 pub mod risk;
+mod resolve;
 pub mod snapshot;
 mod statements;
 pub mod variants;
@@ -33,6 +34,8 @@ pub struct AnalysisOptions {
     pub max_sql_bytes: usize,
     /// The database's own catalog, when known: names resolve against it.
     snapshot: Option<std::sync::Arc<snapshot::Snapshot>>,
+    /// Its unqualified names, resolved once through this path.
+    resolutions: Option<std::sync::Arc<resolve::Resolutions>>,
 }
 
 /// The default `search_path` pinned on every connection.
@@ -62,13 +65,21 @@ impl AnalysisOptions {
             effective,
             max_sql_bytes: DEFAULT_MAX_SQL_BYTES,
             snapshot: None,
+            resolutions: None,
         }
     }
 
     /// The same options, resolving names against `snapshot` (`None`: the static catalog).
     pub fn with_snapshot(mut self, snapshot: Option<std::sync::Arc<snapshot::Snapshot>>) -> Self {
+        self.resolutions = snapshot
+            .as_deref()
+            .map(|s| std::sync::Arc::new(resolve::Resolutions::new(s, &self.effective)));
         self.snapshot = snapshot;
         self
+    }
+
+    pub(crate) fn resolutions(&self) -> Option<&resolve::Resolutions> {
+        self.resolutions.as_deref()
     }
 
     pub fn snapshot(&self) -> Option<&snapshot::Snapshot> {

@@ -12,7 +12,7 @@ use super::facts::*;
 use super::json::{Id, Tree, Value};
 use super::node_schema::typed_field;
 use super::risk;
-use super::snapshot::Snapshot;
+use super::resolve;
 use super::statements::{is_container, kind_construct, statement_kind};
 use super::AnalysisOptions;
 
@@ -971,7 +971,13 @@ impl<'t, 'a> Walker<'t, 'a> {
             [] => return None,
         };
         let call = match self.opts.snapshot() {
-            Some(snap) => self.function_from_snapshot(snap, schema, name, context),
+            Some(snap) => match (&schema, self.opts.resolutions()) {
+                // Unqualified names were resolved once per snapshot.
+                (None, Some(r)) => r.function(&name, context).unwrap_or_else(|| {
+                    resolve::function(snap, self.opts.effective_path(), None, name, context)
+                }),
+                _ => resolve::function(snap, self.opts.effective_path(), schema, name, context),
+            },
             None => self.function_from_static(schema, name, context),
         };
         if call
@@ -1036,59 +1042,10 @@ impl<'t, 'a> Walker<'t, 'a> {
             security_definer: false,
             extension: None,
             language: None,
+            operator: None,
             schema,
             name,
             qualified_name,
-            qualified,
-            context: context.to_string(),
-        }
-    }
-
-    /// A call resolved against the database's own catalog: the worst case of every function
-    /// the name can reach through the path (PostgreSQL picks among overloads by argument
-    /// types, which the analysis does not know).
-    fn function_from_snapshot(
-        &self,
-        snap: &Snapshot,
-        schema: Option<String>,
-        name: String,
-        context: &str,
-    ) -> FunctionCall {
-        let qualified = schema.is_some();
-        let resolved = snap.resolve_function(schema.as_deref(), &name, self.opts.effective_path());
-        let Some(r) = resolved else {
-            // Not in the database: PostgreSQL will refuse the call; the policy denies it.
-            let qualified_name = match &schema {
-                Some(s) => format!("{s}.{name}"),
-                None => name.clone(),
-            };
-            return FunctionCall {
-                risks: risk::categories(schema.as_deref(), &name),
-                volatility: Volatility::Unknown,
-                builtin: false,
-                source: FunctionSource::Unknown,
-                security_definer: false,
-                extension: None,
-                language: None,
-                schema,
-                name,
-                qualified_name,
-                qualified,
-                context: context.to_string(),
-            };
-        };
-        let f = r.function;
-        FunctionCall {
-            risks: risk::categories(Some(&f.schema), &name),
-            volatility: r.volatility,
-            builtin: r.source == FunctionSource::Builtin,
-            source: r.source,
-            security_definer: r.security_definer,
-            extension: f.extension.clone(),
-            language: Some(f.language.clone()),
-            qualified_name: format!("{}.{name}", f.schema),
-            schema: Some(f.schema.clone()),
-            name,
             qualified,
             context: context.to_string(),
         }
@@ -1194,50 +1151,19 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
             return;
         };
-        // Every operator of that name the path reaches; the worst one's function is judged.
-        let path = self.opts.effective_path();
-        let mut reachable = snap.operators(schema.as_deref(), &name, path).peekable();
-        if reachable.peek().is_none() {
-            drop(reachable);
-            self.facts.operators.push(Operator {
+        let resolved = match (&schema, self.opts.resolutions()) {
+            (None, Some(r)) => r.operator(&name),
+            _ => resolve::operator(snap, self.opts.effective_path(), schema.as_deref(), &name),
+        };
+        match resolved {
+            resolve::OperatorResolution::Builtin => {}
+            resolve::OperatorResolution::Missing => self.facts.operators.push(Operator {
                 schema,
                 name,
                 builtin: false,
                 function: None,
-            });
-            return;
-        }
-        let mut worst: Option<(FunctionCall, &str)> = None;
-        let mut all_builtin = true;
-        for op in reachable {
-            if op.source == FunctionSource::Builtin {
-                continue;
-            }
-            all_builtin = false;
-            let call = self.function_from_snapshot(
-                snap,
-                Some(op.function_schema.clone()),
-                op.function_name.clone(),
-                "operator",
-            );
-            let worse = worst
-                .as_ref()
-                .is_none_or(|(w, _)| operator_danger(&call) > operator_danger(w));
-            if worse {
-                worst = Some((call, op.schema.as_str()));
-            }
-        }
-        if all_builtin {
-            return;
-        }
-        if let Some((call, op_schema)) = worst {
-            let op_schema = op_schema.to_string();
-            self.facts.operators.push(Operator {
-                schema: Some(op_schema),
-                name,
-                builtin: false,
-                function: Some(call),
-            });
+            }),
+            resolve::OperatorResolution::Other(op) => self.facts.operators.push(op),
         }
     }
 
@@ -1474,22 +1400,6 @@ impl<'t, 'a> Walker<'t, 'a> {
 
 /// Function risk categories that write or act outside the query, so the statement is not
 /// read-only (reading server files or sleeping is denied by policy, not here).
-/// How dangerous an operator's function is, for picking the worst of several.
-fn operator_danger(f: &FunctionCall) -> (bool, bool, u8, u8) {
-    let source = match f.source {
-        FunctionSource::Builtin => 0,
-        FunctionSource::Extension => 1,
-        FunctionSource::User => 2,
-        FunctionSource::Unknown => 3,
-    };
-    (
-        !f.risks.is_empty(),
-        f.security_definer,
-        source,
-        crate::analysis::snapshot::volatility_rank(f.volatility),
-    )
-}
-
 const WRITING_RISKS: &[&str] = &[
     "dynamic_sql",
     "external_session",
