@@ -195,13 +195,26 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                 let name = format!("database {}", d.spec.uri.name);
                 match &d.backend {
                     crate::mcp::state::Backend::Ready(db) => match db.ping().await {
-                        Ok(()) => checks.push(pass(
-                            &name,
-                            format!(
-                                "{} answers SELECT 1 in a read-only transaction",
-                                db.target()
-                            ),
-                        )),
+                        Ok(()) => {
+                            checks.push(pass(
+                                &name,
+                                format!(
+                                    "{} answers SELECT 1 in a read-only transaction",
+                                    db.target()
+                                ),
+                            ));
+                            if d.catalog.is_some() {
+                                let check = format!("catalog {}", d.spec.uri.name);
+                                checks.push(match db.read_catalog().await {
+                                    Ok(s) => pass(&check, format!("names resolve against {}", s.summary())),
+                                    Err(e) => fail(
+                                        &check,
+                                        format!("cannot read the database's catalog: {e}"),
+                                        "grant the role read access to pg_catalog (the default), or set catalog = false to judge names against PostgreSQL 15's built-ins only",
+                                    ),
+                                });
+                            }
+                        }
                         Err(e) => {
                             let msg = e.to_string();
                             let fix = if msg.contains("password authentication failed")

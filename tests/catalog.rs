@@ -49,7 +49,8 @@ fn ext_database(cluster: &Cluster) {
                CREATE FUNCTION peek() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER AS $$ SELECT current_user::text $$;
                CREATE FUNCTION people_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM people $$;
                CREATE FUNCTION noisy_eq(int, int) RETURNS bool LANGUAGE sql VOLATILE AS $$ SELECT $1 = $2 $$;
-               CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = noisy_eq);"#,
+               CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = noisy_eq);
+               CREATE FUNCTION upper(int) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT $1::text $$;"#,
         );
         cluster.psql(
             EXT_DB,
@@ -147,6 +148,16 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
         (
             "SELECT id FROM people WHERE id === 1",
             &["function_user", "operator === (function public.noisy_eq)"],
+        ),
+        (
+            // public.upper(int) beside pg_catalog.upper(text): which one runs depends on
+            // argument types the analysis cannot see, so the worst case is judged.
+            "SELECT upper(name) FROM people",
+            &["function_user", "public.upper"],
+        ),
+        (
+            "SELECT id FROM people WHERE id IN (SELECT 1) OR id === ANY (SELECT 2)",
+            &["operator === (function public.noisy_eq)"],
         ),
         (
             "SELECT * FROM remote_people",

@@ -70,7 +70,7 @@ pub enum OperatorResolution {
     /// No operator of that name: PostgreSQL will refuse it; the policy denies it.
     Missing,
     /// Some operator of an extension or a user: the worst one, with its function.
-    Other(Operator),
+    Other(Box<Operator>),
 }
 
 /// How dangerous a function is, for picking the worst of several operators.
@@ -121,12 +121,12 @@ pub fn operator(
     match (any, worst) {
         (false, _) => OperatorResolution::Missing,
         (true, None) => OperatorResolution::Builtin,
-        (true, Some((call, op_schema))) => OperatorResolution::Other(Operator {
+        (true, Some((call, op_schema))) => OperatorResolution::Other(Box::new(Operator {
             schema: Some(op_schema.to_string()),
             name: name.to_string(),
             builtin: false,
             function: Some(call),
-        }),
+        })),
     }
 }
 

@@ -11,8 +11,8 @@ use super::catalog::{catalog, is_system_schema};
 use super::facts::*;
 use super::json::{Id, Tree, Value};
 use super::node_schema::typed_field;
-use super::risk;
 use super::resolve;
+use super::risk;
 use super::statements::{is_container, kind_construct, statement_kind};
 use super::AnalysisOptions;
 
@@ -1163,7 +1163,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 builtin: false,
                 function: None,
             }),
-            resolve::OperatorResolution::Other(op) => self.facts.operators.push(op),
+            resolve::OperatorResolution::Other(op) => self.facts.operators.push(*op),
         }
     }
 
