@@ -342,3 +342,50 @@ fn a_newer_servers_built_ins_are_known_from_its_snapshot() {
         "{volatile:?}"
     );
 }
+
+/// `policy test --cases`: SQL fixtures naming a catalog snapshot are decided as the server
+/// would decide them; a case whose expectation does not hold fails the run and says why.
+#[test]
+fn policy_test_cases_can_name_a_snapshot() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let run = |cases: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+            .args([
+                "policy",
+                "test",
+                &format!("{root}/policies"),
+                "--cases",
+                cases,
+            ])
+            .output()
+            .unwrap()
+    };
+    let good = run(&format!("{root}/tests/fixtures/catalog-cases.jsonl"));
+    let out = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{out}");
+    assert!(out.contains(" 0 failed"), "{out}");
+    let dir = std::env::temp_dir().join(format!("sqlguard-cases-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        format!("{root}/tests/fixtures/catalog-pg17.json"),
+        dir.join("pg17.json"),
+    )
+    .unwrap();
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        r#"{"name": "needs its catalog", "sql": "SELECT any_value(x) FROM t", "allow": true}
+{"name": "with it", "sql": "SELECT any_value(x) FROM t", "catalog": "pg17.json", "allow": true}
+"#,
+    )
+    .unwrap();
+    let failed = run(bad.to_str().unwrap());
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert!(!failed.status.success());
+    assert!(
+        out.contains("FAIL case needs its catalog") && out.contains("function_unknown"),
+        "{out}"
+    );
+    assert!(!out.contains("FAIL case with it"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

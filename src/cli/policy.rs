@@ -20,6 +20,11 @@ pub enum PolicyCommand {
         /// Report the policy lines no test evaluated.
         #[arg(long)]
         coverage: bool,
+        /// SQL fixtures (JSON lines: `{"sql": …, "allow": false, "rules": […], "catalog":
+        /// "snapshot.json"}`), decided as the server would, against a database's catalog
+        /// snapshot when a case names one (`sqlguard catalog dump`).
+        #[arg(long, value_name = "FILE")]
+        cases: Vec<PathBuf>,
     },
     /// Evaluate a rule (default data.sqlguard.decision) for an input document.
     Eval {
@@ -40,19 +45,30 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             dirs,
             data,
             coverage,
+            cases,
         } => {
             let dirs = testing::default_dirs(dirs);
             let bundle = match Bundle::load(&dirs, &data) {
                 Ok(b) => b,
                 Err(e) => return usage_error(&e.to_string()),
             };
-            let (results, uncovered) = match testing::run(&bundle, coverage) {
+            let (mut results, uncovered) = match testing::run(&bundle, coverage) {
                 Ok(r) => r,
                 Err(e) => return usage_error(&e.to_string()),
             };
+            for file in &cases {
+                match testing::run_cases(&bundle, file) {
+                    Ok(r) => results.extend(r),
+                    Err(e) => return usage_error(&e),
+                }
+            }
             let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
             for r in &failed {
-                println!("FAIL data.{}.{}: {}", r.package, r.name, r.detail);
+                if r.package == testing::CASES {
+                    println!("FAIL case {}: {}", r.name, r.detail);
+                } else {
+                    println!("FAIL data.{}.{}: {}", r.package, r.name, r.detail);
+                }
             }
             if coverage {
                 for u in &uncovered {

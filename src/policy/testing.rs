@@ -105,3 +105,114 @@ pub fn default_dirs(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
         dirs
     }
 }
+
+/// The package name results of SQL fixtures are reported under.
+pub const CASES: &str = "cases";
+
+/// One SQL fixture of `policy test --cases FILE` (a JSON line): the SQL, the catalog snapshot
+/// to resolve its names against (a path relative to the cases file; none: PostgreSQL 15's
+/// built-ins), who calls on which database, and what the decision must be.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// A name for the report (default: the line number).
+    #[serde(default)]
+    name: Option<String>,
+    sql: String,
+    #[serde(default)]
+    catalog: Option<PathBuf>,
+    #[serde(default)]
+    search_path: Option<Vec<String>>,
+    #[serde(default)]
+    database: Option<super::DatabaseContext>,
+    #[serde(default)]
+    identity: Option<super::Identity>,
+    #[serde(default)]
+    tool: Option<String>,
+    allow: bool,
+    /// Rules that must be among the reasons of a denial.
+    #[serde(default)]
+    rules: Vec<String>,
+}
+
+/// Runs the SQL fixtures of `cases` (JSON lines) against `bundle`: each is analyzed (against
+/// its catalog snapshot, if it names one) and decided as the server would.
+pub fn run_cases(bundle: &Bundle, cases: &std::path::Path) -> Result<Vec<TestResult>, String> {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use crate::analysis::snapshot::Snapshot;
+    use crate::analysis::AnalysisOptions;
+
+    let text = std::fs::read_to_string(cases)
+        .map_err(|e| format!("cannot read {}: {e}", cases.display()))?;
+    let policy = super::Policy::with_cache(bundle.clone(), 0).map_err(|e| e.to_string())?;
+    let base = cases.parent().unwrap_or(std::path::Path::new("."));
+    let mut snapshots: HashMap<PathBuf, Arc<Snapshot>> = HashMap::new();
+    let mut results = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with("//") {
+            continue;
+        }
+        let at = format!("{}:{}", cases.display(), n + 1);
+        let case: Case =
+            serde_json::from_str(line).map_err(|e| format!("{at}: not a case: {e}"))?;
+        let snapshot = match &case.catalog {
+            None => None,
+            Some(p) => {
+                let path = base.join(p);
+                if let Some(s) = snapshots.get(&path) {
+                    Some(s.clone())
+                } else {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{at}: cannot read {}: {e}", path.display()))?;
+                    let s = Arc::new(
+                        Snapshot::from_json(&text)
+                            .map_err(|e| format!("{at}: {}: {e}", path.display()))?,
+                    );
+                    snapshots.insert(path, s.clone());
+                    Some(s)
+                }
+            }
+        };
+        let opts = match case.search_path {
+            Some(p) => AnalysisOptions::new(p),
+            None => AnalysisOptions::default(),
+        }
+        .with_snapshot(snapshot);
+        let identity = case.identity.unwrap_or_default();
+        let tool = case.tool.as_deref().unwrap_or("teleport_postgres_query");
+        let d = policy
+            .check(&case.sql, &opts, case.database.as_ref(), &identity, tool)
+            .decision;
+        let got: Vec<&str> = d.reasons.iter().map(|r| r.rule.as_str()).collect();
+        let missing: Vec<&String> = case
+            .rules
+            .iter()
+            .filter(|r| !got.contains(&r.as_str()))
+            .collect();
+        let passed = d.allow == case.allow && missing.is_empty();
+        results.push(TestResult {
+            package: CASES.into(),
+            name: case.name.unwrap_or(at),
+            passed,
+            detail: if passed {
+                String::new()
+            } else {
+                format!(
+                    "{:?}: expected {}{}, got {} {}",
+                    case.sql,
+                    if case.allow { "allowed" } else { "denied" },
+                    if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" by {missing:?}")
+                    },
+                    if d.allow { "allowed" } else { "denied" },
+                    d.message()
+                )
+            },
+        });
+    }
+    Ok(results)
+}
