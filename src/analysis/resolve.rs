@@ -165,11 +165,8 @@ impl Resolutions {
         Some(call)
     }
 
-    /// An unqualified operator `name`.
-    pub fn operator(&self, name: &str) -> OperatorResolution {
-        self.operators
-            .get(name)
-            .cloned()
-            .unwrap_or(OperatorResolution::Missing)
+    /// An unqualified operator `name` (`None`: no operator of that name).
+    pub fn operator(&self, name: &str) -> Option<&OperatorResolution> {
+        self.operators.get(name)
     }
 }

@@ -1151,11 +1151,28 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
             return;
         };
-        let resolved = match (&schema, self.opts.resolutions()) {
-            (None, Some(r)) => r.operator(&name),
-            _ => resolve::operator(snap, self.opts.effective_path(), schema.as_deref(), &name),
-        };
-        match resolved {
+        // Unqualified operators were resolved once per snapshot: a lookup, and a copy only
+        // the first time a statement uses the operator.
+        if let (None, Some(r)) = (&schema, self.opts.resolutions()) {
+            match r.operator(&name) {
+                Some(resolve::OperatorResolution::Builtin) => {}
+                Some(resolve::OperatorResolution::Other(op)) => {
+                    if !self.facts.operators.iter().any(|o| o == op.as_ref()) {
+                        self.facts.operators.push(op.as_ref().clone());
+                    }
+                }
+                Some(resolve::OperatorResolution::Missing) | None => {
+                    self.facts.operators.push(Operator {
+                        schema,
+                        name,
+                        builtin: false,
+                        function: None,
+                    })
+                }
+            }
+            return;
+        }
+        match resolve::operator(snap, self.opts.effective_path(), schema.as_deref(), &name) {
             resolve::OperatorResolution::Builtin => {}
             resolve::OperatorResolution::Missing => self.facts.operators.push(Operator {
                 schema,
