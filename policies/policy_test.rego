@@ -412,3 +412,30 @@ test_other_labels_do_not_apply if {
 	d := sqlguard.decision with input as one({}) with data.sqlguard.limits.by_label as by_label
 	d.limits.max_rows == 1000
 }
+
+# ---- tables.rego with the database's catalog
+
+test_a_partition_falls_under_its_parents_rules if {
+	p := object.union(rel("public.events_2024", "read"), {"ancestors": ["public.events"]})
+	denied_by("table_denied", one({"relations": [p]})) with data.sqlguard.tables.deny as ["public.events"]
+}
+
+test_a_partitions_columns_are_its_parents if {
+	p := object.union(rel("public.vault_p1", "read"), {"ancestors": ["public.vault"]})
+	c := {"name": "secret", "relations": ["public.vault_p1", "public.vault"], "star": false, "via": "named"}
+	denied_by("column_denied", one({"relations": [p], "columns": [c]})) with data.sqlguard.columns.deny as ["public.vault.secret"]
+}
+
+test_a_view_over_a_denied_column_is_denied if {
+	v := object.union(rel("public.vault_all", "read"), {"kind": "view", "view_reads": ["public.vault", "public.vault.id", "public.vault.secret"]})
+	denied_by("view_reads_denied_column", one({"relations": [v]})) with data.sqlguard.columns.deny as ["public.vault.secret"]
+	w := object.union(rel("public.vault_owners", "read"), {"kind": "view", "view_reads": ["public.vault.id", "public.vault.owner"]})
+	allowed(one({"relations": [w]})) with data.sqlguard.columns.deny as ["public.vault.secret"]
+}
+
+test_a_view_over_a_side_channel_or_a_sensitive_catalog_is_denied if {
+	v := object.union(rel("public.stats_peek", "read"), {"kind": "view", "view_reads": ["pg_catalog.pg_stats.most_common_vals"]})
+	denied_by("view_reads_denied", one({"relations": [v]}))
+	w := object.union(rel("public.roles_peek", "read"), {"kind": "view", "view_reads": ["pg_catalog.pg_authid.rolpassword"]})
+	denied_by("view_reads_denied", one({"relations": [w]}))
+}

@@ -13,6 +13,14 @@ table_refs contains [i, name] if {
 	name := concat(".", [schema, r.name])
 }
 
+# A partition or child table holds its parents' rows: their rules apply to it (needs the
+# database's catalog: `ancestors`).
+table_refs contains [i, name] if {
+	some i, s in input.query.statements
+	some r in s.relations
+	some name in r.ancestors
+}
+
 # The names one relation could resolve to (for rules of your own).
 relation_names(r) := {concat(".", [c, r.name]) | some c in r.candidates}
 
@@ -98,4 +106,40 @@ deny contains reason("foreign_table", i, msg) if {
 	some r in s.relations
 	r.foreign == true
 	msg := sprintf("%s.%s is a foreign table (server %s): reading it sends queries to another server, which this policy does not allow (tables.allow_foreign)", [r.schema, r.name, object.get(r, "foreign_server", "unknown")])
+}
+
+# A view reads what its definition reads (needs the database's catalog: `view_reads`, its
+# base tables and columns, through other views too): [statement, view, entry, base table].
+view_bases contains [i, r.qualified_name, entry, table] if {
+	some i, s in input.query.statements
+	some r in s.relations
+	some entry in r.view_reads
+	parts := split(entry, ".")
+	table := concat(".", array.slice(parts, 0, 2))
+}
+
+deny contains reason("view_reads_denied", i, msg) if {
+	some [i, view, _, table] in view_bases
+	denied_base(table)
+	msg := sprintf("view %s reads %s, which the policy does not let you read: query allowed tables directly", [view, table])
+}
+
+denied_base(table) if {
+	some pattern in data.sqlguard.tables.deny
+	name_matches(pattern, table)
+}
+
+denied_base(table) if table in data.sqlguard.tables.sensitive
+
+# A side channel (pg_stats, pg_stat_activity, pg_settings…) behind a view of the user's:
+# the view's own WHERE cannot be judged, so it is refused.
+denied_base(table) if data.sqlguard.side_channels.relations[table]
+
+deny contains reason("view_reads_denied_column", i, msg) if {
+	some [i, view, entry, table] in view_bases
+	some denied in denied_columns
+	denied[0] == table
+	column := denied[1]
+	entry == concat(".", [table, column])
+	msg := sprintf("view %s is built on the denied column %s.%s: query the columns you need from the tables directly", [view, table, column])
 }

@@ -50,7 +50,14 @@ fn ext_database(cluster: &Cluster) {
                CREATE FUNCTION people_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM people $$;
                CREATE FUNCTION noisy_eq(int, int) RETURNS bool LANGUAGE sql VOLATILE AS $$ SELECT $1 = $2 $$;
                CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = noisy_eq);
-               CREATE FUNCTION upper(int) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT $1::text $$;"#,
+               CREATE FUNCTION upper(int) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT $1::text $$;
+               CREATE TABLE vault (id int, owner text, secret text) PARTITION BY RANGE (id);
+               CREATE TABLE vault_p1 PARTITION OF vault FOR VALUES FROM (0) TO (100);
+               INSERT INTO vault VALUES (1, 'ann', 'hunter2');
+               CREATE VIEW vault_owners AS SELECT id, owner FROM vault;
+               CREATE VIEW vault_all AS SELECT id, secret FROM vault_p1;
+               CREATE VIEW vault_all_again AS SELECT id FROM vault_all;
+               CREATE VIEW stats_peek AS SELECT attname, most_common_vals::text AS v FROM pg_stats;"#,
         );
         cluster.psql(
             EXT_DB,
@@ -84,9 +91,11 @@ fn config(dir: &std::path::Path, cluster: &Cluster, data: &str) -> std::path::Pa
 
 /// The default list, plus pgcrypto (so that its volatile function is refused as volatile,
 /// not as untrusted) and intarray (created while serving below).
+/// The vault's `secret` column is denied.
 const TRUSTED: &str = r#"{"sqlguard": {"functions": {"trusted_extensions": [
     "pg_trgm", "fuzzystrmatch", "unaccent", "citext", "hstore", "ltree", "cube", "earthdistance",
-    "postgis", "vector", "pg_stat_statements", "pgcrypto", "intarray"]}}}"#;
+    "postgis", "vector", "pg_stat_statements", "pgcrypto", "intarray"]},
+    "columns": {"deny": ["public.vault.secret"]}}}"#;
 
 async fn query(
     client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
@@ -119,6 +128,8 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
         ("SELECT unaccent('Hôtel') AS u", "\"u\":\"Hotel\""),
         ("SELECT encode(digest('x', 'sha256'), 'hex') AS h", "2d711642b726b04401627ca9fbac32f5"),
         ("SELECT pg_current_wal_insert_lsn() IS NOT NULL AS ok", "\"ok\":true"),
+        ("SELECT owner FROM vault_p1", "\"owner\":\"ann\""),
+        ("SELECT owner FROM vault_owners", "\"owner\":\"ann\""),
     ];
     for (sql, expect) in allowed {
         let (is_error, text) = query(&client, sql).await;
@@ -158,6 +169,32 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
         (
             "SELECT id FROM people WHERE id IN (SELECT 1) OR id === ANY (SELECT 2)",
             &["operator === (function public.noisy_eq)"],
+        ),
+        // The catalog's lineage: a partition's columns are its parent's, a view reads what
+        // its definition reads (through other views too).
+        (
+            "SELECT secret FROM vault_p1",
+            &["column_denied", "public.vault.secret"],
+        ),
+        (
+            "SELECT * FROM vault_p1",
+            &["column_denied", "public.vault.secret"],
+        ),
+        (
+            "SELECT id FROM vault_all",
+            &[
+                "view_reads_denied_column",
+                "view public.vault_all",
+                "public.vault.secret",
+            ],
+        ),
+        (
+            "SELECT id FROM vault_all_again",
+            &["view_reads_denied_column", "view public.vault_all_again"],
+        ),
+        (
+            "SELECT * FROM stats_peek",
+            &["view_reads_denied", "pg_catalog.pg_stats"],
         ),
         (
             "SELECT * FROM remote_people",

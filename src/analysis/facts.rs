@@ -189,6 +189,15 @@ pub struct Relation {
     pub foreign: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foreign_server: Option<String>,
+    /// From the catalog snapshot: the tables it inherits from or is a partition of
+    /// (`schema.table`, transitively). Its rows are theirs, so their rules apply to it; its
+    /// columns are listed under these names too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<String>,
+    /// From the catalog snapshot, for a view: what its definition reads, through other views
+    /// too (`schema.table` and `schema.table.column`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub view_reads: Vec<String>,
 }
 
 /// A column of a relation compared with constants only: its rows are those with these values.

@@ -97,6 +97,13 @@ pub struct RelationDef {
     /// The foreign server of a foreign table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The tables it inherits from or is a partition of (`schema.table`, direct parents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+    /// For a view or materialized view: the relations (`schema.table`) and columns
+    /// (`schema.table.column`) its definition reads (`pg_depend` of its rewrite rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
 }
@@ -300,6 +307,77 @@ impl Snapshot {
             .find(|r| r.schema == schema)
     }
 
+    /// The relation `schema.table` as a dependency entry names it.
+    fn relation_named(&self, qualified: &str) -> Option<&RelationDef> {
+        let (schema, name) = qualified.split_once('.')?;
+        self.relation(schema, name)
+    }
+
+    /// Every table `r` inherits from or is a partition of, transitively (nearest first).
+    pub fn ancestors(&self, r: &RelationDef) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut todo: Vec<&str> = r.parents.iter().map(String::as_str).collect();
+        while let Some(p) = todo.pop() {
+            if out.iter().any(|o| o == p) || out.len() > 1000 {
+                continue;
+            }
+            out.push(p.to_string());
+            if let Some(def) = self.relation_named(p) {
+                todo.extend(def.parents.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+
+    /// What a view reads, through the views it reads too: `schema.table` and
+    /// `schema.table.column` entries of the relations underneath (empty for a table).
+    pub fn view_reads(&self, r: &RelationDef) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut seen_views: Vec<(&str, &str)> = Vec::new();
+        let mut todo: Vec<&str> = r.reads.iter().map(String::as_str).collect();
+        while let Some(entry) = todo.pop() {
+            if out.iter().any(|o| o == entry) || out.len() > 10_000 {
+                continue;
+            }
+            out.push(entry.to_string());
+            // An entry of another view (the view or one of its columns): what that view reads
+            // is read too (which of its columns comes from which base column is not known).
+            let mut parts = entry.splitn(3, '.');
+            let table = match (parts.next(), parts.next()) {
+                (Some(schema), Some(table)) => self.relation(schema, table),
+                _ => None,
+            };
+            if let Some(def) = table {
+                let key = (def.schema.as_str(), def.name.as_str());
+                if !def.reads.is_empty() && !seen_views.contains(&key) {
+                    seen_views.push(key);
+                    todo.extend(def.reads.iter().map(String::as_str));
+                }
+            }
+        }
+        // A partition's or child table's columns are its parents' too.
+        let mut inherited: Vec<String> = Vec::new();
+        for entry in &out {
+            let mut parts = entry.splitn(3, '.');
+            let (Some(schema), Some(table)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let column = parts.next();
+            if let Some(def) = self.relation(schema, table) {
+                for a in self.ancestors(def) {
+                    inherited.push(match column {
+                        Some(c) => format!("{a}.{c}"),
+                        None => a,
+                    });
+                }
+            }
+        }
+        out.extend(inherited);
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn extension(&self, name: &str) -> Option<&Extension> {
         self.extensions.iter().find(|e| e.name == name)
     }
@@ -396,6 +474,52 @@ mod tests {
         let not_on_path = s.resolve_function(None, "lower", &["pg_catalog"]);
         assert_eq!(not_on_path.unwrap().source, FunctionSource::Builtin);
         assert!(s.resolve_function(None, "upper", &path).is_none());
+    }
+
+    fn rel(q: &str, parents: &[&str], reads: &[&str]) -> RelationDef {
+        let (schema, name) = q.split_once('.').unwrap();
+        RelationDef {
+            schema: schema.into(),
+            name: name.into(),
+            kind: if reads.is_empty() { "table" } else { "view" }.into(),
+            rows_estimate: 0,
+            bytes: 0,
+            server: None,
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            reads: reads.iter().map(|p| p.to_string()).collect(),
+            extension: None,
+        }
+    }
+
+    #[test]
+    fn lineage_follows_partitions_and_views_across_schemas() {
+        let s = Snapshot::new(
+            Server {
+                version_num: 150000,
+                version: "15.0".into(),
+                database: "d".into(),
+                taken_at: "t".into(),
+            },
+            vec![],
+            vec![],
+            vec![],
+            vec![
+                rel("public.vault", &[], &[]),
+                rel("public.vault_p1", &["public.vault"], &[]),
+                rel("public.vault_p1a", &["public.vault_p1"], &[]),
+                // Two views of one name: each must be followed.
+                rel("a.v", &[], &["public.vault_p1a.secret"]),
+                rel("b.v", &[], &["a.v.id"]),
+                rel("public.top", &[], &["b.v.id", "a.v"]),
+            ],
+        );
+        let p1a = s.relation("public", "vault_p1a").unwrap();
+        assert_eq!(s.ancestors(p1a), ["public.vault_p1", "public.vault"]);
+        let top = s.relation("public", "top").unwrap();
+        let reads = s.view_reads(top);
+        for needed in ["public.vault.secret", "public.vault_p1.secret", "a.v.id", "b.v.id"] {
+            assert!(reads.iter().any(|r| r == needed), "{needed} missing: {reads:?}");
+        }
     }
 
     #[test]

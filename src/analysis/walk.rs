@@ -677,13 +677,17 @@ impl<'t, 'a> Walker<'t, 'a> {
                 rows_estimate: None,
                 foreign: false,
                 foreign_server: None,
+                ancestors: Vec::new(),
+                view_reads: Vec::new(),
             }
         } else {
             self.resolve_relation(schema, name.clone(), access)
         };
+        // A partition's or child table's columns are its parents' columns too.
         let relations: Vec<String> = (!rel.cte)
             .then(|| rel.qualified_name.clone())
             .into_iter()
+            .chain(rel.ancestors.iter().cloned())
             .collect();
         // `FROM vault AS v(a, b)` reads vault's first columns under new names: without the
         // catalog it is unknown which, so it counts as reading them all.
@@ -764,6 +768,10 @@ impl<'t, 'a> Walker<'t, 'a> {
             ),
             None => (None, None, None),
         };
+        let (ancestors, view_reads) = match (snapshot, found) {
+            (Some(snap), Some((r, _))) => (snap.ancestors(r), snap.view_reads(r)),
+            _ => (Vec::new(), Vec::new()),
+        };
         Relation {
             qualified_name: format!("{schema}.{name}"),
             schema: Some(schema),
@@ -778,6 +786,8 @@ impl<'t, 'a> Walker<'t, 'a> {
             rows_estimate,
             foreign: foreign_server.is_some(),
             foreign_server,
+            ancestors,
+            view_reads,
         }
     }
 

@@ -59,7 +59,20 @@ const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
           ELSE 'composite_type' END AS kind, \
      c.reltuples::int8 AS rows_estimate, \
      c.relpages::int8 * pg_catalog.current_setting('block_size')::int8 AS bytes, \
-     s.srvname AS server, e.extname AS extension \
+     s.srvname AS server, e.extname AS extension, \
+     COALESCE((SELECT pg_catalog.json_agg(pn.nspname || '.' || p.relname ORDER BY i.inhseqno) \
+          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
+          JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid), '[]') AS parents, \
+     COALESCE((SELECT pg_catalog.json_agg(DISTINCT rn.nspname || '.' || rc.relname \
+                 || CASE WHEN d.refobjsubid > 0 THEN '.' || a.attname ELSE '' END) \
+          FROM pg_catalog.pg_rewrite rw \
+          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+               AND d.objid = rw.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+               AND d.refobjid <> c.oid \
+          JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid \
+          JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+          LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+          WHERE rw.ev_class = c.oid AND c.relkind IN ('v', 'm')), '[]') AS reads \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      LEFT JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = c.oid \
