@@ -517,8 +517,16 @@ mod tests {
         assert_eq!(s.ancestors(p1a), ["public.vault_p1", "public.vault"]);
         let top = s.relation("public", "top").unwrap();
         let reads = s.view_reads(top);
-        for needed in ["public.vault.secret", "public.vault_p1.secret", "a.v.id", "b.v.id"] {
-            assert!(reads.iter().any(|r| r == needed), "{needed} missing: {reads:?}");
+        for needed in [
+            "public.vault.secret",
+            "public.vault_p1.secret",
+            "a.v.id",
+            "b.v.id",
+        ] {
+            assert!(
+                reads.iter().any(|r| r == needed),
+                "{needed} missing: {reads:?}"
+            );
         }
     }
 
