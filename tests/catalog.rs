@@ -426,3 +426,32 @@ fn policy_test_cases_can_name_a_snapshot() {
     assert!(!out.contains("FAIL case with it"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A database whose catalog cannot be read (nothing listens): the call is still decided,
+/// against PostgreSQL 15's built-ins only, and a query the policy allows reports the
+/// connection error, not a catalog error.
+#[tokio::test]
+async fn without_a_reachable_catalog_the_static_catalog_decides() {
+    let port = crate::support::cluster::free_port();
+    let dir = std::env::temp_dir().join(format!("sqlguard-nocat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "connect_timeout_ms = 2000\n[[database]]\nuri = \"{URI}?dbName={EXT_DB}&dbUser={ANALYST}\"\ndsn = \"postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{port}/{EXT_DB}?sslmode=disable\"\n"
+        ),
+    )
+    .unwrap();
+    let (client, _) = serve_config(&config).await;
+    let (is_error, text) = query(&client, "SELECT similarity(name, 'jon') FROM people").await;
+    assert!(is_error, "{text}");
+    assert!(
+        text.contains("function_unknown") && text.contains("is not a PostgreSQL built-in"),
+        "{text}"
+    );
+    let (is_error, text) = query(&client, "SELECT 1").await;
+    assert!(is_error && !text.contains("catalog"), "{text}");
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::facts::{FunctionCall, FunctionSource, Operator, Volatility};
 use super::risk;
-use super::snapshot::{volatility_rank, Snapshot};
+use super::snapshot::{source_rank, volatility_rank, Snapshot};
 
 /// A call of `name` (in `schema` when the call names one, else through `path`) as the
 /// snapshot sees it: the worst case of every function it can reach (PostgreSQL picks among
@@ -24,25 +24,7 @@ pub fn function(
     let qualified = schema.is_some();
     let Some(r) = snap.resolve_function(schema.as_deref(), &name, path) else {
         // Not in the database: PostgreSQL will refuse the call; the policy denies it.
-        let qualified_name = match &schema {
-            Some(s) => format!("{s}.{name}"),
-            None => name.clone(),
-        };
-        return FunctionCall {
-            risks: risk::categories(schema.as_deref(), &name),
-            volatility: Volatility::Unknown,
-            builtin: false,
-            source: FunctionSource::Unknown,
-            security_definer: false,
-            extension: None,
-            language: None,
-            operator: None,
-            schema,
-            name,
-            qualified_name,
-            qualified,
-            context: context.to_string(),
-        };
+        return unknown(schema, name, context);
     };
     let f = r.function;
     FunctionCall {
@@ -62,6 +44,30 @@ pub fn function(
     }
 }
 
+/// A call of a function the catalog in use does not hold (`qualified` when `schema` is the
+/// one the call named).
+pub fn unknown(schema: Option<String>, name: String, context: &str) -> FunctionCall {
+    let qualified_name = match &schema {
+        Some(s) => format!("{s}.{name}"),
+        None => name.clone(),
+    };
+    FunctionCall {
+        risks: risk::categories(schema.as_deref(), &name),
+        volatility: Volatility::Unknown,
+        builtin: false,
+        source: FunctionSource::Unknown,
+        security_definer: false,
+        extension: None,
+        language: None,
+        operator: None,
+        qualified: schema.is_some(),
+        schema,
+        name,
+        qualified_name,
+        context: context.to_string(),
+    }
+}
+
 /// What an operator name reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OperatorResolution {
@@ -75,16 +81,10 @@ pub enum OperatorResolution {
 
 /// How dangerous a function is, for picking the worst of several operators.
 fn danger(f: &FunctionCall) -> (bool, bool, u8, u8) {
-    let source = match f.source {
-        FunctionSource::Builtin => 0,
-        FunctionSource::Extension => 1,
-        FunctionSource::User => 2,
-        FunctionSource::Unknown => 3,
-    };
     (
         !f.risks.is_empty(),
         f.security_definer,
-        source,
+        source_rank(f.source),
         volatility_rank(f.volatility),
     )
 }

@@ -108,12 +108,14 @@ pub struct RelationDef {
     pub extension: Option<String>,
 }
 
-/// Positions by name, built once per snapshot.
+/// Positions by name, and each relation's lineage, built once per snapshot.
 #[derive(Debug, Clone, Default)]
 struct Index {
     functions: HashMap<Box<str>, Vec<u32>>,
     operators: HashMap<Box<str>, Vec<u32>>,
     relations: HashMap<Box<str>, Vec<u32>>,
+    /// Per relation (same positions as `relations`): its ancestors and what it reads as a view.
+    lineage: Vec<(Vec<String>, Vec<String>)>,
 }
 
 fn index_by<T>(items: &[T], name: impl Fn(&T) -> &str) -> HashMap<Box<str>, Vec<u32>> {
@@ -143,7 +145,7 @@ pub(crate) fn volatility_rank(v: Volatility) -> u8 {
     }
 }
 
-fn source_rank(s: FunctionSource) -> u8 {
+pub(crate) fn source_rank(s: FunctionSource) -> u8 {
     match s {
         FunctionSource::Builtin => 0,
         FunctionSource::Extension => 1,
@@ -197,7 +199,14 @@ impl Snapshot {
             functions: index_by(&self.functions, |f| &f.name),
             operators: index_by(&self.operators, |o| &o.name),
             relations: index_by(&self.relations, |r| &r.name),
+            lineage: Vec::new(),
         };
+        let lineage = self
+            .relations
+            .iter()
+            .map(|r| (self.ancestors(r), self.view_reads(r)))
+            .collect();
+        self.index.lineage = lineage;
         self
     }
 
@@ -298,13 +307,29 @@ impl Snapshot {
 
     /// The relation `schema.name`.
     pub fn relation(&self, schema: &str, name: &str) -> Option<&RelationDef> {
+        self.relation_position(schema, name)
+            .map(|i| &self.relations[i])
+    }
+
+    fn relation_position(&self, schema: &str, name: &str) -> Option<usize> {
         self.index
             .relations
             .get(name)
             .into_iter()
             .flatten()
-            .map(|&i| &self.relations[i as usize])
-            .find(|r| r.schema == schema)
+            .map(|&i| i as usize)
+            .find(|&i| self.relations[i].schema == schema)
+    }
+
+    /// The relation's ancestors (every table it inherits from or is a partition of,
+    /// transitively) and, for a view, what it reads (see `view_reads`): computed once, when
+    /// the snapshot is indexed.
+    pub fn lineage(&self, schema: &str, name: &str) -> Option<(&[String], &[String])> {
+        let (ancestors, reads) = self
+            .index
+            .lineage
+            .get(self.relation_position(schema, name)?)?;
+        Some((ancestors, reads))
     }
 
     /// The relation `schema.table` as a dependency entry names it.
@@ -314,7 +339,7 @@ impl Snapshot {
     }
 
     /// Every table `r` inherits from or is a partition of, transitively (nearest first).
-    pub fn ancestors(&self, r: &RelationDef) -> Vec<String> {
+    fn ancestors(&self, r: &RelationDef) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut todo: Vec<&str> = r.parents.iter().map(String::as_str).collect();
         while let Some(p) = todo.pop() {
@@ -331,7 +356,7 @@ impl Snapshot {
 
     /// What a view reads, through the views it reads too: `schema.table` and
     /// `schema.table.column` entries of the relations underneath (empty for a table).
-    pub fn view_reads(&self, r: &RelationDef) -> Vec<String> {
+    fn view_reads(&self, r: &RelationDef) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut seen_views: Vec<(&str, &str)> = Vec::new();
         let mut todo: Vec<&str> = r.reads.iter().map(String::as_str).collect();
@@ -378,10 +403,6 @@ impl Snapshot {
         out
     }
 
-    pub fn extension(&self, name: &str) -> Option<&Extension> {
-        self.extensions.iter().find(|e| e.name == name)
-    }
-
     /// `PostgreSQL 15.4 (…), 3 extensions, 3,120 functions, …` for logs and `doctor`.
     pub fn summary(&self) -> String {
         format!(
@@ -421,19 +442,17 @@ mod tests {
         }
     }
 
+    fn server() -> Server {
+        Server {
+            version_num: 150000,
+            version: "15.0".into(),
+            database: "d".into(),
+            taken_at: "t".into(),
+        }
+    }
+
     fn snap(functions: Vec<Function>) -> Snapshot {
-        Snapshot::new(
-            Server {
-                version_num: 150000,
-                version: "15.0".into(),
-                database: "d".into(),
-                taken_at: "t".into(),
-            },
-            vec![],
-            functions,
-            vec![],
-            vec![],
-        )
+        Snapshot::new(server(), vec![], functions, vec![], vec![])
     }
 
     #[test]
@@ -494,12 +513,7 @@ mod tests {
     #[test]
     fn lineage_follows_partitions_and_views_across_schemas() {
         let s = Snapshot::new(
-            Server {
-                version_num: 150000,
-                version: "15.0".into(),
-                database: "d".into(),
-                taken_at: "t".into(),
-            },
+            server(),
             vec![],
             vec![],
             vec![],
@@ -513,10 +527,9 @@ mod tests {
                 rel("public.top", &[], &["b.v.id", "a.v"]),
             ],
         );
-        let p1a = s.relation("public", "vault_p1a").unwrap();
-        assert_eq!(s.ancestors(p1a), ["public.vault_p1", "public.vault"]);
-        let top = s.relation("public", "top").unwrap();
-        let reads = s.view_reads(top);
+        let (ancestors, _) = s.lineage("public", "vault_p1a").unwrap();
+        assert_eq!(ancestors, ["public.vault_p1", "public.vault"]);
+        let (_, reads) = s.lineage("public", "top").unwrap();
         for needed in [
             "public.vault.secret",
             "public.vault_p1.secret",

@@ -769,7 +769,10 @@ impl<'t, 'a> Walker<'t, 'a> {
             None => (None, None, None),
         };
         let (ancestors, view_reads) = match (snapshot, found) {
-            (Some(snap), Some((r, _))) => (snap.ancestors(r), snap.view_reads(r)),
+            (Some(snap), Some((r, _))) => snap
+                .lineage(&r.schema, &r.name)
+                .map(|(a, v)| (a.to_vec(), v.to_vec()))
+                .unwrap_or_default(),
             _ => (Vec::new(), Vec::new()),
         };
         Relation {
@@ -1036,28 +1039,23 @@ impl<'t, 'a> Walker<'t, 'a> {
                 found
             }
         };
-        let qualified_name = match &schema {
-            Some(s) => format!("{s}.{name}"),
-            None => name.clone(),
-        };
-        FunctionCall {
-            risks: risk::categories(schema.as_deref(), &name),
-            volatility: builtin.map(|b| b.volatility).unwrap_or(Volatility::Unknown),
-            builtin: builtin.is_some(),
-            source: if builtin.is_some() {
-                FunctionSource::Builtin
-            } else {
-                FunctionSource::Unknown
+        match (schema, builtin) {
+            (Some(s), Some(b)) => FunctionCall {
+                risks: risk::categories(Some(&s), &name),
+                volatility: b.volatility,
+                builtin: true,
+                source: FunctionSource::Builtin,
+                security_definer: false,
+                extension: None,
+                language: None,
+                operator: None,
+                qualified_name: format!("{s}.{name}"),
+                schema: Some(s),
+                name,
+                qualified,
+                context: context.to_string(),
             },
-            security_definer: false,
-            extension: None,
-            language: None,
-            operator: None,
-            schema,
-            name,
-            qualified_name,
-            qualified,
-            context: context.to_string(),
+            (schema, _) => resolve::unknown(schema, name, context),
         }
     }
 

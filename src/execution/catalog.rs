@@ -237,11 +237,6 @@ impl LiveCatalog {
         }
     }
 
-    /// The snapshot in use, if any.
-    pub fn snapshot(&self) -> Option<Arc<AnalysisOptions>> {
-        self.current().map(|c| c.1)
-    }
-
     fn may_attempt(&self, interval: Duration) -> bool {
         match self.attempted.lock() {
             Ok(a) => a.is_none_or(|at| at.elapsed() >= interval),
