@@ -13,6 +13,7 @@
 //! pool_wait_ms = 15000         # waiting for a connection other calls hold
 //! idle_timeout_s = 300         # an unused connection is closed after this long
 //! decision_cache_entries = 4096  # decisions kept per loaded policy; 0 turns the cache off
+//! evaluator = "compiled"       # or "interpreter": regorus' reference evaluator, 3–5× slower
 //! catalog = true               # resolve names against each database's own catalog
 //! catalog_refresh_s = 300      # read it again when older than this (and on reload)
 //!
@@ -63,6 +64,9 @@ pub struct Config {
     pub lock_timeout_ms: Option<u64>,
     /// Decisions kept for equal policy inputs (default 4096; 0: off).
     pub decision_cache_entries: Option<usize>,
+    /// Which evaluator decides (default compiled: regorus' patched RVM, when the bundle
+    /// compiles and agrees with the interpreter at load).
+    pub evaluator: Option<crate::policy::Evaluator>,
     /// Resolve names against each database's own catalog (default true).
     pub catalog: Option<bool>,
     /// A catalog snapshot older than this is read again at the next call (default 300 s).

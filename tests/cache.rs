@@ -18,7 +18,7 @@ fn root() -> PathBuf {
 
 /// The default bundle with the per-role and per-database examples, so that the identity and
 /// the database change decisions.
-fn bundle() -> Bundle {
+pub(crate) fn bundle() -> Bundle {
     let p = root().join("policies");
     Bundle::load(
         &[p.clone(), p.join("examples/roles"), p.join("examples/prod")],
@@ -28,7 +28,7 @@ fn bundle() -> Bundle {
 }
 
 /// Who calls, against which database: the calls of one stream rotate through these.
-fn contexts() -> Vec<(Identity, DatabaseContext)> {
+pub(crate) fn contexts() -> Vec<(Identity, DatabaseContext)> {
     let who = |roles: &[&str]| Identity {
         user: "alice".into(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
@@ -48,7 +48,7 @@ fn contexts() -> Vec<(Identity, DatabaseContext)> {
     ]
 }
 
-fn input<'a>(facts: &'a Facts, ctx: &'a (Identity, DatabaseContext)) -> PolicyInput<'a> {
+pub(crate) fn input<'a>(facts: &'a Facts, ctx: &'a (Identity, DatabaseContext)) -> PolicyInput<'a> {
     PolicyInput {
         query: Some(facts),
         database: Some(&ctx.1),

@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod clientconfig;
 mod doctor;
+mod evaluator;
 mod execution;
 mod mcp;
 mod oracle;

@@ -165,11 +165,18 @@ pub struct PolicyArgs {
     /// JSON data file merged over the bundle's data, like `opa eval -d` (repeatable).
     #[arg(long = "data", value_name = "FILE")]
     pub data: Vec<PathBuf>,
+    /// compiled (regorus' patched RVM, checked against the interpreter at load) or
+    /// interpreter (the reference).
+    #[arg(long, env = "SQLGUARD_EVALUATOR", default_value = "compiled")]
+    pub evaluator: crate::policy::Evaluator,
 }
 
 impl PolicyArgs {
     pub fn bundle(&self) -> Result<Bundle, String> {
-        Bundle::load_or_embedded(&self.policy, &self.data).map_err(|e| e.to_string())
+        let mut bundle =
+            Bundle::load_or_embedded(&self.policy, &self.data).map_err(|e| e.to_string())?;
+        bundle.evaluator = self.evaluator;
+        Ok(bundle)
     }
 
     pub fn load(&self) -> Result<Policy, String> {

@@ -89,6 +89,8 @@ pub struct State {
     pub data_files: Vec<PathBuf>,
     /// The decision cache's size, for every policy loaded (a reload starts it empty).
     pub cache_entries: usize,
+    /// The evaluator every loaded bundle asks for.
+    pub evaluator: crate::policy::Evaluator,
     /// Analysis options without a catalog snapshot.
     pub analysis: Arc<AnalysisOptions>,
     /// Who is calling, as policies see it (re-read after `tsh login`).
@@ -196,8 +198,10 @@ impl State {
     pub async fn build(opts: &ServeOptions) -> Result<Arc<State>, String> {
         let config = opts.load_config()?;
         let specs = config.database_specs(&opts.uris)?;
-        let bundle =
+        let mut bundle =
             Bundle::load_or_embedded(&config.policy, &config.data).map_err(|e| e.to_string())?;
+        let evaluator = config.evaluator.unwrap_or_default();
+        bundle.evaluator = evaluator;
         let cache_entries = config
             .decision_cache_entries
             .unwrap_or(crate::policy::DEFAULT_CACHE_ENTRIES);
@@ -316,6 +320,7 @@ impl State {
             policy_dirs: config.policy.clone(),
             data_files: config.data.clone(),
             cache_entries,
+            evaluator,
             analysis,
             identity,
             audit,
@@ -338,8 +343,9 @@ impl State {
 
     /// Loads the bundle again; on failure the old policy stays.
     pub fn reload_policy(&self) -> Result<String, String> {
-        let bundle = Bundle::load_or_embedded(&self.policy_dirs, &self.data_files)
+        let mut bundle = Bundle::load_or_embedded(&self.policy_dirs, &self.data_files)
             .map_err(|e| e.to_string())?;
+        bundle.evaluator = self.evaluator;
         let policy = Policy::with_cache(bundle, self.cache_entries).map_err(|e| e.to_string())?;
         policy.smoke_test().map_err(|e| {
             format!("the new bundle fails to evaluate an ordinary query ({e}), so it would deny such calls")

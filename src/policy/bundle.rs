@@ -25,6 +25,8 @@ pub struct Bundle {
     pub digest: String,
     /// Limit on one evaluation.
     pub eval_time_limit: Duration,
+    /// Which evaluator decides calls.
+    pub evaluator: super::Evaluator,
 }
 
 fn read(path: &Path) -> Result<String, PolicyError> {
@@ -165,6 +167,7 @@ impl Bundle {
                 .map(|b| format!("{b:02x}"))
                 .collect(),
             eval_time_limit: DEFAULT_EVAL_TIME_LIMIT,
+            evaluator: super::Evaluator::default(),
         })
     }
 
@@ -237,7 +240,13 @@ impl Bundle {
             data,
             digest,
             eval_time_limit: DEFAULT_EVAL_TIME_LIMIT,
+            evaluator: super::Evaluator::default(),
         })
+    }
+
+    /// The merged data document as a regorus value.
+    pub fn data_value(&self) -> Result<regorus::Value, String> {
+        regorus::Value::from_json_str(&self.data.to_string()).map_err(|e| format!("data: {e}"))
     }
 
     /// A prepared engine holding the bundle (and its tests when `with_tests`).
@@ -266,8 +275,7 @@ impl Bundle {
                 .add_policy(path.display().to_string(), text.clone())
                 .map_err(|e| PolicyError::Rego(e.to_string()))?;
         }
-        let data = regorus::Value::from_json_str(&self.data.to_string())
-            .map_err(|e| PolicyError::Rego(format!("data: {e}")))?;
+        let data = self.data_value().map_err(PolicyError::Rego)?;
         engine
             .add_data(data)
             .map_err(|e| PolicyError::Rego(format!("data: {e}")))?;

@@ -7,6 +7,7 @@
 
 mod bundle;
 mod cache;
+mod compiled;
 mod decision;
 mod error;
 mod input;
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 pub use bundle::Bundle;
 pub use cache::{CacheStats, DEFAULT_ENTRIES as DEFAULT_CACHE_ENTRIES};
+pub use compiled::{agreement_plans, Compiled, Evaluator, AGREEMENT_SQL};
 pub use decision::{Decision, Limits, Reason, DENIED_LIMITS};
 pub use error::PolicyError;
 pub use input::{DatabaseContext, Identity, PolicyInput};
@@ -43,6 +45,9 @@ struct PlanVerdict {
 #[derive(Clone)]
 pub struct Policy {
     engine: regorus::Engine,
+    /// The bundle compiled for regorus' RVM, which decides when present; the interpreter
+    /// (`engine`) otherwise.
+    compiled: Option<Arc<Compiled>>,
     bundle: Arc<Bundle>,
     /// The second decision evaluates `data.sqlguard.plan_decision` alone.
     plan_rules_only: bool,
@@ -73,6 +78,21 @@ impl Policy {
     /// bundle that is not deterministic ([`Bundle::nondeterministic_builtin`]) gets no cache.
     pub fn with_cache(bundle: Bundle, cache_entries: usize) -> Result<Policy, PolicyError> {
         let engine = bundle.engine(false)?;
+        let plan_rules_only = bundle.plan_rules_are_shipped();
+        let compiled = match bundle.evaluator {
+            Evaluator::Interpreter => None,
+            Evaluator::Compiled => match bundle.data_value().and_then(|data| {
+                Compiled::new(&engine, data, bundle.eval_time_limit, plan_rules_only)
+            }) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!(
+                        "the policy is evaluated by regorus' interpreter (slower), not compiled: {e}"
+                    );
+                    None
+                }
+            },
+        };
         let cache = match bundle.nondeterministic_builtin() {
             Some(builtin) => {
                 tracing::info!("the policy calls {builtin}: its decisions are not cached");
@@ -82,7 +102,8 @@ impl Policy {
         };
         Ok(Policy {
             engine,
-            plan_rules_only: bundle.plan_rules_are_shipped(),
+            compiled,
+            plan_rules_only,
             bundle: Arc::new(bundle),
             cache,
         })
@@ -91,6 +112,15 @@ impl Policy {
     /// The decision cache's counters; `None` when there is no cache.
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Which evaluator decides: `compiled` or `interpreter`.
+    pub fn evaluator(&self) -> Evaluator {
+        if self.compiled.is_some() {
+            Evaluator::Compiled
+        } else {
+            Evaluator::Interpreter
+        }
     }
 
     /// The bundle's SHA-256 digest over every file, for audit logs.
@@ -185,11 +215,8 @@ impl Policy {
     /// decision's limits apply); a failure denies.
     fn plan_verdict(&self, value: regorus::Value) -> Decision {
         let started = Instant::now();
-        let mut engine = self.engine.clone();
-        engine.set_input(value);
-        let verdict = engine
-            .eval_rule(PLAN_DECISION_RULE.to_string())
-            .map_err(|e| e.to_string())
+        let verdict = self
+            .eval_rule(PLAN_DECISION_RULE, value)
             .and_then(|v| v.to_json_str().map_err(|e| e.to_string()))
             .and_then(|t| serde_json::from_str::<PlanVerdict>(&t).map_err(|e| e.to_string()));
         tracing::trace!(us = started.elapsed().as_micros() as u64, "plan decision");
@@ -213,12 +240,61 @@ impl Policy {
     }
 
     fn evaluate(&self, input: regorus::Value) -> Result<Decision, String> {
+        self.eval_rule(DECISION_RULE, input).map(|v| from_value(&v))
+    }
+
+    /// `rule`'s value for `input`, by the compiled bundle when there is one.
+    fn eval_rule(&self, rule: &str, input: regorus::Value) -> Result<regorus::Value, String> {
+        let Some(compiled) = &self.compiled else {
+            return self.interpret(rule, input);
+        };
+        compiled.eval(rule, input.clone()).map_err(|e| {
+            // The RVM's errors name no Rego file or line: the interpreter's do, for the log.
+            // The call is denied either way.
+            match self.interpret(rule, input) {
+                Err(reference) => reference,
+                Ok(v) => {
+                    tracing::error!(
+                        "EVALUATORS DISAGREE: the compiled policy failed ({e}) where the interpreter gives {}; the call is denied. Set evaluator = \"interpreter\" and report this",
+                        v.to_json_str().unwrap_or_default()
+                    );
+                    e
+                }
+            }
+        })
+    }
+
+    /// `rule`'s value for `input` by regorus' interpreter.
+    fn interpret(&self, rule: &str, input: regorus::Value) -> Result<regorus::Value, String> {
         let mut engine = self.engine.clone();
         engine.set_input(input);
         engine
-            .eval_rule(DECISION_RULE.to_string())
-            .map(|v| from_value(&v))
+            .eval_rule(rule.to_string())
             .map_err(|e| e.to_string())
+    }
+
+    /// The interpreter's value of `rule` for `input`, whatever evaluator decides calls: the
+    /// reference the compiled bundle is tested against.
+    pub fn interpreted(
+        &self,
+        rule: &str,
+        input: &PolicyInput<'_>,
+    ) -> Result<regorus::Value, String> {
+        self.interpret(rule, to_policy_value(input).map_err(|e| e.to_string())?)
+    }
+
+    /// The compiled bundle's value of `rule` for `input`; `None` when the interpreter decides.
+    pub fn compiled(
+        &self,
+        rule: &str,
+        input: &PolicyInput<'_>,
+    ) -> Option<Result<regorus::Value, String>> {
+        let compiled = self.compiled.as_ref()?;
+        Some(
+            to_policy_value(input)
+                .map_err(|e| e.to_string())
+                .and_then(|v| compiled.eval(rule, v)),
+        )
     }
 
     /// Evaluates the bundle on a few ordinary calls (tables, columns, functions, settings): a

@@ -1,0 +1,328 @@
+//! The bundle compiled for regorus' RVM: the fast evaluator.
+//!
+//! regorus' interpreter costs ~5 µs per rule body it enters, whatever the query; its RVM runs
+//! the same bundle compiled to instructions several times faster. As shipped (0.14.1) the RVM
+//! fails open, so sqlguard evaluates with a patched copy (`vendor/regorus`, the patch and why
+//! in `vendor/regorus/README.md`): an error inside a rule body ends the evaluation (the call is
+//! denied) instead of making the body false, conflicting values of a complete rule are an
+//! error, and `input`/`data` are loaded where every path of a body passes.
+//!
+//! The interpreter stays the reference. A bundle is evaluated here only when it compiles and
+//! decides [`AGREEMENT_SQL`] exactly as the interpreter does, in several contexts, when it is
+//! loaded; otherwise the interpreter decides every call and the log says why
+//! ([`Compiled::new`]). The tests hold the two to the same decisions over the corpora and
+//! over a table of failure cases, each of which must deny.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::program::Program;
+use regorus::rvm::vm::RegoVM;
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::Value;
+
+use super::{DatabaseContext, Identity, PolicyInput, DECISION_RULE, PLAN_DECISION_RULE};
+use crate::analysis::plan::{plan_facts, MemorySettings, RelationInfo};
+
+/// Which evaluator decides a bundle's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Evaluator {
+    /// The compiled bundle (regorus' patched RVM) when it compiles and agrees with the
+    /// interpreter at load; the interpreter otherwise.
+    #[default]
+    Compiled,
+    /// regorus' interpreter for every call (the reference; ~3–5× slower).
+    Interpreter,
+}
+
+impl std::str::FromStr for Evaluator {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "compiled" => Ok(Evaluator::Compiled),
+            "interpreter" => Ok(Evaluator::Interpreter),
+            other => Err(format!(
+                "unknown evaluator {other:?}: use \"compiled\" (the default) or \"interpreter\""
+            )),
+        }
+    }
+}
+
+/// Idle VMs kept for reuse; more concurrent calls create their own.
+const POOL: usize = 8;
+
+/// No run executes more instructions (the time limit is the real bound).
+const MAX_INSTRUCTIONS: usize = 50_000_000;
+
+/// The bundle compiled for the RVM, with VMs ready to run it.
+pub struct Compiled {
+    decision: Arc<Program>,
+    /// `data.sqlguard.plan_decision`, when the bundle has it.
+    plan: Option<Arc<Program>>,
+    data: Value,
+    time_limit: Duration,
+    idle: Mutex<Vec<RegoVM>>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("decision_instructions", &self.decision.instructions.len())
+            .field("plan", &self.plan.is_some())
+            .finish()
+    }
+}
+
+/// SQL texts on which a compiled bundle must decide exactly as the interpreter before it is
+/// used: allowed reads, and a denial from each family of rules (writes, DDL, settings,
+/// functions, side channels, catalogs, columns, limits, transactions, several statements).
+pub const AGREEMENT_SQL: &[&str] = &[
+    "SELECT 1",
+    "SHOW work_mem",
+    "SELECT t.a, lower(t.b) FROM public.t JOIN s USING (id) WHERE t.c = 'x' ORDER BY 1",
+    "SELECT count(*), max(amount) FROM orders o WHERE o.created_at > now() - interval '1 day' GROUP BY o.region HAVING count(*) > 3",
+    "WITH x AS (SELECT id FROM a UNION SELECT id FROM b) SELECT * FROM x LIMIT 10",
+    "SELECT * FROM users",
+    "SELECT email, password_hash FROM public.users",
+    "SELECT * FROM pg_catalog.pg_authid",
+    "SELECT * FROM pg_stat_activity",
+    "SELECT current_setting('ssl_key_file')",
+    "SELECT current_setting('search_path')",
+    "SELECT pg_read_file('/etc/passwd')",
+    "SELECT pg_sleep(10)",
+    "SELECT nextval('s')",
+    "SELECT set_config('work_mem', '1GB', false)",
+    "SELECT * FROM dblink('host=x', 'select 1') AS t(a int)",
+    "INSERT INTO t VALUES (1)",
+    "UPDATE t SET a = 1",
+    "DELETE FROM t",
+    "DROP TABLE t",
+    "CREATE TABLE t (a int)",
+    "COPY t TO '/tmp/x'",
+    "SET work_mem = '1GB'",
+    "BEGIN",
+    "SELECT 1; SELECT 2",
+    "SELECT * FROM t FOR UPDATE",
+    "LOCK TABLE t",
+    "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+    "EXPLAIN ANALYZE DELETE FROM t",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT * FROM generate_series(1, 1000000000)",
+    "SELECT xmin, ctid FROM t",
+];
+
+impl Compiled {
+    /// Compiles `engine`'s bundle (prepared, holding `data`) and proves it decides as the
+    /// interpreter on [`AGREEMENT_SQL`]. An error says why the interpreter must decide.
+    pub fn new(
+        engine: &regorus::Engine,
+        data: Value,
+        time_limit: Duration,
+        with_plan: bool,
+    ) -> Result<Compiled, String> {
+        let program = |rule: &str| -> Result<Arc<Program>, String> {
+            let mut engine = engine.clone();
+            let policy = engine
+                .compile_with_entrypoint(&rule.into())
+                .map_err(|e| format!("{rule} does not compile: {e}"))?;
+            Compiler::compile_from_policy(&policy, &[rule])
+                .map_err(|e| format!("{rule} does not compile for the RVM: {e}"))
+        };
+        let compiled = Compiled {
+            decision: program(DECISION_RULE)?,
+            plan: if with_plan {
+                Some(program(PLAN_DECISION_RULE)?)
+            } else {
+                None
+            },
+            data,
+            time_limit,
+            idle: Mutex::new(Vec::new()),
+        };
+        compiled.agrees_with(engine)?;
+        Ok(compiled)
+    }
+
+    /// Evaluates `rule` (the decision or the plan decision) for `input`.
+    pub fn eval(&self, rule: &str, input: Value) -> Result<Value, String> {
+        let program = match rule {
+            DECISION_RULE => &self.decision,
+            PLAN_DECISION_RULE => self
+                .plan
+                .as_ref()
+                .ok_or_else(|| format!("{rule} was not compiled"))?,
+            other => return Err(format!("{other} was not compiled")),
+        };
+        let mut vm = self.vm()?;
+        vm.load_program(program.clone());
+        vm.set_input(input);
+        let result = vm.execute_entry_point_by_name(rule);
+        // Drop what the run holds (input, registers) before the VM waits for the next call.
+        vm.set_input(Value::Undefined);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < POOL {
+                idle.push(vm);
+            }
+        }
+        result.map_err(|e| e.to_string())
+    }
+
+    fn vm(&self) -> Result<RegoVM, String> {
+        if let Some(vm) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(vm);
+        }
+        let mut vm = RegoVM::new();
+        vm.load_program(self.decision.clone());
+        vm.set_data(self.data.clone())
+            .map_err(|e| format!("the bundle's data does not fit its rules: {e}"))?;
+        // Every builtin error is an error, and with the patch every error ends the run.
+        vm.set_strict_builtin_errors(true);
+        vm.set_max_instructions(MAX_INSTRUCTIONS);
+        vm.set_execution_timer_config(Some(ExecutionTimerConfig {
+            limit: self.time_limit,
+            check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
+        }));
+        Ok(vm)
+    }
+
+    /// Both evaluators on [`AGREEMENT_SQL`] in four contexts (and the plan decision on a few
+    /// plans): the first difference is the error.
+    fn agrees_with(&self, engine: &regorus::Engine) -> Result<(), String> {
+        let people = [
+            Identity::default(),
+            Identity {
+                user: "alice@example.com".into(),
+                roles: vec!["analyst".into(), "access".into()],
+                traits: [("team".to_string(), vec!["data".to_string()])].into(),
+            },
+        ];
+        let databases = [
+            DatabaseContext::default(),
+            DatabaseContext {
+                uri: "teleport://clusters/c/databases/prod".into(),
+                cluster: "c".into(),
+                name: "prod".into(),
+                db_name: "app".into(),
+                db_user: "reader".into(),
+                labels: [("env".to_string(), "prod".to_string())].into(),
+            },
+        ];
+        let plans = if self.plan.is_some() {
+            agreement_plans()
+        } else {
+            Vec::new()
+        };
+        let compare = |rule: &str, input: &PolicyInput<'_>, what: &str| -> Result<(), String> {
+            let value = super::to_policy_value(input).map_err(|e| e.to_string())?;
+            let mut reference = engine.clone();
+            reference.set_input(value.clone());
+            let expected = reference
+                .eval_rule(rule.to_string())
+                .map_err(|e| e.to_string());
+            let got = self.eval(rule, value);
+            let same = match (&expected, &got) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            if same {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the compiled bundle decides {what} differently from the interpreter \
+                     (interpreter: {}, compiled: {})",
+                    shown(&expected),
+                    shown(&got)
+                ))
+            }
+        };
+        for identity in &people {
+            for database in &databases {
+                let base = PolicyInput {
+                    query: None,
+                    database: Some(database),
+                    identity,
+                    tool: "teleport_postgres_query",
+                    plan: None,
+                };
+                compare(DECISION_RULE, &base, "a call without SQL")?;
+                for sql in AGREEMENT_SQL {
+                    let Ok(facts) = crate::analysis::analyze(sql) else {
+                        continue;
+                    };
+                    let input = PolicyInput {
+                        query: Some(&facts),
+                        ..base.clone()
+                    };
+                    compare(DECISION_RULE, &input, &format!("{sql:?}"))?;
+                }
+                for (name, plan) in &plans {
+                    let input = PolicyInput {
+                        plan: Some(plan),
+                        ..base.clone()
+                    };
+                    compare(PLAN_DECISION_RULE, &input, name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn shown(r: &Result<Value, String>) -> String {
+    match r {
+        Ok(v) => v.to_json_str().unwrap_or_else(|e| e.to_string()),
+        Err(e) => format!("error: {}", e.lines().last().unwrap_or(e)),
+    }
+}
+
+/// A few plans for the plan decision's agreement check: a small index scan, a sequential
+/// scan of a large table, a cartesian join and a sort that spills.
+pub fn agreement_plans() -> Vec<(&'static str, crate::analysis::plan::PlanFacts)> {
+    let explains = [
+        (
+            "an index scan",
+            r#"[{"Plan": {"Node Type": "Index Scan", "Relation Name": "events", "Schema": "public", "Index Name": "events_pkey", "Startup Cost": 0.29, "Total Cost": 8.31, "Plan Rows": 1, "Plan Width": 40}}]"#,
+        ),
+        (
+            "a large sequential scan",
+            r#"[{"Plan": {"Node Type": "Seq Scan", "Relation Name": "events", "Schema": "public", "Startup Cost": 0.0, "Total Cost": 1834000.0, "Plan Rows": 100000000, "Plan Width": 40}}]"#,
+        ),
+        (
+            "a cartesian join",
+            r#"[{"Plan": {"Node Type": "Nested Loop", "Startup Cost": 0.0, "Total Cost": 150000000.0, "Plan Rows": 10000000000, "Plan Width": 80, "Plans": [
+            {"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Relation Name": "a", "Schema": "public", "Startup Cost": 0.0, "Total Cost": 1500.0, "Plan Rows": 100000, "Plan Width": 40},
+            {"Node Type": "Materialize", "Parent Relationship": "Inner", "Startup Cost": 0.0, "Total Cost": 2000.0, "Plan Rows": 100000, "Plan Width": 40, "Plans": [
+              {"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Relation Name": "b", "Schema": "public", "Startup Cost": 0.0, "Total Cost": 1500.0, "Plan Rows": 100000, "Plan Width": 40}]}]}}]"#,
+        ),
+        (
+            "a spilling sort",
+            r#"[{"Plan": {"Node Type": "Sort", "Startup Cost": 900000.0, "Total Cost": 950000.0, "Plan Rows": 20000000, "Plan Width": 200, "Sort Key": ["a"], "Plans": [
+            {"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Relation Name": "events", "Schema": "public", "Startup Cost": 0.0, "Total Cost": 400000.0, "Plan Rows": 20000000, "Plan Width": 200}]}}]"#,
+        ),
+    ];
+    explains
+        .iter()
+        .filter_map(|(name, text)| {
+            let json: serde_json::Value = serde_json::from_str(text).ok()?;
+            let mut facts = plan_facts(&json, MemorySettings::default()).ok()?;
+            facts.describe_relations(
+                facts
+                    .scanned_relations()
+                    .into_iter()
+                    .map(|(s, n)| {
+                        let info = RelationInfo {
+                            rows_estimate: 1e8,
+                            kind: "r".into(),
+                            indexed_columns: vec!["id".into()],
+                        };
+                        (format!("{s}.{n}"), info)
+                    })
+                    .collect(),
+            );
+            Some((*name, facts))
+        })
+        .collect()
+}

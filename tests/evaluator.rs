@@ -1,0 +1,281 @@
+//! The compiled evaluator (regorus' RVM, patched in `vendor/regorus`) decides exactly as the
+//! interpreter, and fails closed where the RVM as shipped fails open.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use sqlguard::analysis::analyze;
+use sqlguard::policy::{
+    Bundle, Evaluator, Identity, Policy, PolicyInput, DECISION_RULE, PLAN_DECISION_RULE,
+};
+
+use crate::cache::{bundle, contexts, input};
+use crate::support::corpus_statements;
+
+fn policies_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// The default bundle plus one extra module and one data file, in a scratch directory.
+fn bundle_with(name: &str, module: Option<&str>, data: Option<&str>) -> Bundle {
+    let dir = std::env::temp_dir().join(format!("sqlguard-eval-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut dirs = vec![policies_dir()];
+    if let Some(text) = module {
+        let extra = dir.join("extra");
+        std::fs::create_dir_all(&extra).unwrap();
+        std::fs::write(extra.join("extra.rego"), text).unwrap();
+        dirs.push(extra);
+    }
+    let mut files = Vec::new();
+    if let Some(json) = data {
+        let file = dir.join("data.json");
+        std::fs::write(&file, json).unwrap();
+        files.push(file);
+    }
+    let bundle = Bundle::load(&dirs, &files).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    bundle
+}
+
+fn call<'a>(facts: &'a sqlguard::analysis::Facts, identity: &'a Identity) -> PolicyInput<'a> {
+    PolicyInput {
+        query: Some(facts),
+        database: None,
+        identity,
+        tool: "teleport_postgres_query",
+        plan: None,
+    }
+}
+
+/// The failure cases of issue 14: each an error in the policy or its data, which must deny
+/// the call (`policy_error`) under both evaluators — or, for the last, a deny rule the RVM as
+/// shipped skipped. Each row: name, extra module, data, SQL, the reason that must deny.
+type FailureCase<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, &'a str);
+
+const FAILURES: &[FailureCase] = &[
+    (
+        "an invalid glob in a deny list",
+        None,
+        Some(r#"{"sqlguard": {"tables": {"deny": ["a*b*["]}}}"#),
+        "SELECT * FROM users",
+        "policy_error",
+    ),
+    (
+        "an invalid regular expression in the tool list",
+        None,
+        Some(r#"{"sqlguard": {"tools": {"allow": ["^teleport_(postgres$"]}}}"#),
+        "SELECT 1",
+        "policy_error",
+    ),
+    (
+        "a number in a deny list",
+        None,
+        Some(r#"{"sqlguard": {"tables": {"deny": [42]}}}"#),
+        "SELECT * FROM users",
+        "policy_error",
+    ),
+    (
+        "an object in a deny list",
+        None,
+        Some(r#"{"sqlguard": {"functions": {"deny": [{"name": "lower"}]}}}"#),
+        "SELECT lower('X')",
+        "policy_error",
+    ),
+    (
+        "a division by zero",
+        Some(
+            "package sqlguard\nimport rego.v1\n\
+             deny contains reason(\"ratio\", -1, \"too many\") if { input.tool; 100 / data.sqlguard.extra.divisor > 1 }\n",
+        ),
+        Some(r#"{"sqlguard": {"extra": {"divisor": 0}}}"#),
+        "SELECT 1",
+        "policy_error",
+    ),
+    (
+        "to_number of a name",
+        Some(
+            "package sqlguard\nimport rego.v1\n\
+             deny contains reason(\"n\", -1, \"n\") if to_number(input.tool) > 5\n",
+        ),
+        None,
+        "SELECT 1",
+        "policy_error",
+    ),
+    (
+        "conflicting values of a complete rule",
+        Some(
+            "package sqlguard\nimport rego.v1\n\
+             extra_limit := 1 if input.tool\n\
+             extra_limit := 2 if input.tool\n\
+             deny contains reason(\"limit\", -1, \"limit\") if extra_limit > 5\n",
+        ),
+        None,
+        "SELECT 1",
+        "policy_error",
+    ),
+    (
+        "an error inside the decision rule",
+        Some(
+            "package sqlguard\nimport rego.v1\n\
+             deny contains {\"rule\": \"odd\", \"statement\": \"first\", \"message\": \"m\"} if input.tool\n",
+        ),
+        None,
+        "SELECT 1",
+        "policy_error",
+    ),
+    (
+        "a union of comprehensions whose first loop runs zero times",
+        Some(
+            "package sqlguard\nimport rego.v1\n\
+             union_hits := {x | some x in object.get(input, \"absent\", []); x in data.sqlguard.extra.p} | \
+             {y | some y in [input.tool]; y in data.sqlguard.extra.q}\n\
+             deny contains reason(\"union\", -1, \"denied by a union of comprehensions\") if count(union_hits) > 0\n",
+        ),
+        Some(r#"{"sqlguard": {"extra": {"p": ["z"], "q": ["teleport_postgres_query"]}}}"#),
+        "SELECT 1",
+        "union",
+    ),
+];
+
+/// Every failure case denies under the compiled evaluator (which the bundle must get: it agrees
+/// with the interpreter at load), with the reason the interpreter gives; the compiled value
+/// itself is an error, not a value that could allow.
+#[test]
+fn every_failure_case_denies_under_both_evaluators() {
+    let identity = Identity::default();
+    let mut failures = Vec::new();
+    for (name, module, data, sql, rule) in FAILURES {
+        let facts = analyze(sql).unwrap();
+        for evaluator in [Evaluator::Compiled, Evaluator::Interpreter] {
+            let mut bundle = bundle_with("failure", *module, *data);
+            bundle.evaluator = evaluator;
+            let policy = Policy::with_cache(bundle, 0).unwrap();
+            if policy.evaluator() != evaluator {
+                failures.push(format!("{name}: the {evaluator:?} evaluator was not used"));
+                continue;
+            }
+            let d = policy.decide(&call(&facts, &identity));
+            if d.allow || d.reasons.first().map(|r| r.rule.as_str()) != Some(*rule) {
+                failures.push(format!("{name} ({evaluator:?}): {d:?}"));
+            }
+            if *rule == "policy_error" && evaluator == Evaluator::Compiled {
+                match policy.compiled(DECISION_RULE, &call(&facts, &identity)) {
+                    Some(Err(_)) => {}
+                    other => failures.push(format!(
+                        "{name}: the compiled bundle did not fail: {other:?}"
+                    )),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A bundle the compiled evaluator decides differently from the interpreter at load is
+/// evaluated by the interpreter: a comparison across types is ordered by the interpreter (as
+/// OPA does) and an error for the RVM.
+#[test]
+fn a_bundle_that_disagrees_at_load_is_interpreted() {
+    let module = "package sqlguard\nimport rego.v1\n\
+                  deny contains reason(\"cmp\", -1, \"compared\") if input.tool < 5\n";
+    let policy = Policy::with_cache(bundle_with("disagree", Some(module), None), 0).unwrap();
+    assert_eq!(policy.evaluator(), Evaluator::Interpreter);
+    let identity = Identity::default();
+    let facts = analyze("SELECT 1").unwrap();
+    assert!(policy.decide(&call(&facts, &identity)).allow);
+    // The default bundle compiles and agrees.
+    let policy = Policy::new(bundle_with("agree", None, None)).unwrap();
+    assert_eq!(policy.evaluator(), Evaluator::Compiled);
+}
+
+/// Every corpus statement, under one of four contexts in turn (the roles and prod examples make
+/// identity and database matter), and the columns example over the whole corpus: the compiled
+/// bundle's decision value (allow, every reason, limits, explain) equals the interpreter's.
+#[test]
+fn the_compiled_bundle_decides_as_the_interpreter_over_the_corpora() {
+    let statements = corpus_statements();
+    if statements.is_empty() {
+        return;
+    }
+    let p = policies_dir();
+    let columns = Bundle::load(&[p.clone(), p.join("examples/columns")], &[]).unwrap();
+    let contexts = contexts();
+    let mut wrong = Vec::new();
+    for (label, bundle, rotate) in [("roles+prod", bundle(), true), ("columns", columns, false)] {
+        let policy = Policy::with_cache(bundle, 0).unwrap();
+        assert_eq!(policy.evaluator(), Evaluator::Compiled, "{label}");
+        let started = Instant::now();
+        let (mut calls, mut allowed, mut errors) = (0u64, 0u64, 0u64);
+        let (mut compiled_time, mut interpreted_time) = (0u128, 0u128);
+        for (n, sql) in statements.iter().enumerate() {
+            let Ok(facts) = analyze(sql) else { continue };
+            let ctx = &contexts[if rotate { n % contexts.len() } else { 0 }];
+            let input = input(&facts, ctx);
+            let t = Instant::now();
+            let want = policy.interpreted(DECISION_RULE, &input);
+            interpreted_time += t.elapsed().as_nanos();
+            let t = Instant::now();
+            let got = policy.compiled(DECISION_RULE, &input).unwrap();
+            compiled_time += t.elapsed().as_nanos();
+            calls += 1;
+            match (&want, &got) {
+                (Ok(a), Ok(b)) if a == b => {
+                    allowed += u64::from(a["allow"] == regorus::Value::from(true));
+                }
+                (Err(_), Err(_)) => errors += 1,
+                _ => wrong.push(format!(
+                    "[{label}] {sql}\n  interpreter {:?}\n  compiled    {:?}",
+                    want.map(|v| v.to_json_str().unwrap()),
+                    got.map(|v| v.to_json_str().unwrap())
+                )),
+            }
+        }
+        eprintln!(
+            "evaluator differential [{label}]: {calls} calls ({allowed} allowed, {errors} errors in both), \
+             interpreter {} µs/call, compiled {} µs/call, {} s",
+            interpreted_time / u128::from(calls.max(1)) / 1000,
+            compiled_time / u128::from(calls.max(1)) / 1000,
+            started.elapsed().as_secs()
+        );
+        assert!(
+            allowed > 1000 && allowed < calls,
+            "[{label}] {allowed} of {calls}"
+        );
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} different decisions:\n{}",
+        wrong.len(),
+        wrong[..wrong.len().min(5)].join("\n")
+    );
+}
+
+/// The plan decision too, on the load-time plans (an index scan, a large sequential scan, a
+/// cartesian join, a spilling sort) under every context. (`tests/plan.rs` decides real plans
+/// from PostgreSQL through the compiled evaluator, which is the default.)
+#[test]
+fn the_compiled_plan_decision_agrees_with_the_interpreter() {
+    let policy = Policy::with_cache(bundle(), 0).unwrap();
+    assert_eq!(policy.evaluator(), Evaluator::Compiled);
+    let plans = sqlguard::policy::agreement_plans();
+    assert!(plans.len() >= 4);
+    for ctx in contexts() {
+        for (name, plan) in &plans {
+            let input = PolicyInput {
+                query: None,
+                database: Some(&ctx.1),
+                identity: &ctx.0,
+                tool: "teleport_postgres_query",
+                plan: Some(plan),
+            };
+            let want = policy.interpreted(PLAN_DECISION_RULE, &input).unwrap();
+            let got = policy
+                .compiled(PLAN_DECISION_RULE, &input)
+                .unwrap()
+                .unwrap();
+            assert_eq!(want, got, "{name} under {ctx:?}");
+        }
+    }
+}
