@@ -96,6 +96,14 @@ fn policy_with(cache_entries: usize) -> Policy {
     Policy::with_cache(Bundle::load(&[dir], &[]).unwrap(), cache_entries).unwrap()
 }
 
+/// The default bundle evaluated by regorus' interpreter (the reference), without a cache.
+fn interpreted(cache_entries: usize) -> Policy {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut bundle = Bundle::load(&[dir], &[]).unwrap();
+    bundle.evaluator = sqlguard::policy::Evaluator::Interpreter;
+    Policy::with_cache(bundle, cache_entries).unwrap()
+}
+
 /// The default bundle as served (the default decision cache).
 fn policy() -> Policy {
     policy_with(sqlguard::policy::DEFAULT_CACHE_ENTRIES)
@@ -105,6 +113,8 @@ fn hot_path(c: &mut Criterion) {
     let opts = AnalysisOptions::default();
     let cached = policy();
     let policy = policy_with(0);
+    assert_eq!(policy.evaluator(), sqlguard::policy::Evaluator::Compiled);
+    let reference = interpreted(0);
     // One entry: two calls that alternate always miss.
     let one_entry = policy_with(1);
     let bob = Identity {
@@ -132,6 +142,11 @@ fn hot_path(c: &mut Criterion) {
         c.bench_with_input(BenchmarkId::new("policy", &name), &input, |b, input| {
             b.iter(|| policy.decide(black_box(input)))
         });
+        c.bench_with_input(
+            BenchmarkId::new("policy/interpreter", &name),
+            &input,
+            |b, input| b.iter(|| reference.decide(black_box(input))),
+        );
         c.bench_with_input(BenchmarkId::new("decision", &name), &sql, |b, sql| {
             b.iter(|| {
                 policy.check(
@@ -239,6 +254,11 @@ fn streams(c: &mut Criterion) {
             "stream/never-seen-shapes",
             never_seen_shapes(),
             policy_with(1),
+        ),
+        (
+            "stream/never-seen-shapes/interpreter",
+            never_seen_shapes(),
+            interpreted(1),
         ),
     ] {
         if stream.is_empty() {

@@ -79,11 +79,19 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
     // Policy: compiles, and its tests pass.
     match Bundle::load_or_embedded(&config.policy, &config.data)
         .map_err(|e| e.to_string())
-        .and_then(|b| {
-            Policy::new(b.clone()).map_err(|e| e.to_string())?;
-            Ok(b)
+        .and_then(|mut b| {
+            b.evaluator = config.evaluator.unwrap_or_default();
+            let policy = Policy::new(b.clone()).map_err(|e| e.to_string())?;
+            let evaluator = match (policy.evaluator(), policy.interpreted_because()) {
+                (crate::policy::Evaluator::Compiled, _) => {
+                    "compiled (regorus' patched RVM, agreeing with the interpreter)".to_string()
+                }
+                (_, Some(why)) => format!("the interpreter, because {why}"),
+                (_, None) => "the interpreter (evaluator = \"interpreter\")".to_string(),
+            };
+            Ok((b, evaluator))
         }) {
-        Ok(bundle) => {
+        Ok((bundle, evaluator)) => {
             let tests = if bundle.tests.is_empty() {
                 Ok((0, 0))
             } else {
@@ -100,7 +108,7 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                 Ok((p, 0)) => checks.push(pass(
                     "policy",
                     format!(
-                        "bundle compiles (digest {}), {p} policy tests pass",
+                        "bundle compiles (digest {}), {p} policy tests pass; evaluated by {evaluator}",
                         &bundle.digest[..12]
                     ),
                 )),

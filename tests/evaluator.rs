@@ -182,6 +182,8 @@ fn a_bundle_that_disagrees_at_load_is_interpreted() {
                   deny contains reason(\"cmp\", -1, \"compared\") if input.tool < 5\n";
     let policy = Policy::with_cache(bundle_with("disagree", Some(module), None), 0).unwrap();
     assert_eq!(policy.evaluator(), Evaluator::Interpreter);
+    let why = policy.interpreted_because().unwrap();
+    assert!(why.contains("differently from the interpreter"), "{why}");
     let identity = Identity::default();
     let facts = analyze("SELECT 1").unwrap();
     assert!(policy.decide(&call(&facts, &identity)).allow);

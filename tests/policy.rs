@@ -486,8 +486,8 @@ fn embedded_bundle_matches_policies_dir() {
 
 /// A built-in that fails on the security team's data (an invalid glob in tables.deny) is an
 /// evaluation error, so every call is denied — never a deny rule that silently stops matching.
-/// (regorus' RVM treats such an error as a false rule body, which would allow the call: one
-/// reason the interpreter decides; see docs/performance.md.)
+/// (regorus' RVM as released treats such an error as a false rule body, which would allow the
+/// call; the vendored, patched RVM that decides by default does not: `tests/evaluator.rs`.)
 #[test]
 fn failing_builtin_denies() {
     let policy = policy_with_data(r#"{"sqlguard": {"tables": {"deny": ["a*b*["]}}}"#);

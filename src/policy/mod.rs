@@ -48,6 +48,8 @@ pub struct Policy {
     /// The bundle compiled for regorus' RVM, which decides when present; the interpreter
     /// (`engine`) otherwise.
     compiled: Option<Arc<Compiled>>,
+    /// Why the interpreter decides although the bundle asked for the compiled evaluator.
+    interpreted_because: Option<String>,
     bundle: Arc<Bundle>,
     /// The second decision evaluates `data.sqlguard.plan_decision` alone.
     plan_rules_only: bool,
@@ -79,17 +81,17 @@ impl Policy {
     pub fn with_cache(bundle: Bundle, cache_entries: usize) -> Result<Policy, PolicyError> {
         let engine = bundle.engine(false)?;
         let plan_rules_only = bundle.plan_rules_are_shipped();
-        let compiled = match bundle.evaluator {
-            Evaluator::Interpreter => None,
+        let (compiled, interpreted_because) = match bundle.evaluator {
+            Evaluator::Interpreter => (None, None),
             Evaluator::Compiled => match bundle.data_value().and_then(|data| {
                 Compiled::new(&engine, data, bundle.eval_time_limit, plan_rules_only)
             }) {
-                Ok(c) => Some(Arc::new(c)),
+                Ok(c) => (Some(Arc::new(c)), None),
                 Err(e) => {
                     tracing::warn!(
                         "the policy is evaluated by regorus' interpreter (slower), not compiled: {e}"
                     );
-                    None
+                    (None, Some(e))
                 }
             },
         };
@@ -103,6 +105,7 @@ impl Policy {
         Ok(Policy {
             engine,
             compiled,
+            interpreted_because,
             plan_rules_only,
             bundle: Arc::new(bundle),
             cache,
@@ -121,6 +124,11 @@ impl Policy {
         } else {
             Evaluator::Interpreter
         }
+    }
+
+    /// Why the interpreter decides although the compiled evaluator was asked for.
+    pub fn interpreted_because(&self) -> Option<&str> {
+        self.interpreted_because.as_deref()
     }
 
     /// The bundle's SHA-256 digest over every file, for audit logs.
