@@ -2,11 +2,12 @@
 //! interpreter, and fails closed where the RVM as shipped fails open.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlguard::analysis::analyze;
 use sqlguard::policy::{
-    Bundle, Evaluator, Identity, Policy, PolicyInput, DECISION_RULE, PLAN_DECISION_RULE,
+    Bundle, DatabaseContext, Evaluator, Identity, Policy, PolicyInput, DECISION_RULE,
+    PLAN_DECISION_RULE,
 };
 
 use crate::cache::{bundle, contexts, input};
@@ -171,6 +172,45 @@ fn every_failure_case_denies_under_both_evaluators() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A rule that runs past the bundle's time limit denies the call under the compiled evaluator
+/// too (`policy_error`), soon after the limit.
+#[test]
+fn a_policy_past_its_time_limit_denies() {
+    let module = "package sqlguard\nimport rego.v1\n\
+                  deny contains reason(\"slow\", -1, \"slow\") if {\n\
+                  input.database.name == \"slow\"\n\
+                  some i in numbers.range(1, 3000)\n\
+                  some j in numbers.range(1, 3000)\n\
+                  i * j < 0\n}\n";
+    let mut bundle = bundle_with("slow", Some(module), None);
+    bundle.eval_time_limit = Duration::from_millis(50);
+    let policy = Policy::with_cache(bundle, 0).unwrap();
+    assert_eq!(policy.evaluator(), Evaluator::Compiled);
+    let identity = Identity::default();
+    let facts = analyze("SELECT 1").unwrap();
+    let slow = DatabaseContext {
+        name: "slow".into(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let d = policy.decide(&PolicyInput {
+        database: Some(&slow),
+        ..call(&facts, &identity)
+    });
+    let took = started.elapsed();
+    assert!(!d.allow, "{d:?}");
+    assert_eq!(d.reasons[0].rule, "policy_error", "{d:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let input = PolicyInput {
+        database: Some(&slow),
+        ..call(&facts, &identity)
+    };
+    let e = policy.compiled(DECISION_RULE, &input).unwrap().unwrap_err();
+    assert!(e.contains("time limit"), "{e}");
+    // Elsewhere the rule does not run and the call is decided as usual.
+    assert!(policy.decide(&call(&facts, &identity)).allow);
 }
 
 /// A bundle the compiled evaluator decides differently from the interpreter at load is

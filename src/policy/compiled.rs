@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::program::Program;
-use regorus::rvm::vm::RegoVM;
+use regorus::rvm::vm::{RegoVM, VmError};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::Value;
 
@@ -147,13 +147,29 @@ impl Compiled {
 
     /// Evaluates `rule` (the decision or the plan decision) for `input`.
     pub fn eval(&self, rule: &str, input: Value) -> Result<Value, String> {
+        self.run(rule, input).map_err(|(message, _)| message)
+    }
+
+    /// [`eval`](Self::eval); an error also says whether it is a resource limit (time,
+    /// instructions, memory), which evaluating again would only repeat.
+    pub(super) fn run(&self, rule: &str, input: Value) -> Result<Value, (String, bool)> {
+        self.run_vm(rule, input).map_err(|e| {
+            let limit = matches!(
+                e,
+                VmError::TimeLimitExceeded { .. }
+                    | VmError::InstructionLimitExceeded { .. }
+                    | VmError::MemoryLimitExceeded { .. }
+                    | VmError::MemoryBudgetExceeded { .. }
+            );
+            (e.to_string(), limit)
+        })
+    }
+
+    fn run_vm(&self, rule: &str, input: Value) -> Result<Value, VmError> {
         let program = match rule {
             DECISION_RULE => &self.decision,
-            PLAN_DECISION_RULE => self
-                .plan
-                .as_ref()
-                .ok_or_else(|| format!("{rule} was not compiled"))?,
-            other => return Err(format!("{other} was not compiled")),
+            PLAN_DECISION_RULE => self.plan.as_ref().ok_or_else(|| not_compiled(rule))?,
+            other => return Err(not_compiled(other)),
         };
         let mut vm = self.vm()?;
         vm.load_program(program.clone());
@@ -166,17 +182,16 @@ impl Compiled {
                 idle.push(vm);
             }
         }
-        result.map_err(|e| e.to_string())
+        result
     }
 
-    fn vm(&self) -> Result<RegoVM, String> {
+    fn vm(&self) -> Result<RegoVM, VmError> {
         if let Some(vm) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(vm);
         }
         let mut vm = RegoVM::new();
         vm.load_program(self.decision.clone());
-        vm.set_data(self.data.clone())
-            .map_err(|e| format!("the bundle's data does not fit its rules: {e}"))?;
+        vm.set_data(self.data.clone())?;
         // Every builtin error is an error, and with the patch every error ends the run.
         vm.set_strict_builtin_errors(true);
         vm.set_max_instructions(MAX_INSTRUCTIONS);
@@ -268,6 +283,13 @@ impl Compiled {
             }
         }
         Ok(())
+    }
+}
+
+fn not_compiled(rule: &str) -> VmError {
+    VmError::Internal {
+        message: format!("{rule} was not compiled"),
+        pc: 0,
     }
 }
 

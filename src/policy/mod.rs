@@ -256,7 +256,11 @@ impl Policy {
         let Some(compiled) = &self.compiled else {
             return self.interpret(rule, input);
         };
-        compiled.eval(rule, input.clone()).map_err(|e| {
+        compiled.run(rule, input.clone()).map_err(|(e, limit)| {
+            if limit {
+                // Past its limit: the interpreter would only take as long again.
+                return e;
+            }
             // The RVM's errors name no Rego file or line: the interpreter's do, for the log.
             // The call is denied either way.
             match self.interpret(rule, input) {
