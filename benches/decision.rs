@@ -137,6 +137,10 @@ fn hot_path(c: &mut Criterion) {
         c.bench_with_input(BenchmarkId::new("analysis", &name), &sql, |b, sql| {
             b.iter(|| analyze_with(black_box(sql), &opts).unwrap())
         });
+        // The reference path: libpg_query's JSON text, read back (the analysis before item 2).
+        c.bench_with_input(BenchmarkId::new("analysis/json", &name), &sql, |b, sql| {
+            b.iter(|| sqlguard::analysis::analyze_json_with(black_box(sql), &opts).unwrap())
+        });
         let facts = analyze_with(&sql, &opts).unwrap();
         let input = query_input(&facts, &identity);
         c.bench_with_input(BenchmarkId::new("policy", &name), &input, |b, input| {

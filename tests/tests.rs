@@ -15,4 +15,5 @@ mod mcp;
 mod oracle;
 mod plan;
 mod policy;
+mod raw_tree;
 mod teleport;

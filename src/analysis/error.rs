@@ -24,6 +24,9 @@ pub enum AnalysisError {
     #[error("the query nests expressions or subqueries more than {limit} levels deep: flatten it")]
     TooDeep { limit: usize },
 
+    #[error("the query's escapes (E'\\377', U&'\\d800', chr codes in a string) make text that is not valid UTF-8, which sqlguard cannot read: write the bytes as a bytea literal ('\\xff'::bytea) or remove them")]
+    NotUtf8,
+
     #[error("the analysis failed ({0}): this is a bug in sqlguard; the query is denied")]
     Internal(String),
 }
@@ -36,6 +39,7 @@ impl AnalysisError {
             Self::NulByte { .. } => "nul_byte",
             Self::Syntax { .. } => "syntax_error",
             Self::TooDeep { .. } | Self::ParserLimit { .. } => "too_deep",
+            Self::NotUtf8 => "not_utf8",
             Self::Internal(_) => "internal",
         }
     }

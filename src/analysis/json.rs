@@ -9,10 +9,13 @@ use std::borrow::Cow;
 /// Index of a value in a [`Tree`].
 pub type Id = u32;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
+    /// A number that fits an `i64` (every number of a parse tree but a few plan fields).
+    Int(i64),
+    /// Any other number, as written.
     Number(&'a str),
     String(Cow<'a, str>),
     /// Elements are `members[start..end]` (keys empty).
@@ -27,11 +30,12 @@ pub enum Value<'a> {
     },
 }
 
-/// A parsed JSON document.
-#[derive(Debug, Default)]
+/// A parsed JSON document (or a parse tree read from libpg_query's events: [`super::raw`]).
+/// Two trees built from the same document are equal, member order included.
+#[derive(Debug, Default, PartialEq)]
 pub struct Tree<'a> {
-    values: Vec<Value<'a>>,
-    members: Vec<(Cow<'a, str>, Id)>,
+    pub(super) values: Vec<Value<'a>>,
+    pub(super) members: Vec<(Cow<'a, str>, Id)>,
 }
 
 impl<'a> Tree<'a> {
@@ -85,6 +89,7 @@ impl<'a> Tree<'a> {
 
     pub fn get_i64(&self, id: Id, key: &str) -> Option<i64> {
         match self.get(id, key).map(|v| self.value(v)) {
+            Some(Value::Int(n)) => Some(*n),
             Some(Value::Number(n)) => n.parse().ok(),
             _ => None,
         }
@@ -101,11 +106,11 @@ pub struct JsonError {
     pub what: &'static str,
 }
 
-struct Frame<'a> {
-    id: Id,
-    object: bool,
-    scratch_start: usize,
-    key: Option<Cow<'a, str>>,
+pub(super) struct Frame<'a> {
+    pub(super) id: Id,
+    pub(super) object: bool,
+    pub(super) scratch_start: usize,
+    pub(super) key: Option<Cow<'a, str>>,
 }
 
 /// Parses `text` into a [`Tree`].
@@ -192,7 +197,11 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
                 {
                     pos += 1;
                 }
-                tree.values.push(Value::Number(&text[start..pos]));
+                let number = &text[start..pos];
+                tree.values.push(match number.parse::<i64>() {
+                    Ok(n) => Value::Int(n),
+                    Err(_) => Value::Number(number),
+                });
             }
             _ => return err(pos, "expected a value"),
         }
@@ -211,14 +220,14 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
     Ok(tree)
 }
 
-fn push_member<'a>(stack: &mut [Frame<'a>], scratch: &mut Vec<(Cow<'a, str>, Id)>, id: Id) {
+pub(super) fn push_member<'a>(stack: &mut [Frame<'a>], scratch: &mut Vec<(Cow<'a, str>, Id)>, id: Id) {
     if let Some(frame) = stack.last_mut() {
         let key = frame.key.take().unwrap_or(Cow::Borrowed(""));
         scratch.push((key, id));
     }
 }
 
-fn close<'a>(
+pub(super) fn close<'a>(
     tree: &mut Tree<'a>,
     stack: &mut Vec<Frame<'a>>,
     scratch: &mut Vec<(Cow<'a, str>, Id)>,

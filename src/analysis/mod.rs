@@ -1,7 +1,8 @@
 //! SQL text → [`Facts`]: what PostgreSQL's own grammar says the text does.
 //!
-//! The text is parsed by libpg_query (PostgreSQL's parser), read from its JSON tree without
-//! any depth limit, and every statement's whole tree is walked ([`walk`]). Anything that
+//! The text is parsed by libpg_query (PostgreSQL's parser), its raw tree read without any
+//! depth limit ([`raw`]; libpg_query's JSON text is the reference path, [`analyze_json_with`]),
+//! and every statement's whole tree is walked ([`walk`]). Anything that
 //! cannot be parsed, walked completely or classified is an error or an `unclassified` entry,
 //! which the policy denies: analysis fails closed.
 
@@ -12,6 +13,7 @@ mod json;
 mod node_schema;
 mod parser;
 pub mod plan;
+pub mod raw;
 mod resolve;
 pub mod risk;
 pub mod snapshot;
@@ -110,19 +112,49 @@ pub fn analyze(sql: &str) -> Result<Facts, AnalysisError> {
 
 /// Analyzes `sql`: parse, then walk every statement's whole tree.
 pub fn analyze_with(sql: &str, opts: &AnalysisOptions) -> Result<Facts, AnalysisError> {
-    if sql.len() > opts.max_sql_bytes {
-        return Err(AnalysisError::TooLarge {
-            bytes: sql.len(),
-            limit: opts.max_sql_bytes,
-        });
+    if !raw::trusted() {
+        return analyze_json_with(sql, opts);
     }
+    check_size(sql, opts)?;
+    let events = raw::parse(sql)?;
+    let tree = raw::tree(events.bytes()).map_err(|e| match e.what {
+        raw::NOT_UTF8 => AnalysisError::NotUtf8,
+        what => AnalysisError::Internal(format!(
+            "unreadable parse tree at event byte {}: {what}",
+            e.offset
+        )),
+    })?;
+    facts_of(sql, &tree, opts)
+}
+
+/// [`analyze_with`] through libpg_query's JSON text: the reference the raw tree is held to.
+pub fn analyze_json_with(sql: &str, opts: &AnalysisOptions) -> Result<Facts, AnalysisError> {
+    check_size(sql, opts)?;
     let parsed = parser::parse(sql)?;
+    if parsed.json().is_empty() {
+        return Err(AnalysisError::NotUtf8);
+    }
     let tree = json::parse(parsed.json()).map_err(|e| {
         AnalysisError::Internal(format!(
             "unreadable parse tree at byte {}: {}",
             e.offset, e.what
         ))
     })?;
+    facts_of(sql, &tree, opts)
+}
+
+fn check_size(sql: &str, opts: &AnalysisOptions) -> Result<(), AnalysisError> {
+    if sql.len() > opts.max_sql_bytes {
+        return Err(AnalysisError::TooLarge {
+            bytes: sql.len(),
+            limit: opts.max_sql_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// The facts of a parsed text.
+fn facts_of(sql: &str, tree: &json::Tree<'_>, opts: &AnalysisOptions) -> Result<Facts, AnalysisError> {
     let stmts = tree.get(tree.root(), "stmts");
     let raw: Vec<json::Id> = stmts
         .map(|s| tree.members(s).iter().map(|(_, v)| *v).collect())

@@ -67,6 +67,20 @@ impl Drop for ParseTree {
     }
 }
 
+/// The analysis error for libpg_query's error `message` at 1-based character `cursor`.
+pub(super) fn error(message: String, cursor: c_int) -> AnalysisError {
+    // PostgreSQL's own parser limits (bison's stack, max_stack_depth) end deep nesting
+    // with an error rather than a crash (threat model, class 15).
+    if message.contains("stack depth limit exceeded") || message.contains("memory exhausted") {
+        return AnalysisError::ParserLimit { message };
+    }
+    AnalysisError::Syntax {
+        message,
+        // libpg_query reports a 1-based character position, 0 when unknown.
+        position: usize::try_from(cursor).ok().filter(|p| *p > 0),
+    }
+}
+
 /// Parses `sql` with PostgreSQL's grammar (standard_conforming_strings on, the value
 /// sqlguard pins on every connection: threat model, class 14).
 pub fn parse(sql: &str) -> Result<ParseTree, AnalysisError> {
@@ -86,16 +100,7 @@ pub fn parse(sql: &str) -> Result<ParseTree, AnalysisError> {
         };
         // SAFETY: freed once; nothing borrowed from it survives.
         unsafe { pg_query_free_parse_result(result) };
-        // PostgreSQL's own parser limits (bison's stack, max_stack_depth) end deep nesting
-        // with an error rather than a crash (threat model, class 15).
-        if message.contains("stack depth limit exceeded") || message.contains("memory exhausted") {
-            return Err(AnalysisError::ParserLimit { message });
-        }
-        return Err(AnalysisError::Syntax {
-            message,
-            // libpg_query reports a 1-based character position, 0 when unknown.
-            position: usize::try_from(cursor).ok().filter(|p| *p > 0),
-        });
+        return Err(error(message, cursor));
     }
     if result.parse_tree.is_null() {
         // SAFETY: as above.

@@ -1103,6 +1103,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                         return match t.get(inner, key).map(|v| t.value(v)) {
                             Some(Value::String(s)) => Some(s.to_string()),
                             Some(Value::Number(n)) => Some(n.to_string()),
+                            Some(Value::Int(n)) => Some(n.to_string()),
                             Some(Value::Bool(b)) => Some(b.to_string()),
                             _ => Some(match key {
                                 "ival" => "0".into(),

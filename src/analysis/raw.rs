@@ -1,0 +1,352 @@
+//! PostgreSQL's grammar without the JSON round trip: libpg_query's raw parse tree, written by
+//! `raw_tree.c` as typed events and read here into the same [`Tree`] the JSON reader builds.
+//!
+//! `raw_tree.c` is libpg_query's own JSON writer with its output macros replaced (the
+//! generated per-node code is shared), so it writes every field the JSON writer writes, in
+//! the same order. [`trusted`] checks that on a sample of statements before the analysis
+//! uses this path (any difference, and the analysis stays on the JSON path); the corpus
+//! test in `tests/raw_tree.rs` checks it on every statement of the corpora.
+
+use std::borrow::Cow;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::OnceLock;
+
+use super::json::{self, Frame, Id, Tree, Value};
+use super::AnalysisError;
+
+#[repr(C)]
+struct PgQueryError {
+    message: *mut c_char,
+    funcname: *mut c_char,
+    filename: *mut c_char,
+    lineno: c_int,
+    cursorpos: c_int,
+    context: *mut c_char,
+}
+
+#[repr(C)]
+struct SqlguardEvents {
+    events: *mut u8,
+    len: usize,
+    error: *mut PgQueryError,
+}
+
+unsafe extern "C" {
+    fn sqlguard_parse_events(input: *const c_char) -> SqlguardEvents;
+    fn sqlguard_free_events(result: SqlguardEvents);
+}
+
+// Event tags: keep in step with raw_tree.c.
+const OBJECT: u8 = 1;
+const ARRAY: u8 = 2;
+const END: u8 = 3;
+const KEY: u8 = 4;
+const STRING: u8 = 5;
+const INT: u8 = 6;
+const TRUE: u8 = 7;
+const FALSE: u8 = 8;
+const NULL: u8 = 9;
+const NUMBER: u8 = 10;
+
+/// The events of one parse, owned until dropped.
+pub struct Events {
+    result: SqlguardEvents,
+}
+
+// SAFETY: the events are plain malloc'd memory owned by this value, freed with free().
+unsafe impl Send for Events {}
+
+impl Events {
+    pub fn bytes(&self) -> &[u8] {
+        if self.result.events.is_null() {
+            return &[];
+        }
+        // SAFETY: `events` points to `len` bytes written by sqlguard_parse_events, owned by
+        // `self` until drop.
+        unsafe { std::slice::from_raw_parts(self.result.events, self.result.len) }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let result = SqlguardEvents {
+            events: self.result.events,
+            len: self.result.len,
+            error: self.result.error,
+        };
+        // SAFETY: `result` came from sqlguard_parse_events and is freed exactly once.
+        unsafe { sqlguard_free_events(result) };
+    }
+}
+
+/// Parses `sql` (as [`super::parser::parse`] does, with the same errors) into events.
+pub fn parse(sql: &str) -> Result<Events, AnalysisError> {
+    let input = CString::new(sql).map_err(|e| AnalysisError::NulByte {
+        position: e.nul_position(),
+    })?;
+    // SAFETY: `input` is a valid NUL-terminated string for the duration of the call.
+    let result = unsafe { sqlguard_parse_events(input.as_ptr()) };
+    let events = Events { result };
+    if !events.result.error.is_null() {
+        // SAFETY: a non-null error points to a PgQueryError with a NUL-terminated message
+        // (or a null one, when even the message could not be allocated).
+        let (message, cursor) = unsafe {
+            let e = &*events.result.error;
+            let message = if e.message.is_null() {
+                "out of memory".to_string()
+            } else {
+                CStr::from_ptr(e.message).to_string_lossy().into_owned()
+            };
+            (message, e.cursorpos)
+        };
+        return Err(super::parser::error(message, cursor));
+    }
+    Ok(events)
+}
+
+/// Why events could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventError {
+    pub offset: usize,
+    pub what: &'static str,
+}
+
+/// Reads `events` into a [`Tree`], exactly as [`json::parse`] reads the same tree's JSON.
+pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
+    let mut tree = Tree {
+        values: Vec::with_capacity(events.len() / 8 + 4),
+        members: Vec::with_capacity(events.len() / 8 + 4),
+    };
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut scratch: Vec<(Cow<'_, str>, Id)> = Vec::new();
+    let mut pos = 0usize;
+    let err = |offset, what| Err(EventError { offset, what });
+    while pos < events.len() {
+        let tag = events[pos];
+        let at = pos;
+        pos += 1;
+        if tag == KEY {
+            let key = text(events, &mut pos)?;
+            match stack.last_mut() {
+                Some(frame) if frame.object && frame.key.is_none() => {
+                    frame.key = Some(Cow::Borrowed(key))
+                }
+                _ => return err(at, "a key outside an object"),
+            }
+            continue;
+        }
+        if tag == END {
+            match stack.last() {
+                Some(frame) if frame.key.is_none() => {}
+                Some(_) => return err(at, "a key without a value"),
+                None => return err(at, "an end outside a container"),
+            }
+            json::close(&mut tree, &mut stack, &mut scratch);
+            if stack.is_empty() {
+                break;
+            }
+            continue;
+        }
+        if let Some(frame) = stack.last() {
+            if frame.object && frame.key.is_none() {
+                return err(at, "a value without a key");
+            }
+        } else if !tree.values.is_empty() {
+            return err(at, "a second root value");
+        }
+        let id = tree.values.len() as Id;
+        match tag {
+            OBJECT | ARRAY => {
+                tree.values.push(Value::Null);
+                json::push_member(&mut stack, &mut scratch, id);
+                stack.push(Frame {
+                    id,
+                    object: tag == OBJECT,
+                    scratch_start: scratch.len(),
+                    key: None,
+                });
+                continue;
+            }
+            STRING => tree.values.push(Value::String(Cow::Borrowed(text(events, &mut pos)?))),
+            NUMBER => tree.values.push(match text(events, &mut pos)? {
+                n if n.parse::<i64>().is_ok() => Value::Int(n.parse().unwrap_or(0)),
+                n => Value::Number(n),
+            }),
+            INT => {
+                let Some(bytes) = events.get(pos..pos + 8) else {
+                    return err(at, "a truncated integer");
+                };
+                pos += 8;
+                let mut n = [0u8; 8];
+                n.copy_from_slice(bytes);
+                tree.values.push(Value::Int(i64::from_ne_bytes(n)));
+            }
+            TRUE => tree.values.push(Value::Bool(true)),
+            FALSE => tree.values.push(Value::Bool(false)),
+            NULL => tree.values.push(Value::Null),
+            _ => return err(at, "an unknown event"),
+        }
+        json::push_member(&mut stack, &mut scratch, id);
+        if stack.is_empty() {
+            break;
+        }
+    }
+    if !stack.is_empty() {
+        return err(events.len(), "an unclosed container");
+    }
+    if pos != events.len() {
+        return err(pos, "events after the root value");
+    }
+    if tree.values.is_empty() {
+        return err(0, "no events");
+    }
+    Ok(tree)
+}
+
+/// [`EventError::what`] for a text that is not UTF-8.
+pub const NOT_UTF8: &str = "a text that is not UTF-8";
+
+/// A length-prefixed UTF-8 text at `pos`.
+fn text<'a>(events: &'a [u8], pos: &mut usize) -> Result<&'a str, EventError> {
+    let at = *pos;
+    let bad = |what| EventError { offset: at, what };
+    let len = events
+        .get(at..at + 4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or(bad("a truncated length"))?;
+    let bytes = events
+        .get(at + 4..at + 4 + len)
+        .ok_or(bad("a truncated text"))?;
+    *pos = at + 4 + len;
+    std::str::from_utf8(bytes).map_err(|_| bad(NOT_UTF8))
+}
+
+/// Statements whose trees cover the node kinds, fields and values the analysis reads; the
+/// raw path is used only when it reads each of them exactly as the JSON path does.
+pub const AGREEMENT_SQL: &[&str] = &[
+    "",
+    "SELECT 1",
+    "SELECT -1, 0, 2147483647, -2147483648, 1.5, 1e400, 'x', E'a\\tb\\n\"<>', B'101', X'1F', true, false, NULL",
+    "SELECT a.id, count(*) FILTER (WHERE b.x > 0) OVER (PARTITION BY a.k ORDER BY a.id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) \
+     FROM public.accounts a LEFT JOIN LATERAL (SELECT * FROM b WHERE b.a = a.id LIMIT 3) b ON true \
+     WHERE a.id IN (1, 2, 3) AND a.name ILIKE '%x%' GROUP BY ROLLUP (a.id) HAVING count(*) > 1 \
+     ORDER BY 1 DESC NULLS LAST LIMIT 10 OFFSET 5 FOR UPDATE OF a SKIP LOCKED",
+    "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 5) SELECT * FROM t",
+    "SELECT CASE WHEN x IS NULL THEN 'a'::text ELSE x::varchar(10) END, (ARRAY[1,2])[1:2], (r).f, \
+     row(1, 2) IS DISTINCT FROM row(1, 3), x BETWEEN SYMMETRIC 1 AND 2, COALESCE(a, b), GREATEST(1, 2), \
+     current_user, CURRENT_TIMESTAMP(3), xmlelement(name x, 'y'), json_object('a': 1), x COLLATE \"C\" FROM t",
+    "SELECT * FROM generate_series(1, 3) WITH ORDINALITY AS g(n, i), unnest($1::int[]), \
+     xmltable('/a' PASSING x COLUMNS c int PATH 'b'), json_table('[]', '$[*]' COLUMNS (a int PATH '$.a')) jt",
+    "INSERT INTO t (a, b) VALUES (1, DEFAULT) ON CONFLICT (a) DO UPDATE SET b = excluded.b RETURNING *",
+    "UPDATE t SET a = 1 FROM u WHERE t.id = u.id; DELETE FROM t USING u WHERE t.id = u.id",
+    "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN UPDATE SET a = 1 WHEN NOT MATCHED THEN INSERT VALUES (1)",
+    "CREATE TABLE t (id int PRIMARY KEY, a text NOT NULL DEFAULT 'x' CHECK (a <> ''), b numeric(10, 2)) PARTITION BY RANGE (id)",
+    "CREATE FOREIGN TABLE f (a int) SERVER s OPTIONS (table_name 't')",
+    "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT a $$",
+    "DO $$ BEGIN RAISE NOTICE 'x'; END $$; COPY t TO STDOUT WITH (FORMAT csv); SET search_path = a, b; RESET ALL",
+    "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; COMMIT",
+    "GRANT SELECT ON t TO r; ALTER TABLE t ADD COLUMN c int; DROP TABLE IF EXISTS t CASCADE; VACUUM (ANALYZE) t",
+    "EXPLAIN (ANALYZE, FORMAT JSON) SELECT 1; PREPARE p(int) AS SELECT $1; EXECUTE p(1); FETCH FORWARD 5 FROM c",
+    "SELECT pg_catalog.set_config('a', 'b', false), 'x' OPERATOR(pg_catalog.||) 'y', x <-> y, NOT a, a AND b OR c",
+    "SELECT x FROM t TABLESAMPLE SYSTEM (10) REPEATABLE (1) WHERE EXISTS (SELECT 1) AND x = ANY (SELECT y FROM u)",
+    "TABLE t; VALUES (1, 'a'), (2, 'b'); SELECT * FROM ONLY t NATURAL JOIN u CROSS JOIN v FULL JOIN w USING (id)",
+];
+
+/// Whether the raw path reads [`AGREEMENT_SQL`] exactly as the JSON path does (checked once
+/// per process; on a difference the analysis uses the JSON path, and says so in the log).
+pub fn trusted() -> bool {
+    static TRUSTED: OnceLock<bool> = OnceLock::new();
+    *TRUSTED.get_or_init(|| match disagreement(AGREEMENT_SQL) {
+        None => true,
+        Some(why) => {
+            tracing::error!(
+                "the raw parse tree disagrees with libpg_query's JSON ({why}): the analysis \
+                 reads the JSON (slower, same decisions)"
+            );
+            false
+        }
+    })
+}
+
+/// The first statement of `texts` whose raw tree differs from its JSON tree, and how.
+pub fn disagreement(texts: &[&str]) -> Option<String> {
+    texts.iter().find_map(|sql| compare(sql).err())
+}
+
+/// Both paths on `sql`: equal trees, or the same kind of error.
+pub fn compare(sql: &str) -> Result<(), String> {
+    let from_json = super::parser::parse(sql);
+    let from_events = parse(sql);
+    match (from_json, from_events) {
+        (Ok(parsed), Ok(events)) => {
+            let a = json::parse(parsed.json()).map_err(|e| format!("{sql:?}: JSON: {e:?}"));
+            let b = tree(events.bytes()).map_err(|e| format!("{sql:?}: events: {e:?}"));
+            match (a, b) {
+                (Ok(a), Ok(b)) if a == b => Ok(()),
+                (Ok(_), Ok(_)) => Err(format!("{sql:?}: the trees differ")),
+                (Err(_), Err(_)) => Ok(()),
+                (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+            }
+        }
+        (Err(a), Err(b)) if a.to_string() == b.to_string() => Ok(()),
+        (a, b) => Err(format!(
+            "{sql:?}: JSON {:?}, events {:?}",
+            a.err().map(|e| e.to_string()),
+            b.err().map(|e| e.to_string())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agreement_sample_reads_as_the_json_does() {
+        for sql in AGREEMENT_SQL {
+            parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            compare(sql).unwrap();
+        }
+        assert!(trusted());
+    }
+
+    #[test]
+    fn errors_are_the_json_paths() {
+        for sql in ["SELEC 1", "SELECT (", "SELECT 'unterminated"] {
+            compare(sql).unwrap();
+            assert!(matches!(parse(sql), Err(AnalysisError::Syntax { .. })), "{sql}");
+        }
+        assert!(matches!(
+            parse("SELECT 1\0"),
+            Err(AnalysisError::NulByte { position: 8 })
+        ));
+    }
+
+    #[test]
+    fn malformed_events_are_errors() {
+        let int = |n: i64| {
+            let mut v = vec![INT];
+            v.extend(n.to_ne_bytes());
+            v
+        };
+        for bad in [
+            vec![],
+            vec![OBJECT],
+            vec![END],
+            vec![OBJECT, INT],
+            vec![OBJECT, STRING, 5, 0, 0, 0, b'a'],
+            vec![ARRAY, KEY, 1, 0, 0, 0, b'a', END],
+            vec![OBJECT, KEY, 1, 0, 0, 0, b'a', END],
+            vec![OBJECT, TRUE, END],
+            vec![ARRAY, 42, END],
+            vec![ARRAY, STRING, 1, 0, 0, 0, 0xff, END],
+            [vec![ARRAY], int(1), vec![END, NULL]].concat(),
+        ] {
+            assert!(tree(&bad).is_err(), "{bad:?}");
+        }
+        let ok = [vec![ARRAY], int(-7), vec![NULL, FALSE, END]].concat();
+        let t = tree(&ok).unwrap();
+        assert_eq!(t.members(t.root()).len(), 3);
+        assert_eq!(t.value(t.members(t.root())[0].1), &Value::Int(-7));
+    }
+}

@@ -1,0 +1,540 @@
+/*
+ * sqlguard: libpg_query's raw parse tree as a compact event stream.
+ *
+ * libpg_query's JSON writer (pg_query_outfuncs_json.c) formats every node as text, which
+ * sqlguard then reads back: about two thirds of the analysis. This file walks the same
+ * tree with the same generated per-node code (pg_query_outfuncs_defs.c, which calls the
+ * WRITE_* macros below) but writes typed events instead of text: begin/end of an object or
+ * array, a key, a string, an integer, a boolean, null. Every field is written exactly when
+ * the JSON writer writes it, so the arena built from these events (src/analysis/raw.rs) is
+ * the one the JSON reader builds: tests/raw_tree.rs holds the two equal over the corpora,
+ * and the analysis checks them equal on its own sample before trusting this path.
+ *
+ * Compiled by build.rs against the headers of the very libpg_query the `pg_query` crate
+ * links (located through `cargo metadata`).
+ */
+
+#include "pg_query.h"
+#include "pg_query_internal.h"
+
+#include "postgres.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access/relation.h"
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
+#include "nodes/value.h"
+#include "utils/datum.h"
+#include "miscadmin.h"
+
+/* Event tags: keep in step with src/analysis/raw.rs. */
+#define SG_OBJECT 1
+#define SG_ARRAY 2
+#define SG_END 3
+#define SG_KEY 4    /* u32 length, bytes */
+#define SG_STRING 5 /* u32 length, bytes */
+#define SG_INT 6    /* i64 */
+#define SG_TRUE 7
+#define SG_FALSE 8
+#define SG_NULL 9
+#define SG_NUMBER 10 /* u32 length, the number's text (not an i64) */
+
+typedef struct
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	bool		oom;
+} SgOut;
+
+static bool
+sg_reserve(SgOut *o, size_t n)
+{
+	if (o->oom)
+		return false;
+	if (o->len + n > o->cap)
+	{
+		size_t		cap = o->cap ? o->cap : 4096;
+		char	   *data;
+
+		while (cap < o->len + n)
+			cap *= 2;
+		data = realloc(o->data, cap);
+		if (data == NULL)
+		{
+			o->oom = true;
+			return false;
+		}
+		o->data = data;
+		o->cap = cap;
+	}
+	return true;
+}
+
+static inline void
+sg_tag(SgOut *o, uint8_t tag)
+{
+	if (sg_reserve(o, 1))
+		o->data[o->len++] = (char) tag;
+}
+
+static void
+sg_bytes(SgOut *o, uint8_t tag, const char *s, size_t n)
+{
+	uint32_t	len = (uint32_t) n;
+
+	if (n > UINT32_MAX)
+	{
+		o->oom = true;
+		return;
+	}
+	if (!sg_reserve(o, 1 + sizeof(len) + n))
+		return;
+	o->data[o->len++] = (char) tag;
+	memcpy(o->data + o->len, &len, sizeof(len));
+	o->len += sizeof(len);
+	memcpy(o->data + o->len, s, n);
+	o->len += n;
+}
+
+static void
+sg_int(SgOut *o, int64_t v)
+{
+	if (!sg_reserve(o, 1 + sizeof(v)))
+		return;
+	o->data[o->len++] = (char) SG_INT;
+	memcpy(o->data + o->len, &v, sizeof(v));
+	o->len += sizeof(v);
+}
+
+/* A key is a string literal here: its length is known at compile time. */
+#define SG_KEY_LIT(o, lit) sg_bytes((o), SG_KEY, (lit), sizeof(lit) - 1)
+
+/* The JSON writer's _outToken: a string, or null. */
+static void
+sg_token(SgOut *o, const char *s)
+{
+	if (s == NULL)
+		sg_tag(o, SG_NULL);
+	else
+		sg_bytes(o, SG_STRING, s, strlen(s));
+}
+
+#define OUT_TYPE(typename, typename_c) SgOut *
+
+#define OUT_NODE(typename, typename_c, typename_underscore, typename_underscore_upcase, typename_cast, fldname) \
+  { \
+	SG_KEY_LIT(out, CppAsString(typename)); \
+	sg_tag(out, SG_OBJECT); \
+	_out##typename_c(out, (const typename_cast *) obj); \
+	sg_tag(out, SG_END); \
+  }
+
+#define WRITE_INT_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != 0) { \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_int(out, (int64_t) node->fldname); \
+	}
+
+#define WRITE_UINT_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != 0) { \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_int(out, (int64_t) (uint32_t) node->fldname); \
+	}
+
+#define WRITE_UINT64_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != 0) { \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		if ((uint64_t) node->fldname <= (uint64_t) INT64_MAX) \
+			sg_int(out, (int64_t) node->fldname); \
+		else { \
+			char text[32]; \
+			int n = snprintf(text, sizeof(text), UINT64_FORMAT, (uint64) node->fldname); \
+			sg_bytes(out, SG_NUMBER, text, (size_t) n); \
+		} \
+	}
+
+#define WRITE_LONG_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != 0) { \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_int(out, (int64_t) node->fldname); \
+	}
+
+#define WRITE_CHAR_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != 0) { \
+		char c = node->fldname; \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_bytes(out, SG_STRING, &c, 1); \
+	}
+
+#define WRITE_ENUM_FIELD(msgtype, enumtype, outname, outname_json, fldname) \
+	{ \
+		const char *s = _enumToString##enumtype(node->fldname); \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_token(out, s); \
+	}
+
+#define WRITE_FLOAT_FIELD(msgtype, outname, outname_json, fldname) \
+	{ \
+		char text[400]; \
+		int n = snprintf(text, sizeof(text), "%f", node->fldname); \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_bytes(out, SG_NUMBER, text, n < 0 ? 0 : ((size_t) n < sizeof(text) ? (size_t) n : sizeof(text) - 1)); \
+	}
+
+#define WRITE_BOOL_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname) { \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_tag(out, SG_TRUE); \
+	}
+
+/* As the JSON writer: NULL and empty strings are omitted. */
+#define WRITE_STRING_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != NULL && node->fldname[0] != '\0') { \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_token(out, node->fldname); \
+	}
+
+#define WRITE_LIST_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != NULL) { \
+		const ListCell *lc; \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_tag(out, SG_ARRAY); \
+		foreach(lc, node->fldname) { \
+			if (lfirst(lc) == NULL) { \
+				sg_tag(out, SG_OBJECT); \
+				sg_tag(out, SG_END); \
+			} else \
+				_outNode(out, lfirst(lc)); \
+		} \
+		sg_tag(out, SG_END); \
+	}
+
+#define WRITE_NODE_FIELD(msgtype, outname, outname_json, fldname) \
+	{ \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		_outNode(out, &node->fldname); \
+	}
+
+#define WRITE_NODE_PTR_FIELD(msgtype, outname, outname_json, fldname) \
+	if (node->fldname != NULL) { \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		_outNode(out, node->fldname); \
+	}
+
+#define WRITE_SPECIFIC_NODE_FIELD(msgtype, typename, typename_underscore, outname, outname_json, fldname) \
+	{ \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_tag(out, SG_OBJECT); \
+		_out##typename(out, &node->fldname); \
+		sg_tag(out, SG_END); \
+	}
+
+/* Recurses without _outNode (a long UNION chain): check the stack here, as libpg_query does. */
+#define WRITE_SPECIFIC_NODE_PTR_FIELD(msgtype, typename, typename_underscore, outname, outname_json, fldname) \
+	if (node->fldname != NULL) { \
+		check_stack_depth(); \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_tag(out, SG_OBJECT); \
+		_out##typename(out, node->fldname); \
+		sg_tag(out, SG_END); \
+	}
+
+#define WRITE_BITMAPSET_FIELD(msgtype, outname, outname_json, fldname) \
+	if (!bms_is_empty(node->fldname)) { \
+		int x = 0; \
+		SG_KEY_LIT(out, CppAsString(outname_json)); \
+		sg_tag(out, SG_ARRAY); \
+		while ((x = bms_next_member(node->fldname, x)) >= 0) \
+			sg_int(out, x); \
+		sg_tag(out, SG_END); \
+	}
+
+static void _outNode(SgOut *out, const void *obj);
+
+static void
+_outList(SgOut *out, const List *node)
+{
+	const ListCell *lc;
+
+	SG_KEY_LIT(out, "items");
+	sg_tag(out, SG_ARRAY);
+	foreach(lc, node)
+	{
+		if (lfirst(lc) == NULL)
+		{
+			sg_tag(out, SG_OBJECT);
+			sg_tag(out, SG_END);
+		}
+		else
+			_outNode(out, lfirst(lc));
+	}
+	sg_tag(out, SG_END);
+}
+
+static void
+_outIntList(SgOut *out, const List *node)
+{
+	const ListCell *lc;
+
+	SG_KEY_LIT(out, "items");
+	sg_tag(out, SG_ARRAY);
+	foreach(lc, node)
+		sg_int(out, lfirst_int(lc));
+	sg_tag(out, SG_END);
+}
+
+static void
+_outOidList(SgOut *out, const List *node)
+{
+	const ListCell *lc;
+
+	SG_KEY_LIT(out, "items");
+	sg_tag(out, SG_ARRAY);
+	foreach(lc, node)
+		sg_int(out, (int64_t) lfirst_oid(lc));
+	sg_tag(out, SG_END);
+}
+
+static void
+_outInteger(SgOut *out, const Integer *node)
+{
+	if (node->ival != 0)
+	{
+		SG_KEY_LIT(out, "ival");
+		sg_int(out, node->ival);
+	}
+}
+
+static void
+_outBoolean(SgOut *out, const Boolean *node)
+{
+	SG_KEY_LIT(out, "boolval");
+	sg_tag(out, node->boolval ? SG_TRUE : SG_FALSE);
+}
+
+static void
+_outFloat(SgOut *out, const Float *node)
+{
+	SG_KEY_LIT(out, "fval");
+	sg_token(out, node->fval);
+}
+
+static void
+_outString(SgOut *out, const String *node)
+{
+	SG_KEY_LIT(out, "sval");
+	sg_token(out, node->sval);
+}
+
+static void
+_outBitString(SgOut *out, const BitString *node)
+{
+	SG_KEY_LIT(out, "bsval");
+	sg_token(out, node->bsval);
+}
+
+static void
+_outAConst(SgOut *out, const A_Const *node)
+{
+	if (node->isnull)
+	{
+		SG_KEY_LIT(out, "isnull");
+		sg_tag(out, SG_TRUE);
+	}
+	else
+	{
+		switch (node->val.node.type)
+		{
+			case T_Integer:
+				SG_KEY_LIT(out, "ival");
+				sg_tag(out, SG_OBJECT);
+				_outInteger(out, &node->val.ival);
+				sg_tag(out, SG_END);
+				break;
+			case T_Float:
+				SG_KEY_LIT(out, "fval");
+				sg_tag(out, SG_OBJECT);
+				_outFloat(out, &node->val.fval);
+				sg_tag(out, SG_END);
+				break;
+			case T_Boolean:
+				SG_KEY_LIT(out, "boolval");
+				sg_tag(out, SG_OBJECT);
+				if (node->val.boolval.boolval)
+				{
+					SG_KEY_LIT(out, "boolval");
+					sg_tag(out, SG_TRUE);
+				}
+				sg_tag(out, SG_END);
+				break;
+			case T_String:
+				SG_KEY_LIT(out, "sval");
+				sg_tag(out, SG_OBJECT);
+				_outString(out, &node->val.sval);
+				sg_tag(out, SG_END);
+				break;
+			case T_BitString:
+				SG_KEY_LIT(out, "bsval");
+				sg_tag(out, SG_OBJECT);
+				_outBitString(out, &node->val.bsval);
+				sg_tag(out, SG_END);
+				break;
+			default:
+				/* Unreachable: the JSON writer asserts. Fail closed: no value. */
+				elog(ERROR, "A_Const holds an unexpected node type %d", (int) node->val.node.type);
+		}
+	}
+	SG_KEY_LIT(out, "location");
+	sg_int(out, node->location);
+}
+
+#include "pg_query_enum_defs.c"
+#include "pg_query_outfuncs_defs.c"
+
+static void
+_outNode(SgOut *out, const void *obj)
+{
+	check_stack_depth();
+
+	if (obj == NULL)
+	{
+		sg_tag(out, SG_NULL);
+		return;
+	}
+	sg_tag(out, SG_OBJECT);
+	switch (nodeTag(obj))
+	{
+#include "pg_query_outfuncs_conds.c"
+
+		default:
+			/* The JSON writer warns and writes an empty object: so does this. */
+			elog(WARNING, "could not dump unrecognized node type: %d", (int) nodeTag(obj));
+			break;
+	}
+	sg_tag(out, SG_END);
+}
+
+static void
+sg_stmts(SgOut *out, const List *stmts)
+{
+	const ListCell *lc;
+
+	sg_tag(out, SG_OBJECT);
+	SG_KEY_LIT(out, "version");
+	sg_int(out, PG_VERSION_NUM);
+	SG_KEY_LIT(out, "stmts");
+	sg_tag(out, SG_ARRAY);
+	foreach(lc, stmts)
+	{
+		sg_tag(out, SG_OBJECT);
+		_outRawStmt(out, lfirst(lc));
+		sg_tag(out, SG_END);
+	}
+	sg_tag(out, SG_END);
+	sg_tag(out, SG_END);
+}
+
+typedef struct
+{
+	char	   *events;
+	size_t		len;
+	PgQueryError *error;
+} SqlguardEvents;
+
+static PgQueryError *
+sg_error(const char *message)
+{
+	PgQueryError *error = calloc(1, sizeof(PgQueryError));
+
+	if (error != NULL)
+		error->message = strdup(message);
+	return error;
+}
+
+/*
+ * Parses `input` as pg_query_parse_opts(input, 0) does, and writes its tree as events.
+ * The caller frees the result with sqlguard_free_events.
+ */
+SqlguardEvents
+sqlguard_parse_events(const char *input)
+{
+	SqlguardEvents result = {0};
+	/* On the heap: a local changed after PG_TRY's setjmp is indeterminate after its longjmp. */
+	SgOut	   *out = calloc(1, sizeof(SgOut));
+	MemoryContext ctx;
+	PgQueryInternalParsetreeAndError parsed;
+
+	if (out == NULL)
+	{
+		result.error = sg_error("out of memory");
+		return result;
+	}
+	ctx = pg_query_enter_memory_context();
+	parsed = pg_query_raw_parse(input, 0);
+	free(parsed.stderr_buffer);
+	if (parsed.error != NULL)
+	{
+		result.error = parsed.error;
+		pg_query_exit_memory_context(ctx);
+		free(out);
+		return result;
+	}
+
+	PG_TRY();
+	{
+		sg_stmts(out, parsed.tree);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error_data;
+		PgQueryError *error;
+
+		MemoryContextSwitchTo(ctx);
+		error_data = CopyErrorData();
+		error = malloc(sizeof(PgQueryError));
+		if (error != NULL)
+		{
+			error->message = strdup(error_data->message);
+			error->filename = strdup(error_data->filename);
+			error->funcname = strdup(error_data->funcname);
+			error->context = NULL;
+			error->lineno = error_data->lineno;
+			error->cursorpos = error_data->cursorpos;
+		}
+		result.error = error != NULL ? error : sg_error("out of memory");
+		FlushErrorState();
+	}
+	PG_END_TRY();
+
+	pg_query_exit_memory_context(ctx);
+
+	if (result.error == NULL && out->oom)
+		result.error = sg_error("out of memory while writing the parse tree");
+	if (result.error != NULL)
+		free(out->data);
+	else
+	{
+		result.events = out->data;
+		result.len = out->len;
+	}
+	free(out);
+	return result;
+}
+
+void
+sqlguard_free_events(SqlguardEvents result)
+{
+	free(result.events);
+	if (result.error != NULL)
+	{
+		free(result.error->message);
+		free(result.error->funcname);
+		free(result.error->filename);
+		free(result.error->context);
+		free(result.error);
+	}
+}
