@@ -13,7 +13,11 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SQLGUARD_LIBPG_QUERY_DIR");
     let dir = libpg_query_dir();
-    for header in ["pg_query.h", "src/pg_query_internal.h", "src/include/pg_query_outfuncs_defs.c"] {
+    for header in [
+        "pg_query.h",
+        "src/pg_query_internal.h",
+        "src/include/pg_query_outfuncs_defs.c",
+    ] {
         if !dir.join(header).is_file() {
             panic!(
                 "{} has no {header}: set SQLGUARD_LIBPG_QUERY_DIR to the libpg_query directory of \

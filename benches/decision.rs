@@ -187,6 +187,28 @@ fn hot_path(c: &mut Criterion) {
             })
         });
     }
+    c.bench_function("analysis-parts/events/join", |b| {
+        b.iter(|| sqlguard::analysis::raw::parse(black_box(JOIN)).unwrap())
+    });
+    // The raw path's parts: libpg_query's parse writing events, and reading them into the arena.
+    let events = sqlguard::analysis::raw::parse(JOIN).unwrap();
+    c.bench_function("analysis-parts/tree/join", |b| {
+        b.iter(|| {
+            sqlguard::analysis::raw::tree(black_box(events.bytes()))
+                .unwrap()
+                .members(0)
+                .len()
+        })
+    });
+    c.bench_function("analysis-parts/events+tree/join", |b| {
+        b.iter(|| {
+            let e = sqlguard::analysis::raw::parse(black_box(JOIN)).unwrap();
+            sqlguard::analysis::raw::tree(e.bytes())
+                .unwrap()
+                .members(0)
+                .len()
+        })
+    });
     c.bench_function("baseline/pg_query::parse/join", |b| {
         b.iter(|| pg_query::parse(black_box(JOIN), 0).unwrap())
     });

@@ -87,7 +87,11 @@ fn deep_nesting_ends_the_same_way_on_both_paths() {
 #[test]
 fn text_that_is_not_utf8_after_unescaping_is_refused_on_both_paths() {
     let opts = AnalysisOptions::default();
-    for sql in [r"SELECT E'\377'", r"SELECT E'a\xffb'", r#"SELECT U&"\d800""#] {
+    for sql in [
+        r"SELECT E'\377'",
+        r"SELECT E'a\xffb'",
+        r#"SELECT U&"\d800""#,
+    ] {
         let raw = analyze_with(sql, &opts);
         let json = analyze_json_with(sql, &opts);
         assert_eq!(raw, json, "{sql}");

@@ -220,7 +220,11 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
     Ok(tree)
 }
 
-pub(super) fn push_member<'a>(stack: &mut [Frame<'a>], scratch: &mut Vec<(Cow<'a, str>, Id)>, id: Id) {
+pub(super) fn push_member<'a>(
+    stack: &mut [Frame<'a>],
+    scratch: &mut Vec<(Cow<'a, str>, Id)>,
+    id: Id,
+) {
     if let Some(frame) = stack.last_mut() {
         let key = frame.key.take().unwrap_or(Cow::Borrowed(""));
         scratch.push((key, id));

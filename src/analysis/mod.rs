@@ -154,7 +154,11 @@ fn check_size(sql: &str, opts: &AnalysisOptions) -> Result<(), AnalysisError> {
 }
 
 /// The facts of a parsed text.
-fn facts_of(sql: &str, tree: &json::Tree<'_>, opts: &AnalysisOptions) -> Result<Facts, AnalysisError> {
+fn facts_of(
+    sql: &str,
+    tree: &json::Tree<'_>,
+    opts: &AnalysisOptions,
+) -> Result<Facts, AnalysisError> {
     let stmts = tree.get(tree.root(), "stmts");
     let raw: Vec<json::Id> = stmts
         .map(|s| tree.members(s).iter().map(|(_, v)| *v).collect())
@@ -172,7 +176,7 @@ fn facts_of(sql: &str, tree: &json::Tree<'_>, opts: &AnalysisOptions) -> Result<
                 "statement {index} has no tree"
             )));
         };
-        let (mut facts, too_deep) = walk::Walker::new(&tree, opts, index).statement(stmt);
+        let (mut facts, too_deep) = walk::Walker::new(tree, opts, index).statement(stmt);
         if too_deep {
             return Err(AnalysisError::TooDeep { limit: MAX_DEPTH });
         }

@@ -167,7 +167,9 @@ pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
                 });
                 continue;
             }
-            STRING => tree.values.push(Value::String(Cow::Borrowed(text(events, &mut pos)?))),
+            STRING => tree
+                .values
+                .push(Value::String(Cow::Borrowed(text(events, &mut pos)?))),
             NUMBER => tree.values.push(match text(events, &mut pos)? {
                 n if n.parse::<i64>().is_ok() => Value::Int(n.parse().unwrap_or(0)),
                 n => Value::Number(n),
@@ -314,7 +316,10 @@ mod tests {
     fn errors_are_the_json_paths() {
         for sql in ["SELEC 1", "SELECT (", "SELECT 'unterminated"] {
             compare(sql).unwrap();
-            assert!(matches!(parse(sql), Err(AnalysisError::Syntax { .. })), "{sql}");
+            assert!(
+                matches!(parse(sql), Err(AnalysisError::Syntax { .. })),
+                "{sql}"
+            );
         }
         assert!(matches!(
             parse("SELECT 1\0"),
