@@ -76,6 +76,30 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
         }
     };
 
+    // Analysis: the raw parse tree reads as libpg_query's JSON (else the slower JSON path).
+    let sample = crate::analysis::raw::AGREEMENT_SQL.len();
+    checks.push(
+        match crate::analysis::raw::disagreement(crate::analysis::raw::AGREEMENT_SQL) {
+            None => pass(
+                "analysis",
+                format!(
+                    "reads libpg_query's raw parse tree, which read {sample} sample statements \
+                 exactly as libpg_query's JSON"
+                ),
+            ),
+            Some(why) => fail(
+                "analysis",
+                format!(
+                    "libpg_query's raw parse tree differs from its JSON ({why}): sqlguard reads \
+                 the JSON instead (same decisions, about 25 % slower analysis)"
+                ),
+                "rebuild sqlguard so that build.rs compiles src/analysis/raw_tree.c against the \
+             pg_query crate it links (set SQLGUARD_LIBPG_QUERY_DIR to its libpg_query \
+             directory), and report it",
+            ),
+        },
+    );
+
     // Policy: compiles, and its tests pass.
     match Bundle::load_or_embedded(&config.policy, &config.data)
         .map_err(|e| e.to_string())

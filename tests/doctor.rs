@@ -66,6 +66,7 @@ fn all_green_on_a_working_setup() {
     for name in [
         "configuration",
         "databases",
+        "analysis",
         "policy",
         "teleport session",
         "database shop",
@@ -77,6 +78,10 @@ fn all_green_on_a_working_setup() {
         .as_str()
         .unwrap()
         .contains("policy tests pass"));
+    assert!(check(&v, "analysis")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("raw parse tree"));
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //!
 //! [`Bundle::is_deterministic`]: super::Bundle::is_deterministic
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -64,6 +64,9 @@ pub struct CacheStats {
 /// A bounded (least recently used out first) map from policy input to decision.
 pub(super) struct DecisionCache {
     entries: Mutex<lru::LruCache<Key, Decision>>,
+    /// Seeded per cache (foldhash: fast, and keyed so that an agent cannot aim inputs at
+    /// one bucket); the hash only picks the bucket, equality decides.
+    hasher: foldhash::fast::RandomState,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -86,6 +89,7 @@ impl DecisionCache {
         let cap = NonZeroUsize::new(capacity)?;
         Some(DecisionCache {
             entries: Mutex::new(lru::LruCache::new(cap)),
+            hasher: foldhash::fast::RandomState::default(),
             capacity,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -95,7 +99,7 @@ impl DecisionCache {
     pub fn lookup(&self, rule: Rule, input: &Value) -> Lookup {
         let key = Key {
             rule,
-            hash: hash_value(input),
+            hash: hash_value(&self.hasher, input),
             input: input.clone(),
         };
         let found = match self.entries.lock() {
@@ -135,13 +139,13 @@ impl DecisionCache {
 /// A hash of `v` consistent with its equality: numbers hash by their `f64` value (equal
 /// numbers have equal `f64`s; unequal ones that collide are told apart by equality), objects
 /// and sets independently of iteration order.
-fn hash_value(v: &Value) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    feed(v, &mut h);
+fn hash_value<S: BuildHasher>(state: &S, v: &Value) -> u64 {
+    let mut h = state.build_hasher();
+    feed(state, v, &mut h);
     h.finish()
 }
 
-fn feed<H: Hasher>(v: &Value, h: &mut H) {
+fn feed<S: BuildHasher, H: Hasher>(state: &S, v: &Value, h: &mut H) {
     match v {
         Value::Null => h.write_u8(0),
         Value::Bool(b) => {
@@ -163,7 +167,7 @@ fn feed<H: Hasher>(v: &Value, h: &mut H) {
             h.write_u8(4);
             h.write_usize(a.len());
             for item in a.iter() {
-                feed(item, h);
+                feed(state, item, h);
             }
         }
         Value::Set(s) => {
@@ -171,7 +175,7 @@ fn feed<H: Hasher>(v: &Value, h: &mut H) {
             h.write_usize(s.len());
             h.write_u64(
                 s.iter()
-                    .map(hash_value)
+                    .map(|item| hash_value(state, item))
                     .fold(0u64, |acc, x| acc.wrapping_add(x)),
             );
         }
@@ -179,9 +183,9 @@ fn feed<H: Hasher>(v: &Value, h: &mut H) {
             h.write_u8(6);
             h.write_usize(o.len());
             h.write_u64(o.iter().fold(0u64, |acc, (k, v)| {
-                let mut e = std::collections::hash_map::DefaultHasher::new();
-                feed(k, &mut e);
-                feed(v, &mut e);
+                let mut e = state.build_hasher();
+                feed(state, k, &mut e);
+                feed(state, v, &mut e);
                 acc.wrapping_add(e.finish())
             }));
         }
@@ -192,6 +196,9 @@ fn feed<H: Hasher>(v: &Value, h: &mut H) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static S: std::sync::LazyLock<foldhash::fast::RandomState> =
+        std::sync::LazyLock::new(foldhash::fast::RandomState::default);
 
     fn v(json: &str) -> Value {
         Value::from_json_str(json).unwrap()
@@ -206,12 +213,12 @@ mod tests {
             (r#"{"x": {"y": null}}"#, r#"{"x": {"y": null}}"#),
         ] {
             assert_eq!(v(a), v(b), "{a} {b}");
-            assert_eq!(hash_value(&v(a)), hash_value(&v(b)), "{a} {b}");
+            assert_eq!(hash_value(&*S, &v(a)), hash_value(&*S, &v(b)), "{a} {b}");
         }
-        assert_ne!(hash_value(&v("[1, 2]")), hash_value(&v("[2, 1]")));
+        assert_ne!(hash_value(&*S, &v("[1, 2]")), hash_value(&*S, &v("[2, 1]")));
         assert_ne!(
-            hash_value(&v(r#"["ab", "c"]"#)),
-            hash_value(&v(r#"["a", "bc"]"#))
+            hash_value(&*S, &v(r#"["ab", "c"]"#)),
+            hash_value(&*S, &v(r#"["a", "bc"]"#))
         );
     }
 
