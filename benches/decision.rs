@@ -209,6 +209,30 @@ fn hot_path(c: &mut Criterion) {
                 .len()
         })
     });
+    // The shape cache's parts: the scanner's tokens and the shape key (a hit's cost before
+    // the lookup), and the analysis that records which constants it read (a miss's).
+    c.bench_function("analysis-parts/scan/join", |b| {
+        b.iter(|| {
+            sqlguard::analysis::raw::scan(black_box(JOIN))
+                .unwrap()
+                .tokens()
+                .len()
+        })
+    });
+    c.bench_function("analysis-parts/shape-key/join", |b| {
+        let mut key = Vec::new();
+        b.iter(|| {
+            key.clear();
+            sqlguard::analysis::shape::Shape::scan(black_box(JOIN))
+                .unwrap()
+                .key(&mut key);
+            key.len()
+        })
+    });
+    c.bench_function("analysis/traced/join", |b| {
+        let opts = AnalysisOptions::default();
+        b.iter(|| sqlguard::analysis::analyze_traced(black_box(JOIN), &opts).unwrap())
+    });
     c.bench_function("baseline/pg_query::parse/join", |b| {
         b.iter(|| pg_query::parse(black_box(JOIN), 0).unwrap())
     });

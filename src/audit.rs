@@ -163,6 +163,9 @@ pub struct Timings {
     /// The decision came from the decision cache (the bundle was not evaluated again).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// The facts and the decision came from the shape cache (the text was not parsed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shape_cached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

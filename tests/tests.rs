@@ -16,4 +16,5 @@ mod oracle;
 mod plan;
 mod policy;
 mod raw_tree;
+mod shape;
 mod teleport;

@@ -36,6 +36,25 @@ pub enum Value<'a> {
 pub struct Tree<'a> {
     pub(super) values: Vec<Value<'a>>,
     pub(super) members: Vec<(Cow<'a, str>, Id)>,
+    /// When traced: which constants' values were read ([`Tree::trace_constants`]).
+    pub(super) trace: Option<ConstTrace>,
+}
+
+/// Which `A_Const` nodes' values a reader of the tree looked at: the decision cache's
+/// shape key may leave out exactly the constants nobody read ([`super::shape`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct ConstTrace {
+    /// Per value id: 0, or 1 + the index of the constant whose body it is part of.
+    owner: Vec<u32>,
+    /// Each constant's location (its token's byte offset) and whether it was read.
+    constants: Vec<(i64, std::cell::Cell<bool>)>,
+}
+
+impl ConstTrace {
+    /// Each `A_Const`'s location, and whether its value (any part of its body) was read.
+    pub fn constants(&self) -> impl Iterator<Item = (i64, bool)> + '_ {
+        self.constants.iter().map(|(l, r)| (*l, r.get()))
+    }
 }
 
 impl<'a> Tree<'a> {
@@ -44,7 +63,70 @@ impl<'a> Tree<'a> {
     }
 
     pub fn value(&self, id: Id) -> &Value<'a> {
+        if let Some(t) = &self.trace {
+            if let Some(&o) = t.owner.get(id as usize) {
+                if o != 0 {
+                    t.constants[o as usize - 1].1.set(true);
+                }
+            }
+        }
         &self.values[id as usize]
+    }
+
+    /// From now on, record which constants' values are read: every `{"A_Const": body}`'s
+    /// body and everything under it (its value, its location, which fields it has).
+    pub fn trace_constants(&mut self) {
+        let mut trace = ConstTrace {
+            owner: vec![0; self.values.len()],
+            constants: Vec::new(),
+        };
+        for (key, body) in &self.members {
+            if key != "A_Const" {
+                continue;
+            }
+            // Values are numbered in document order: a body's subtree is `body..=last`.
+            let mut last = *body;
+            while let Value::Object { start, end } | Value::Array { start, end } =
+                self.values[last as usize]
+            {
+                if start == end {
+                    break;
+                }
+                last = self.members[end as usize - 1].1;
+            }
+            let location = self
+                .members_untraced(*body)
+                .iter()
+                .find(|(k, _)| k == "location")
+                .and_then(|(_, v)| match self.values[*v as usize] {
+                    Value::Int(n) => Some(n),
+                    _ => None,
+                })
+                // libpg_query leaves out a location of 0.
+                .unwrap_or(0);
+            trace
+                .constants
+                .push((location, std::cell::Cell::new(false)));
+            let index = trace.constants.len() as u32;
+            for o in &mut trace.owner[*body as usize..=last as usize] {
+                *o = index;
+            }
+        }
+        self.trace = Some(trace);
+    }
+
+    /// The trace, when [`trace_constants`](Self::trace_constants) started one.
+    pub fn constant_trace(&self) -> Option<&ConstTrace> {
+        self.trace.as_ref()
+    }
+
+    fn members_untraced(&self, id: Id) -> &[(Cow<'a, str>, Id)] {
+        match &self.values[id as usize] {
+            Value::Array { start, end } | Value::Object { start, end } => {
+                &self.members[*start as usize..*end as usize]
+            }
+            _ => &[],
+        }
     }
 
     /// Members of an object (or elements of an array, with empty keys).
@@ -118,6 +200,7 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
     let mut tree = Tree {
         values: Vec::with_capacity(text.len() / 12 + 4),
         members: Vec::with_capacity(text.len() / 12 + 4),
+        trace: None,
     };
     let bytes = text.as_bytes();
     let mut pos = 0usize;

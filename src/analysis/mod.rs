@@ -16,6 +16,7 @@ pub mod plan;
 pub mod raw;
 mod resolve;
 pub mod risk;
+pub mod shape;
 pub mod snapshot;
 mod statements;
 pub mod variants;
@@ -88,6 +89,11 @@ impl AnalysisOptions {
         self.snapshot.as_deref()
     }
 
+    /// The snapshot itself: two options resolve alike when they hold the same one.
+    pub fn shared_snapshot(&self) -> Option<&std::sync::Arc<snapshot::Snapshot>> {
+        self.snapshot.as_ref()
+    }
+
     pub fn search_path(&self) -> &[String] {
         &self.search_path
     }
@@ -112,35 +118,71 @@ pub fn analyze(sql: &str) -> Result<Facts, AnalysisError> {
 
 /// Analyzes `sql`: parse, then walk every statement's whole tree.
 pub fn analyze_with(sql: &str, opts: &AnalysisOptions) -> Result<Facts, AnalysisError> {
+    analyze_tree(sql, opts, |tree| facts_of(sql, tree, opts))
+}
+
+/// [`analyze_with`], and which constants (by location) the facts depend on: every `A_Const`
+/// of the tree, and whether the analysis read its value. The facts of a text with other
+/// values in the constants nobody read are these facts (but for byte positions): the
+/// decision cache's shape key rests on that ([`shape`]).
+pub fn analyze_traced(
+    sql: &str,
+    opts: &AnalysisOptions,
+) -> Result<(Facts, Vec<(i64, bool)>), AnalysisError> {
+    analyze_tree(sql, opts, |tree| {
+        tree.trace_constants();
+        let facts = facts_of(sql, tree, opts)?;
+        let read = tree
+            .constant_trace()
+            .map(|t| t.constants().collect())
+            .unwrap_or_default();
+        Ok((facts, read))
+    })
+}
+
+/// Parses `sql` and hands its tree to `then`.
+fn analyze_tree<T>(
+    sql: &str,
+    opts: &AnalysisOptions,
+    then: impl FnOnce(&mut json::Tree<'_>) -> Result<T, AnalysisError>,
+) -> Result<T, AnalysisError> {
     if !raw::trusted() {
-        return analyze_json_with(sql, opts);
+        return analyze_json_tree(sql, opts, then);
     }
     check_size(sql, opts)?;
     let events = raw::parse(sql)?;
-    let tree = raw::tree(events.bytes()).map_err(|e| match e.what {
+    let mut tree = raw::tree(events.bytes()).map_err(|e| match e.what {
         raw::NOT_UTF8 => AnalysisError::NotUtf8,
         what => AnalysisError::Internal(format!(
             "unreadable parse tree at event byte {}: {what}",
             e.offset
         )),
     })?;
-    facts_of(sql, &tree, opts)
+    then(&mut tree)
 }
 
 /// [`analyze_with`] through libpg_query's JSON text: the reference the raw tree is held to.
 pub fn analyze_json_with(sql: &str, opts: &AnalysisOptions) -> Result<Facts, AnalysisError> {
+    analyze_json_tree(sql, opts, |tree| facts_of(sql, tree, opts))
+}
+
+fn analyze_json_tree<T>(
+    sql: &str,
+    opts: &AnalysisOptions,
+    then: impl FnOnce(&mut json::Tree<'_>) -> Result<T, AnalysisError>,
+) -> Result<T, AnalysisError> {
     check_size(sql, opts)?;
     let parsed = parser::parse(sql)?;
     if parsed.json().is_empty() {
         return Err(AnalysisError::NotUtf8);
     }
-    let tree = json::parse(parsed.json()).map_err(|e| {
+    let mut tree = json::parse(parsed.json()).map_err(|e| {
         AnalysisError::Internal(format!(
             "unreadable parse tree at byte {}: {}",
             e.offset, e.what
         ))
     })?;
-    facts_of(sql, &tree, opts)
+    then(&mut tree)
 }
 
 fn check_size(sql: &str, opts: &AnalysisOptions) -> Result<(), AnalysisError> {

@@ -31,9 +31,117 @@ struct SqlguardEvents {
     error: *mut PgQueryError,
 }
 
+/// One token of PostgreSQL's scanner: its grammar symbol and its bytes `start..end`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    pub kind: i32,
+    pub start: i32,
+    pub end: i32,
+}
+
+#[repr(C)]
+struct SqlguardTokens {
+    tokens: *mut Token,
+    len: usize,
+    error: *mut PgQueryError,
+}
+
 unsafe extern "C" {
     fn sqlguard_parse_events(input: *const c_char) -> SqlguardEvents;
     fn sqlguard_free_events(result: SqlguardEvents);
+    fn sqlguard_scan(input: *const c_char) -> SqlguardTokens;
+    fn sqlguard_free_tokens(result: SqlguardTokens);
+    fn sqlguard_token_kinds(out: *mut i32);
+}
+
+/// The grammar symbols (gram.h's numbers) of the tokens the shape key treats apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Kinds {
+    pub sconst: i32,
+    pub iconst: i32,
+    pub fconst: i32,
+    pub bconst: i32,
+    pub xconst: i32,
+    pub usconst: i32,
+    pub uident: i32,
+    pub ident: i32,
+    pub param: i32,
+    pub semicolon: i32,
+}
+
+/// [`Kinds`], read from the compiled grammar once.
+pub fn kinds() -> &'static Kinds {
+    static KINDS: OnceLock<Kinds> = OnceLock::new();
+    KINDS.get_or_init(|| {
+        let mut k = [0i32; 10];
+        // SAFETY: sqlguard_token_kinds writes exactly 10 ints.
+        unsafe { sqlguard_token_kinds(k.as_mut_ptr()) };
+        Kinds {
+            sconst: k[0],
+            iconst: k[1],
+            fconst: k[2],
+            bconst: k[3],
+            xconst: k[4],
+            usconst: k[5],
+            uident: k[6],
+            ident: k[7],
+            param: k[8],
+            semicolon: k[9],
+        }
+    })
+}
+
+/// The tokens of one text, owned until dropped.
+pub struct Tokens {
+    result: SqlguardTokens,
+}
+
+// SAFETY: plain malloc'd memory owned by this value, freed with free().
+unsafe impl Send for Tokens {}
+
+impl Tokens {
+    pub fn tokens(&self) -> &[Token] {
+        if self.result.tokens.is_null() {
+            return &[];
+        }
+        // SAFETY: `tokens` points to `len` tokens written by sqlguard_scan, owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.result.tokens, self.result.len) }
+    }
+}
+
+impl Drop for Tokens {
+    fn drop(&mut self) {
+        let result = SqlguardTokens {
+            tokens: self.result.tokens,
+            len: self.result.len,
+            error: self.result.error,
+        };
+        // SAFETY: `result` came from sqlguard_scan and is freed exactly once.
+        unsafe { sqlguard_free_tokens(result) };
+    }
+}
+
+/// The tokens of `sql` as the parser's scanner reads them (comments and whitespace are not
+/// tokens); `None` when the scanner rejects the text (the parse reports why) or it holds a
+/// NUL byte.
+pub fn scan(sql: &str) -> Option<Tokens> {
+    let input = CString::new(sql).ok()?;
+    // SAFETY: `input` is a valid NUL-terminated string for the duration of the call.
+    let result = unsafe { sqlguard_scan(input.as_ptr()) };
+    let tokens = Tokens { result };
+    if !tokens.result.error.is_null() {
+        return None;
+    }
+    // Every token lies in the text, in order: anything else is not a scan to key on.
+    let mut at = 0i32;
+    for t in tokens.tokens() {
+        if t.start < at || t.end < t.start || t.end as usize > sql.len() {
+            return None;
+        }
+        at = t.end;
+    }
+    Some(tokens)
 }
 
 // Event tags: keep in step with raw_tree.c.
@@ -116,6 +224,7 @@ pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
     let mut tree = Tree {
         values: Vec::with_capacity(events.len() / 8 + 4),
         members: Vec::with_capacity(events.len() / 8 + 4),
+        trace: None,
     };
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut scratch: Vec<(Cow<'_, str>, Id)> = Vec::new();

@@ -28,7 +28,11 @@
 #include "nodes/plannodes.h"
 #include "nodes/value.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "miscadmin.h"
+#include "parser/parser.h"
+#include "parser/scanner.h"
+#include "gramparse.h"
 
 /* Event tags: keep in step with src/analysis/raw.rs. */
 #define SG_OBJECT 1
@@ -456,7 +460,46 @@ sg_error(const char *message)
 }
 
 /*
- * Parses `input` as pg_query_parse_opts(input, 0) does, and writes its tree as events.
+ * The settings pg_query_parse_opts(input, 0) parses with, set on this thread before every
+ * parse or scan: standard_conforming_strings on (the value sqlguard pins on every
+ * connection). Warnings (`GLOBAL is deprecated …`) are below log_min_messages, so the
+ * parser does not format them: libpg_query, built with DEBUG, keeps them nowhere anyway.
+ */
+static void
+sg_parser_settings(void)
+{
+	backslash_quote = BACKSLASH_QUOTE_SAFE_ENCODING;
+	standard_conforming_strings = true;
+	escape_string_warning = true;
+	log_min_messages = ERROR;
+}
+
+/* The caught error, copied out of the memory context (malloc'd, freed by the caller). */
+static PgQueryError *
+sg_caught(MemoryContext ctx)
+{
+	ErrorData  *error_data;
+	PgQueryError *error;
+
+	MemoryContextSwitchTo(ctx);
+	error_data = CopyErrorData();
+	error = malloc(sizeof(PgQueryError));
+	if (error != NULL)
+	{
+		error->message = strdup(error_data->message);
+		error->filename = strdup(error_data->filename);
+		error->funcname = strdup(error_data->funcname);
+		error->context = NULL;
+		error->lineno = error_data->lineno;
+		error->cursorpos = error_data->cursorpos;
+	}
+	FlushErrorState();
+	return error != NULL ? error : sg_error("out of memory");
+}
+
+/*
+ * Parses `input` as pg_query_parse_opts(input, 0) does (raw_parser with the same settings),
+ * and writes its tree as events.
  * The caller frees the result with sqlguard_free_events.
  */
 SqlguardEvents
@@ -466,7 +509,6 @@ sqlguard_parse_events(const char *input)
 	/* On the heap: a local changed after PG_TRY's setjmp is indeterminate after its longjmp. */
 	SgOut	   *out = calloc(1, sizeof(SgOut));
 	MemoryContext ctx;
-	PgQueryInternalParsetreeAndError parsed;
 
 	if (out == NULL)
 	{
@@ -474,39 +516,18 @@ sqlguard_parse_events(const char *input)
 		return result;
 	}
 	ctx = pg_query_enter_memory_context();
-	parsed = pg_query_raw_parse(input, 0);
-	free(parsed.stderr_buffer);
-	if (parsed.error != NULL)
-	{
-		result.error = parsed.error;
-		pg_query_exit_memory_context(ctx);
-		free(out);
-		return result;
-	}
 
 	PG_TRY();
 	{
-		sg_stmts(out, parsed.tree);
+		List	   *tree;
+
+		sg_parser_settings();
+		tree = raw_parser(input, RAW_PARSE_DEFAULT);
+		sg_stmts(out, tree);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *error_data;
-		PgQueryError *error;
-
-		MemoryContextSwitchTo(ctx);
-		error_data = CopyErrorData();
-		error = malloc(sizeof(PgQueryError));
-		if (error != NULL)
-		{
-			error->message = strdup(error_data->message);
-			error->filename = strdup(error_data->filename);
-			error->funcname = strdup(error_data->funcname);
-			error->context = NULL;
-			error->lineno = error_data->lineno;
-			error->cursorpos = error_data->cursorpos;
-		}
-		result.error = error != NULL ? error : sg_error("out of memory");
-		FlushErrorState();
+		result.error = sg_caught(ctx);
 	}
 	PG_END_TRY();
 
@@ -525,16 +546,165 @@ sqlguard_parse_events(const char *input)
 	return result;
 }
 
+/* One token of PostgreSQL's scanner: its grammar symbol and its bytes in the text. */
+typedef struct
+{
+	int32_t		token;
+	int32_t		start;
+	int32_t		end;
+} SgToken;
+
+typedef struct
+{
+	SgToken    *tokens;
+	size_t		len;
+	PgQueryError *error;
+} SqlguardTokens;
+
+typedef struct
+{
+	SgToken    *data;
+	size_t		len;
+	size_t		cap;
+	bool		oom;
+} SgTokens;
+
+/*
+ * The start of flex's private scanner state, to read yyleng: the same device as
+ * libpg_query's pg_query_scan.c (same flex output).
+ */
+struct sg_yyguts
+{
+	void	   *yyextra_r;
+	FILE	   *yyin_r,
+			   *yyout_r;
+	size_t		yy_buffer_stack_top;
+	size_t		yy_buffer_stack_max;
+	struct yy_buffer_state *yy_buffer_stack;
+	char		yy_hold_char;
+	size_t		yy_n_chars;
+	size_t		yyleng_r;
+};
+
+/*
+ * The tokens of `input` as the parser's scanner reads them (comments and whitespace are
+ * not tokens), with the parser's settings. A text the scanner rejects (an unterminated
+ * string, an escape that is not UTF-8, …) is an error. Freed with sqlguard_free_tokens.
+ */
+SqlguardTokens
+sqlguard_scan(const char *input)
+{
+	SqlguardTokens result = {0};
+	SgTokens   *out = calloc(1, sizeof(SgTokens));
+	MemoryContext ctx;
+
+	if (out == NULL)
+	{
+		result.error = sg_error("out of memory");
+		return result;
+	}
+	ctx = pg_query_enter_memory_context();
+
+	PG_TRY();
+	{
+		core_yyscan_t yyscanner;
+		core_yy_extra_type yyextra;
+		core_YYSTYPE yylval;
+		YYLTYPE		yylloc;
+
+		sg_parser_settings();
+		yyscanner = scanner_init(input, &yyextra, &ScanKeywords, ScanKeywordTokens);
+		for (;;)
+		{
+			int			tok = core_yylex(&yylval, &yylloc, yyscanner);
+			SgToken    *t;
+
+			if (tok == 0)
+				break;
+			if (out->len == out->cap)
+			{
+				size_t		cap = out->cap ? out->cap * 2 : 64;
+				SgToken    *grown = realloc(out->data, cap * sizeof(SgToken));
+
+				if (grown == NULL)
+				{
+					out->oom = true;
+					break;
+				}
+				out->data = grown;
+				out->cap = cap;
+			}
+			t = &out->data[out->len++];
+			t->token = tok;
+			t->start = yylloc;
+			if (tok == SCONST || tok == USCONST || tok == BCONST || tok == XCONST ||
+				tok == IDENT || tok == UIDENT)
+				t->end = yyextra.yyllocend;
+			else
+				t->end = yylloc + (int32_t) ((struct sg_yyguts *) yyscanner)->yyleng_r;
+		}
+		scanner_finish(yyscanner);
+	}
+	PG_CATCH();
+	{
+		result.error = sg_caught(ctx);
+	}
+	PG_END_TRY();
+
+	pg_query_exit_memory_context(ctx);
+
+	if (result.error == NULL && out->oom)
+		result.error = sg_error("out of memory while scanning");
+	if (result.error != NULL)
+		free(out->data);
+	else
+	{
+		result.tokens = out->data;
+		result.len = out->len;
+	}
+	free(out);
+	return result;
+}
+
+static void
+sg_free_error(PgQueryError *error)
+{
+	if (error != NULL)
+	{
+		free(error->message);
+		free(error->funcname);
+		free(error->filename);
+		free(error->context);
+		free(error);
+	}
+}
+
+void
+sqlguard_free_tokens(SqlguardTokens result)
+{
+	free(result.tokens);
+	sg_free_error(result.error);
+}
+
+/* The grammar symbols sqlguard's shape key treats specially (gram.h's numbers). */
+void
+sqlguard_token_kinds(int32_t *out)
+{
+	out[0] = SCONST;
+	out[1] = ICONST;
+	out[2] = FCONST;
+	out[3] = BCONST;
+	out[4] = XCONST;
+	out[5] = USCONST;
+	out[6] = UIDENT;
+	out[7] = IDENT;
+	out[8] = PARAM;
+	out[9] = ';';
+}
+
 void
 sqlguard_free_events(SqlguardEvents result)
 {
 	free(result.events);
-	if (result.error != NULL)
-	{
-		free(result.error->message);
-		free(result.error->funcname);
-		free(result.error->filename);
-		free(result.error->context);
-		free(result.error);
-	}
+	sg_free_error(result.error);
 }

@@ -1,10 +1,10 @@
 //! `sqlguard check`: the security team's view of a decision.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{usage_error, AnalysisArgs, ContextArgs, PolicyArgs};
 use crate::analysis::plan::PlanFacts;
@@ -52,23 +52,41 @@ struct Request {
     tool: Option<String>,
 }
 
-fn json_of(checked: &Checked) -> serde_json::Value {
+/// One answer of `check`: the decision, and the statements' kinds or the analysis error.
+#[derive(Serialize)]
+struct Answer<'a> {
+    allow: bool,
+    reasons: &'a [crate::policy::Reason],
+    limits: &'a crate::policy::Limits,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    explain: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kinds: Option<Vec<crate::analysis::StatementKind>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
+}
+
+fn answer_of(checked: &Checked) -> Answer<'_> {
     let d = &checked.decision;
-    let mut v = serde_json::json!({
-        "allow": d.allow,
-        "reasons": d.reasons,
-        "limits": d.limits,
-    });
-    if d.explain {
-        v["explain"] = serde_json::Value::Bool(true);
+    let (kinds, error) = match &checked.facts {
+        Ok(f) => (Some(f.statements.iter().map(|s| s.kind).collect()), None),
+        Err(e) => (
+            None,
+            Some(serde_json::json!({"code": e.code(), "message": e.to_string()})),
+        ),
+    };
+    Answer {
+        allow: d.allow,
+        reasons: &d.reasons,
+        limits: &d.limits,
+        explain: d.explain,
+        kinds,
+        error,
     }
-    match &checked.facts {
-        Ok(f) => {
-            v["kinds"] = serde_json::json!(f.statements.iter().map(|s| s.kind).collect::<Vec<_>>())
-        }
-        Err(e) => v["error"] = serde_json::json!({"code": e.code(), "message": e.to_string()}),
-    }
-    v
+}
+
+fn json_of(checked: &Checked) -> serde_json::Value {
+    serde_json::to_value(answer_of(checked)).unwrap_or_default()
 }
 
 pub fn run(args: CheckArgs) -> ExitCode {
@@ -249,30 +267,57 @@ fn run_jsonl(
 ) -> ExitCode {
     let default_db = args.context.database();
     let default_id = args.context.identity();
-    let stdin = std::io::stdin();
+    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut line = String::new();
     let mut all_allowed = true;
-    for (n, line) in stdin.lock().lines().enumerate() {
-        let line = match line {
-            Ok(l) => l,
+    for n in 1.. {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(e) => return usage_error(&format!("cannot read stdin: {e}")),
-        };
-        let out = match serde_json::from_str::<Request>(&line) {
+        }
+        let text = line
+            .strip_suffix('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .unwrap_or(&line);
+        let written = match serde_json::from_str::<Request>(text) {
             Ok(req) => {
-                let db = req.database.unwrap_or_else(|| default_db.clone());
-                let id = req.identity.unwrap_or_else(|| default_id.clone());
-                let tool = req.tool.unwrap_or_else(|| args.context.tool.clone());
-                let checked = policy.check(&req.sql, opts, Some(&db), &id, &tool);
-                json_of(&checked)
+                let db = req.database.as_ref().unwrap_or(&default_db);
+                let id = req.identity.as_ref().unwrap_or(&default_id);
+                let tool = req.tool.as_deref().unwrap_or(&args.context.tool);
+                let checked = policy.check(&req.sql, opts, Some(db), id, tool);
+                all_allowed &= checked.decision.allow;
+                serde_json::to_writer(&mut out, &answer_of(&checked))
             }
-            Err(e) => serde_json::json!({
-                "allow": false,
-                "reasons": [{"rule": "bad_request", "statement": -1,
-                    "message": format!("line {} is not a request {{\"sql\": …}}: {e}", n + 1)}],
-                "limits": crate::policy::DENIED_LIMITS,
-            }),
+            Err(e) => {
+                all_allowed = false;
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({
+                        "allow": false,
+                        "reasons": [{"rule": "bad_request", "statement": -1,
+                            "message": format!("line {n} is not a request {{\"sql\": …}}: {e}")}],
+                        "limits": crate::policy::DENIED_LIMITS,
+                    }),
+                )
+            }
         };
-        all_allowed &= out["allow"] == serde_json::Value::Bool(true);
-        println!("{out}");
+        let written = written.map_err(std::io::Error::from).and_then(|()| {
+            out.write_all(b"\n")?;
+            // Answer at once when no request is waiting: a client may wait for each answer.
+            if input.buffer().is_empty() {
+                out.flush()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            return usage_error(&format!("cannot write stdout: {e}"));
+        }
+    }
+    if let Err(e) = out.flush() {
+        return usage_error(&format!("cannot write stdout: {e}"));
     }
     if all_allowed {
         ExitCode::SUCCESS

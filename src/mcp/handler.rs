@@ -432,6 +432,7 @@ impl Sqlguard {
         record.timings.analysis_us = Some(checked.analysis_us);
         record.timings.policy_us = Some(checked.policy_us);
         record.timings.cached = checked.cached;
+        record.timings.shape_cached = checked.shape_cached;
         record.allow = checked.decision.allow;
         record.reasons = json!(checked.decision.reasons);
         if let Ok(f) = &checked.facts {

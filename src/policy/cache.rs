@@ -59,6 +59,11 @@ pub struct CacheStats {
     pub misses: u64,
     pub entries: usize,
     pub capacity: usize,
+    /// The shape cache's: calls answered without parsing, calls it could not answer, and
+    /// the shapes it holds.
+    pub shape_hits: u64,
+    pub shape_misses: u64,
+    pub shapes: usize,
 }
 
 /// A bounded (least recently used out first) map from policy input to decision.
@@ -132,6 +137,7 @@ impl DecisionCache {
             misses: self.misses.load(Ordering::Relaxed),
             entries: self.entries.lock().map(|m| m.len()).unwrap_or(0),
             capacity: self.capacity,
+            ..CacheStats::default()
         }
     }
 }

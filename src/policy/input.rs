@@ -8,7 +8,7 @@ use crate::analysis::plan::PlanFacts;
 use crate::analysis::Facts;
 
 /// The database a call targets, as policies see it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DatabaseContext {
     /// Resource URI without query (`teleport://clusters/c/databases/d`).
     pub uri: String,
@@ -21,7 +21,7 @@ pub struct DatabaseContext {
 }
 
 /// Who is calling: the Teleport identity from the user's certificate.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Identity {
     pub user: String,
     #[serde(default)]

@@ -11,6 +11,7 @@ mod compiled;
 mod decision;
 mod error;
 mod input;
+mod shapes;
 pub mod testing;
 mod value;
 
@@ -56,6 +57,9 @@ pub struct Policy {
     /// Decisions already made for equal inputs; `None` when off or the bundle is not
     /// deterministic.
     cache: Option<Arc<DecisionCache>>,
+    /// Facts and decisions of texts already checked, keyed by shape ([`shapes`]); present
+    /// exactly when `cache` is.
+    shapes: Option<Arc<shapes::ShapeCache>>,
 }
 
 /// The analysis and the decision for one SQL text.
@@ -66,8 +70,10 @@ pub struct Checked {
     /// Time spent in analysis and in the policy, in microseconds.
     pub analysis_us: u64,
     pub policy_us: u64,
-    /// The decision came from the decision cache.
+    /// The decision came from a cache (the decision cache, or the shape cache).
     pub cached: bool,
+    /// The facts and the decision came from the shape cache: the text was not parsed.
+    pub shape_cached: bool,
 }
 
 impl Policy {
@@ -102,6 +108,10 @@ impl Policy {
             }
             None => DecisionCache::new(cache_entries).map(Arc::new),
         };
+        let shapes = cache
+            .as_ref()
+            .and_then(|_| shapes::ShapeCache::new(cache_entries))
+            .map(Arc::new);
         Ok(Policy {
             engine,
             compiled,
@@ -109,12 +119,17 @@ impl Policy {
             plan_rules_only,
             bundle: Arc::new(bundle),
             cache,
+            shapes,
         })
     }
 
     /// The decision cache's counters; `None` when there is no cache.
     pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.cache.as_ref().map(|c| c.stats())
+        let mut stats = self.cache.as_ref().map(|c| c.stats())?;
+        if let Some(shapes) = &self.shapes {
+            (stats.shape_hits, stats.shape_misses, stats.shapes) = shapes.counts();
+        }
+        Some(stats)
     }
 
     /// Which evaluator decides: `compiled` or `interpreter`.
@@ -336,7 +351,9 @@ impl Policy {
         Ok(())
     }
 
-    /// Analyzes `sql` and decides on it: the whole guard for one query.
+    /// Analyzes `sql` and decides on it: the whole guard for one query. A text of a shape
+    /// already checked, with the same values in the constants that matter, is answered from
+    /// the shape cache without parsing.
     pub fn check(
         &self,
         sql: &str,
@@ -346,7 +363,33 @@ impl Policy {
         tool: &str,
     ) -> Checked {
         let start = Instant::now();
-        let facts = crate::analysis::analyze_with(sql, opts);
+        let context = shapes::Context {
+            tool,
+            database,
+            identity,
+            opts,
+        };
+        let shapes = self.shapes.as_deref();
+        let keyed = shapes.and_then(|c| c.key(sql, &context));
+        if let (Some(c), Some(k)) = (shapes, &keyed) {
+            if let Some((facts, decision)) = c.get(k, &context) {
+                return Checked {
+                    facts: Ok(facts),
+                    decision,
+                    analysis_us: start.elapsed().as_micros() as u64,
+                    policy_us: 0,
+                    cached: true,
+                    shape_cached: true,
+                };
+            }
+        }
+        let (facts, constants) = match keyed {
+            Some(_) => match crate::analysis::analyze_traced(sql, opts) {
+                Ok((f, c)) => (Ok(f), Some(c)),
+                Err(e) => (Err(e), None),
+            },
+            None => (crate::analysis::analyze_with(sql, opts), None),
+        };
         let analysis_us = start.elapsed().as_micros() as u64;
         let start = Instant::now();
         let (decision, cached) = match &facts {
@@ -361,12 +404,18 @@ impl Policy {
                 plan: None,
             }),
         };
+        if let (Some(c), Some(k), Ok(f), Some(consts)) = (shapes, keyed, &facts, &constants) {
+            if cacheable(&decision) {
+                c.put(k, &context, f, consts, &decision);
+            }
+        }
         Checked {
             facts,
             decision,
             analysis_us,
             policy_us: start.elapsed().as_micros() as u64,
             cached,
+            shape_cached: false,
         }
     }
 
