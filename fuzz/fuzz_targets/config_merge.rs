@@ -6,15 +6,29 @@ use sqlguard::clientconfig::{merge, render, Entry, JsonFormat};
 use sqlguard::teleport::DatabaseUri;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     let uri = DatabaseUri::new("acme", "shop", "shop", "agent");
-    let entry = Entry { name: "teleport-databases".into(), command: "/bin/sqlguard".into(), uris: vec![uri.clone()], overwrite: data.len() % 2 == 0, vscode: false, env: Vec::new() };
+    let entry = Entry {
+        name: "teleport-databases".into(),
+        command: "/bin/sqlguard".into(),
+        uris: vec![uri.clone()],
+        overwrite: data.len() % 2 == 0,
+        vscode: false,
+        env: Vec::new(),
+    };
     for key in ["mcpServers", "servers"] {
         if let Ok(out) = merge(doc.clone(), key, &entry) {
-            let args = out[key]["teleport-databases"]["args"].as_array().expect("args");
+            let args = out[key]["teleport-databases"]["args"]
+                .as_array()
+                .expect("args");
             assert!(args.iter().any(|a| a.as_str() == Some(&uri.to_string())));
             let text = render(&out, JsonFormat::Auto, true);
-            assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), out);
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+                out
+            );
         }
     }
 });

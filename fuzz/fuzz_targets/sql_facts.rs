@@ -7,8 +7,10 @@
 use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
+use sqlguard::analysis::shape::Shape;
 use sqlguard::analysis::snapshot::Snapshot;
-use sqlguard::analysis::AnalysisOptions;
+use sqlguard::analysis::variants::Constants;
+use sqlguard::analysis::{analyze, analyze_traced, AnalysisOptions};
 
 static WITH_CATALOG: LazyLock<AnalysisOptions> = LazyLock::new(|| {
     let snapshot = Snapshot::from_json(include_str!("../../tests/fixtures/catalog-pg17.json"))
@@ -17,7 +19,9 @@ static WITH_CATALOG: LazyLock<AnalysisOptions> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(sql) = std::str::from_utf8(data) else { return };
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
     sqlguard::analysis::raw::compare(sql).unwrap();
     let first = sqlguard::analysis::analyze(sql);
     let opts = AnalysisOptions::default();
@@ -26,12 +30,22 @@ fuzz_target!(|data: &[u8]| {
         (Err(raw), Err(json)) => assert_eq!(raw.code(), json.code(), "{sql:?}"),
         (raw, json) => panic!("raw {raw:?}, JSON {json:?}: {sql:?}"),
     }
-    assert_eq!(first, sqlguard::analysis::analyze(sql), "analysis is not deterministic");
+    assert_eq!(
+        first,
+        sqlguard::analysis::analyze(sql),
+        "analysis is not deterministic"
+    );
+    if let Ok(facts) = &first {
+        shape_holds(sql, facts, data.len() as u64);
+    }
     if let Ok(facts) = first {
         sqlguard::analysis::check_names_in_text(sql, &facts).unwrap();
         let direct = sqlguard::policy::to_value(&facts).unwrap();
         let via_json = regorus::Value::from(serde_json::to_value(&facts).unwrap());
-        assert!(direct == via_json, "the policy input differs from the facts' JSON: {sql:?}");
+        assert!(
+            direct == via_json,
+            "the policy input differs from the facts' JSON: {sql:?}"
+        );
     }
     let with = sqlguard::analysis::analyze_with(sql, &WITH_CATALOG);
     assert_eq!(with, sqlguard::analysis::analyze_with(sql, &WITH_CATALOG));
@@ -39,3 +53,38 @@ fuzz_target!(|data: &[u8]| {
         sqlguard::analysis::check_names_in_text(sql, &facts).unwrap();
     }
 });
+
+/// The shape cache's promise: another text with the same shape key and the same kept
+/// constants has these facts, at its own positions.
+fn shape_holds(sql: &str, facts: &sqlguard::analysis::Facts, seed: u64) {
+    let Some(shape) = Shape::scan(sql) else {
+        return;
+    };
+    let (traced, constants) = analyze_traced(sql, &AnalysisOptions::default()).unwrap();
+    assert!(traced == *facts, "tracing changed the facts: {sql:?}");
+    let Some(template) = shape.template(facts, &constants) else {
+        return;
+    };
+    let Some(other) = Constants::new(seed).refresh(sql) else {
+        return;
+    };
+    let Some(reshaped) = Shape::scan(&other) else {
+        return;
+    };
+    let key = |s: &Shape<'_>| {
+        let mut k = Vec::new();
+        s.key(&mut k);
+        s.values(&template, &mut k);
+        k
+    };
+    if key(&shape) != key(&reshaped) {
+        return;
+    }
+    let mut placed = facts.clone();
+    reshaped.place(&template, &mut placed);
+    assert_eq!(
+        analyze(&other).ok(),
+        Some(placed),
+        "{sql:?} and {other:?} share a key"
+    );
+}

@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 #[path = "../../tests/support/oracle.rs"]
 mod oracle;
 
-static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy::new(Bundle::embedded(&[]).unwrap()).unwrap());
+static POLICY: LazyLock<Policy> =
+    LazyLock::new(|| Policy::new(Bundle::embedded(&[]).unwrap()).unwrap());
 
 static MISREADINGS: LazyLock<Vec<String>> = LazyLock::new(|| {
     include_str!("../../tests/conformance/sqlparser_misreadings.tsv")
@@ -21,11 +22,26 @@ static MISREADINGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(sql) = std::str::from_utf8(data) else { return };
-    let oracle::Oracle::MustDeny(what) = oracle::classify(sql) else { return };
-    let d = POLICY.check(sql, &Default::default(), None, &Identity::default(), "teleport_postgres_query").decision;
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
+    let oracle::Oracle::MustDeny(what) = oracle::classify(sql) else {
+        return;
+    };
+    let d = POLICY
+        .check(
+            sql,
+            &Default::default(),
+            None,
+            &Identity::default(),
+            "teleport_postgres_query",
+        )
+        .decision;
     if d.allow {
         let key = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(MISREADINGS.contains(&key), "sqlparser reads {sql:?} as {what}, and sqlguard allows it");
+        assert!(
+            MISREADINGS.contains(&key),
+            "sqlparser reads {sql:?} as {what}, and sqlguard allows it"
+        );
     }
 });

@@ -4,7 +4,9 @@ use libfuzzer_sys::fuzz_target;
 use sqlguard::teleport::DatabaseUri;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(uri) = DatabaseUri::parse(s) {
         let printed = uri.to_string();
         let again = DatabaseUri::parse(&printed).expect("a printed URI parses");
