@@ -455,3 +455,78 @@ async fn without_a_reachable_catalog_the_static_catalog_decides() {
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Comparisons the agent never writes as an operator still run one, looked up by name as if
+/// written: `x IN (SELECT …)`, `NOT IN`, `CASE x WHEN …`, `JOIN … USING`, `NATURAL JOIN` run
+/// `=`. A database whose `=` (for `text` and `int`) is a user's volatile function: each of
+/// them is refused as that operator, as `name = 1` is; comparisons without `=` still run.
+#[tokio::test]
+async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
+    const DB: &str = "implicit_eq";
+    const DB_URI: &str = "teleport://clusters/acme/databases/implicit_eq";
+    let cluster = Cluster::shared();
+    ext_database(cluster);
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        cluster.psql("postgres", &format!("CREATE DATABASE {DB}"));
+        cluster.psql(
+            DB,
+            &format!(
+                "CREATE FUNCTION noisy_text_int_eq(text, int) RETURNS bool LANGUAGE sql VOLATILE
+                     AS $$ SELECT $1 = $2::text $$;
+                 CREATE OPERATOR = (LEFTARG = text, RIGHTARG = int, FUNCTION = noisy_text_int_eq);
+                 CREATE TABLE a (id int, name text);
+                 CREATE TABLE b (id int, name text);
+                 INSERT INTO a VALUES (1, 'x'), (2, 'y');
+                 INSERT INTO b VALUES (1, 'x');
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ANALYST};"
+            ),
+        );
+    });
+    let dir = std::env::temp_dir().join(format!("sqlguard-implicit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[database]]\nuri = \"{DB_URI}?dbName={DB}&dbUser={ANALYST}\"\ndsn = \"postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{}/{DB}?sslmode=disable\"\n",
+            cluster.port
+        ),
+    )
+    .unwrap();
+    let (client, _) = serve_config(&config).await;
+    let operator = "operator = (function public.noisy_text_int_eq)";
+    for sql in [
+        "SELECT id FROM a WHERE name = 'x'",
+        "SELECT id FROM a WHERE name IN (SELECT name FROM b)",
+        "SELECT id FROM a WHERE name NOT IN (SELECT name FROM b)",
+        "SELECT id FROM a WHERE (SELECT name FROM b LIMIT 1) IN (SELECT name FROM b)",
+        "SELECT CASE name WHEN 'x' THEN 1 ELSE 0 END AS c FROM a",
+        "SELECT a.id FROM a JOIN b USING (id)",
+        "SELECT * FROM a NATURAL JOIN b",
+        "SELECT * FROM a LEFT JOIN b USING (name)",
+    ] {
+        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        assert!(is_error, "{sql} ran: {text}");
+        assert!(
+            text.contains("function_user") && text.contains(operator),
+            "{sql}: {text}"
+        );
+    }
+    for (sql, expect) in [
+        (
+            "SELECT CASE WHEN id > 1 THEN 'big' ELSE 'small' END AS c FROM a ORDER BY id",
+            "\"c\":\"small\"",
+        ),
+        ("SELECT a.id FROM a JOIN b ON a.id > b.id", "\"id\":2"),
+        (
+            "SELECT id FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.id > a.id - 1) ORDER BY id",
+            "\"id\":1",
+        ),
+    ] {
+        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        assert!(!is_error && text.contains(expect), "{sql}: {text}");
+    }
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

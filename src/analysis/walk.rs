@@ -217,14 +217,27 @@ impl<'t, 'a> Walker<'t, 'a> {
             "FuncCall" => self.func_call(body, "call"),
             "RangeTableSample" => self.table_sample(body, ctx),
             "A_Expr" => self.a_expr(body, ctx),
-            // `x op ANY (SELECT …)` and `ORDER BY x USING op` name operators too.
+            // `x op ANY (SELECT …)` and `ORDER BY x USING op` name operators too; `x IN
+            // (SELECT …)` runs `=` without naming it (PostgreSQL looks `=` up by name, as if
+            // it were written).
             "SubLink" | "SortBy" => {
                 let field = if ty == "SubLink" { "operName" } else { "useOp" };
                 if let Some(list) = self.tree.get(body, field) {
                     let names = self.name_list(list);
                     self.operator(&names);
+                } else if ty == "SubLink"
+                    && self.tree.get_str(body, "subLinkType") == Some("ANY_SUBLINK")
+                {
+                    self.operator(&["=".to_string()]);
                 }
                 self.fields(ty, body, ctx, &[field]);
+            }
+            // `CASE x WHEN v …` compares with `=`, looked up by name for each `WHEN`.
+            "CaseExpr" => {
+                if self.tree.get(body, "arg").is_some() {
+                    self.operator(&["=".to_string()]);
+                }
+                self.fields(ty, body, ctx, &[]);
             }
             "ColumnRef" => self.column_ref(body),
             "JoinExpr" => self.join_expr(body, ctx),
@@ -930,6 +943,15 @@ impl<'t, 'a> Walker<'t, 'a> {
             // Which columns the sides share is in the catalog, not the query: every column
             // of the joined tables may be compared.
             self.push_column("*", tables.clone(), ColumnVia::NaturalJoin);
+        }
+        // Both compare the joined columns with `=`, looked up by name as if written.
+        if self.tree.get_bool(body, "isNatural")
+            || self
+                .tree
+                .get(body, "usingClause")
+                .is_some_and(|u| !self.tree.members(u).is_empty())
+        {
+            self.operator(&["=".to_string()]);
         }
         for field in ["alias", "join_using_alias"] {
             let Some(alias) = self.tree.get(body, field) else {
