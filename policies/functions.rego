@@ -89,11 +89,21 @@ trusted_extension(f) if f.extension in data.sqlguard.functions.trusted_extension
 # How messages name what was called.
 callee(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]) if f.operator
 
-callee(f) := sprintf("function %s", [f.name]) if not f.operator
+callee(f) := sprintf("a cast to %s (function %s)", [f.cast, f.qualified_name]) if f.cast
+
+callee(f) := sprintf("function %s", [f.name]) if {
+	not f.operator
+	not f.cast
+}
 
 callee_qualified(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]) if f.operator
 
-callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if not f.operator
+callee_qualified(f) := sprintf("a cast to %s (function %s)", [f.cast, f.qualified_name]) if f.cast
+
+callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if {
+	not f.operator
+	not f.cast
+}
 
 # Risk categories are denied whatever the volatility or origin (threat model, classes 8
 # and 9): a trusted extension's dblink, file or large-object function stays denied.

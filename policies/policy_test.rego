@@ -327,6 +327,17 @@ test_operators_are_judged_by_their_function if {
 	allowed(with_catalog({"operators": [mine]})) with data.sqlguard.operators.allow as ["public.==="]
 }
 
+test_casts_are_judged_by_their_function if {
+	check := object.union(cat_fn("public.chk", "volatile", "user", null, false), {"context": "cast", "cast": "public.positive"})
+	d := sqlguard.decision with input as with_catalog({"functions": [check]})
+	some r in d.reasons
+	r.rule == "function_user"
+	contains(r.message, "a cast to public.positive (function public.chk)")
+	allowed(with_catalog({"functions": [check]})) with data.sqlguard.functions.allow as ["public.chk"]
+	trusted := object.union(cat_fn("public.hstore_to_json", "immutable", "extension", "hstore", false), {"context": "cast", "cast": "pg_catalog.json"})
+	allowed(with_catalog({"functions": [trusted]}))
+}
+
 test_operators_allow_opens_an_unknown_operator if {
 	op := {"schema": "public", "name": "<%", "builtin": false}
 	denied_by("operator_unknown", one({"operators": [op]}))

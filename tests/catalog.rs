@@ -530,3 +530,100 @@ async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A conversion can run a user's function the query never names: a cast declared `WITH
+/// FUNCTION`, or a domain's `CHECK` calling a function (up a chain of domains, and for arrays
+/// of the domain). With the database's catalog each such cast is judged as its function.
+#[tokio::test]
+async fn casts_are_judged_as_the_functions_they_run() {
+    const DB: &str = "casts";
+    const DB_URI: &str = "teleport://clusters/acme/databases/casts";
+    let cluster = Cluster::shared();
+    ext_database(cluster);
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        cluster.psql("postgres", &format!("CREATE DATABASE {DB}"));
+        cluster.psql(
+            DB,
+            &format!(
+                "CREATE FUNCTION chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE
+                     AS $$ BEGIN RETURN $1 > 0; END $$;
+                 CREATE DOMAIN positive AS int CHECK (chk(VALUE));
+                 CREATE DOMAIN small_positive AS positive CHECK (VALUE < 100);
+                 CREATE DOMAIN plain_positive AS int CHECK (VALUE > 0);
+                 CREATE TYPE mood AS ENUM ('sad', 'ok');
+                 CREATE FUNCTION to_mood(int) RETURNS mood LANGUAGE sql STABLE SECURITY DEFINER
+                     AS $$ SELECT 'ok'::mood $$;
+                 CREATE CAST (int AS mood) WITH FUNCTION to_mood(int);
+                 CREATE TABLE a (id int);
+                 INSERT INTO a VALUES (1), (2);
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ANALYST};"
+            ),
+        );
+    });
+    let dir = std::env::temp_dir().join(format!("sqlguard-casts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[database]]\nuri = \"{DB_URI}?dbName={DB}&dbUser={ANALYST}\"\ndsn = \"postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{}/{DB}?sslmode=disable\"\n",
+            cluster.port
+        ),
+    )
+    .unwrap();
+    let (client, _) = serve_config(&config).await;
+    let denied: &[(&str, &[&str])] = &[
+        (
+            "SELECT 5::positive AS n",
+            &[
+                "function_user",
+                "a cast to public.positive (function public.chk)",
+                "plpgsql",
+            ],
+        ),
+        (
+            "SELECT CAST(id AS public.small_positive) AS n FROM a",
+            &[
+                "function_user",
+                "a cast to public.small_positive (function public.chk)",
+            ],
+        ),
+        (
+            "SELECT ARRAY[5]::positive[] AS n",
+            &["a cast to public.positive (function public.chk)"],
+        ),
+        (
+            "SELECT x FROM (SELECT 1) s(x) WHERE x::positive IS NOT NULL",
+            &["a cast to public.positive (function public.chk)"],
+        ),
+        (
+            "SELECT id::mood AS m FROM a",
+            &[
+                "function_security_definer",
+                "a cast to public.mood (function public.to_mood)",
+                "SECURITY DEFINER",
+            ],
+        ),
+    ];
+    for (sql, words) in denied {
+        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        assert!(is_error, "{sql} ran: {text}");
+        for w in *words {
+            assert!(text.contains(w), "{sql}: {w:?} missing from {text}");
+        }
+    }
+    // A domain whose check calls only PostgreSQL's own functions, and built-in casts, run.
+    for (sql, expect) in [
+        ("SELECT 5::plain_positive AS n", "\"n\":5"),
+        (
+            "SELECT id::text AS t FROM a ORDER BY id LIMIT 1",
+            "\"t\":\"1\"",
+        ),
+    ] {
+        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        assert!(!is_error && text.contains(expect), "{sql}: {text}");
+    }
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -220,7 +220,7 @@ pub struct FunctionCall {
     pub volatility: Volatility,
     /// Risk categories; empty for an ordinary function.
     pub risks: Vec<String>,
-    /// Where it was found: `call`, `from`, `tablesample`, `call_statement`, `operator`.
+    /// Where it was found: `call`, `from`, `tablesample`, `call_statement`, `operator`, `cast`.
     pub context: String,
     /// `builtin`, `extension`, `user` (from the catalog snapshot), or `unknown`.
     pub source: FunctionSource,
@@ -235,6 +235,10 @@ pub struct FunctionCall {
     /// The operator it runs behind (`context` is then `operator`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// The type (`schema.name`) a conversion to which runs it: a cast's function or a
+    /// domain's check (`context` is then `cast`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cast: Option<String>,
 }
 
 /// Where a function comes from.

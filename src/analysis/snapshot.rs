@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::facts::{FunctionSource, Volatility};
 
-/// The snapshot file format's version (`sqlguard catalog dump`).
-pub const FORMAT: u32 = 1;
+/// The snapshot file format's version (`sqlguard catalog dump`). Format 2 added `casts`: a
+/// format 1 file cannot say which casts run a user's function, so it is refused.
+pub const FORMAT: u32 = 2;
 
 /// One database's catalog at one moment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +28,8 @@ pub struct Snapshot {
     pub functions: Vec<Function>,
     pub operators: Vec<OperatorDef>,
     pub relations: Vec<RelationDef>,
+    /// Casts and domain checks that run a function not built into PostgreSQL.
+    pub casts: Vec<CastDef>,
     #[serde(skip)]
     index: Index,
 }
@@ -108,12 +111,29 @@ pub struct RelationDef {
     pub extension: Option<String>,
 }
 
+/// A function that a cast to a type runs, not built into PostgreSQL: a `pg_cast` function
+/// (`CREATE CAST … WITH FUNCTION`), or a function a domain's `CHECK` constraint calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CastDef {
+    /// The type cast to.
+    pub type_schema: String,
+    pub type_name: String,
+    /// The type cast from (`None` for a domain check, which runs whatever the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub function_schema: String,
+    pub function_name: String,
+    /// `cast` or `domain_check`.
+    pub via: String,
+}
+
 /// Positions by name, and each relation's lineage, built once per snapshot.
 #[derive(Debug, Clone, Default)]
 struct Index {
     functions: HashMap<Box<str>, Vec<u32>>,
     operators: HashMap<Box<str>, Vec<u32>>,
     relations: HashMap<Box<str>, Vec<u32>>,
+    casts: HashMap<Box<str>, Vec<u32>>,
     /// Per relation (same positions as `relations`): its ancestors and what it reads as a view.
     lineage: Vec<(Vec<String>, Vec<String>)>,
 }
@@ -181,6 +201,7 @@ impl Snapshot {
         functions: Vec<Function>,
         operators: Vec<OperatorDef>,
         relations: Vec<RelationDef>,
+        casts: Vec<CastDef>,
     ) -> Snapshot {
         Snapshot {
             format: FORMAT,
@@ -189,6 +210,7 @@ impl Snapshot {
             functions,
             operators,
             relations,
+            casts,
             index: Index::default(),
         }
         .indexed()
@@ -199,6 +221,7 @@ impl Snapshot {
             functions: index_by(&self.functions, |f| &f.name),
             operators: index_by(&self.operators, |o| &o.name),
             relations: index_by(&self.relations, |r| &r.name),
+            casts: index_by(&self.casts, |c| &c.type_name),
             lineage: Vec::new(),
         };
         let lineage = self
@@ -305,6 +328,25 @@ impl Snapshot {
             })
     }
 
+    /// The casts and domain checks to the type `name` (in `schema`, else through `path`).
+    pub fn casts_to<'a, S: AsRef<str>>(
+        &'a self,
+        schema: Option<&'a str>,
+        name: &str,
+        path: &'a [S],
+    ) -> impl Iterator<Item = &'a CastDef> + 'a {
+        self.index
+            .casts
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.casts[i as usize])
+            .filter(move |c| match schema {
+                Some(s) => c.type_schema == s,
+                None => path.iter().any(|s| s.as_ref() == c.type_schema),
+            })
+    }
+
     /// The relation `schema.name`.
     pub fn relation(&self, schema: &str, name: &str) -> Option<&RelationDef> {
         self.relation_position(schema, name)
@@ -406,13 +448,14 @@ impl Snapshot {
     /// `PostgreSQL 15.4 (…), 3 extensions, 3,120 functions, …` for logs and `doctor`.
     pub fn summary(&self) -> String {
         format!(
-            "PostgreSQL {} ({}): {} extensions, {} functions, {} operators, {} relations, read {}",
+            "PostgreSQL {} ({}): {} extensions, {} functions, {} operators, {} relations, {} casts, read {}",
             self.server.version,
             self.server.database,
             self.extensions.len(),
             self.functions.len(),
             self.operators.len(),
             self.relations.len(),
+            self.casts.len(),
             self.server.taken_at
         )
     }
@@ -452,7 +495,7 @@ mod tests {
     }
 
     fn snap(functions: Vec<Function>) -> Snapshot {
-        Snapshot::new(server(), vec![], functions, vec![], vec![])
+        Snapshot::new(server(), vec![], functions, vec![], vec![], vec![])
     }
 
     #[test]
@@ -526,6 +569,7 @@ mod tests {
                 rel("b.v", &[], &["a.v.id"]),
                 rel("public.top", &[], &["b.v.id", "a.v"]),
             ],
+            vec![],
         );
         let (ancestors, _) = s.lineage("public", "vault_p1a").unwrap();
         assert_eq!(ancestors, ["public.vault_p1", "public.vault"]);
@@ -556,10 +600,20 @@ mod tests {
         assert!(back
             .resolve_function(None, "similarity", &["public"])
             .is_some());
-        let newer = s.to_json().replace("\"format\": 1", "\"format\": 99");
+        let newer = s
+            .to_json()
+            .replace(&format!("\"format\": {FORMAT}"), "\"format\": 99");
         assert!(matches!(
             Snapshot::from_json(&newer),
             Err(SnapshotError::Format { found: 99 })
+        ));
+        // Format 1 did not list casts: it is refused, not read as "no casts".
+        let older = s
+            .to_json()
+            .replace(&format!("\"format\": {FORMAT}"), "\"format\": 1");
+        assert!(matches!(
+            Snapshot::from_json(&older),
+            Err(SnapshotError::Format { found: 1 })
         ));
         assert!(Snapshot::from_json("{}").is_err());
     }

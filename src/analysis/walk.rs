@@ -240,6 +240,10 @@ impl<'t, 'a> Walker<'t, 'a> {
                 self.fields(ty, body, ctx, &[]);
             }
             "ColumnRef" => self.column_ref(body),
+            "TypeName" => {
+                self.type_name(body);
+                self.fields(ty, body, ctx, &[]);
+            }
             "JoinExpr" => self.join_expr(body, ctx),
             "ParamRef" => {
                 if let Some(n) = self.tree.get_i64(body, "number") {
@@ -1071,6 +1075,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 extension: None,
                 language: None,
                 operator: None,
+                cast: None,
                 qualified_name: format!("{s}.{name}"),
                 schema: Some(s),
                 name,
@@ -1160,6 +1165,38 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
         }
         self.fields("A_Expr", body, ctx, &["name"]);
+    }
+
+    /// A type named anywhere (`x::t`, `CAST(x AS t)`, `t 'literal'`, a column definition
+    /// list): with the database's catalog, the functions a conversion to it can run — a
+    /// `CREATE CAST … WITH FUNCTION` cast to it, a domain's `CHECK` that calls a function —
+    /// are calls like any other (context `cast`, `cast` naming the type). Which cast runs
+    /// depends on the source type, which the analysis does not know: every one counts.
+    fn type_name(&mut self, body: Id) {
+        let Some(snap) = self.opts.snapshot() else {
+            return;
+        };
+        let Some(list) = self.tree.get(body, "names") else {
+            return;
+        };
+        let names = self.name_list(list);
+        let (schema, name) = match names.as_slice() {
+            [n] => (None, n.as_str()),
+            [.., s, n] => (Some(s.as_str()), n.as_str()),
+            [] => return,
+        };
+        let path = self.opts.effective_path();
+        for cast in snap.casts_to(schema, name, path) {
+            let mut call = resolve::function(
+                snap,
+                path,
+                Some(cast.function_schema.clone()),
+                cast.function_name.clone(),
+                "cast",
+            );
+            call.cast = Some(format!("{}.{}", cast.type_schema, cast.type_name));
+            self.facts.functions.push(call);
+        }
     }
 
     /// Records an operator that is not certainly PostgreSQL's own.

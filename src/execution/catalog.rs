@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Database, ExecError, RunLimits};
-use crate::analysis::snapshot::{Extension, Function, OperatorDef, RelationDef, Server, Snapshot};
+use crate::analysis::snapshot::{
+    CastDef, Extension, Function, OperatorDef, RelationDef, Server, Snapshot,
+};
 use crate::analysis::{AnalysisOptions, Facts};
 
 const SERVER: &str = "SELECT current_setting('server_version_num')::int4 AS version_num, \
@@ -84,6 +86,38 @@ const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
      ORDER BY 1, 2";
 
+/// Casts whose function is not PostgreSQL's own (`CREATE CAST … WITH FUNCTION`, by users and
+/// extensions), and the non-built-in functions a domain's `CHECK` constraints call: what a
+/// cast to such a type runs. Domains over domains run their base domain's checks too, so
+/// each domain is listed with every check up its chain.
+const CASTS: &str = "SELECT tn.nspname AS type_schema, t.typname AS type_name, \
+     pg_catalog.format_type(c.castsource, NULL) AS source, \
+     pn.nspname AS function_schema, p.proname AS function_name, 'cast' AS via \
+     FROM pg_catalog.pg_cast c \
+     JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
+     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+     JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     WHERE c.castmethod = 'f' AND p.oid >= 16384 \
+     UNION ALL \
+     SELECT DISTINCT tn.nspname, t.typname, NULL, pn.nspname, p.proname, 'domain_check' \
+     FROM pg_catalog.pg_type t \
+     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
+     JOIN LATERAL (WITH RECURSIVE chain(oid, depth) AS ( \
+            SELECT t.oid, 0 \
+            UNION ALL \
+            SELECT b.typbasetype, chain.depth + 1 FROM chain \
+            JOIN pg_catalog.pg_type b ON b.oid = chain.oid \
+            WHERE b.typtype = 'd' AND chain.depth < 64) \
+          SELECT oid FROM chain) up ON true \
+     JOIN pg_catalog.pg_constraint k ON k.contypid = up.oid \
+     JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass \
+          AND d.objid = k.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
+     JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid \
+     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+     WHERE t.typtype = 'd' AND p.oid >= 16384 \
+     ORDER BY 1, 2, 3, 4, 5";
+
 /// A catalog read's caps: large catalogs (tens of thousands of relations) still fit.
 const LIMITS: RunLimits = RunLimits {
     max_rows: 1_000_000,
@@ -110,6 +144,7 @@ impl Database {
                 .await?,
             self.catalog_rows::<RelationDef>("pg_class", RELATIONS)
                 .await?,
+            self.catalog_rows::<CastDef>("pg_cast", CASTS).await?,
         ))
     }
 
