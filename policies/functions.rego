@@ -86,24 +86,19 @@ source(f) := "unknown" if {
 
 trusted_extension(f) if f.extension in data.sqlguard.functions.trusted_extensions
 
-# How messages name what was called.
-callee(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]) if f.operator
+# How messages name what was called: a function behind an operator or a cast is named with
+# what ran it.
+behind(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]) if f.operator
 
-callee(f) := sprintf("a cast to %s (function %s)", [f.cast, f.qualified_name]) if f.cast
+behind(f) := sprintf("a cast to %s (function %s)", [f.cast, f.qualified_name]) if f.cast
 
-callee(f) := sprintf("function %s", [f.name]) if {
-	not f.operator
-	not f.cast
-}
+callee(f) := behind(f)
 
-callee_qualified(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]) if f.operator
+callee(f) := sprintf("function %s", [f.name]) if not behind(f)
 
-callee_qualified(f) := sprintf("a cast to %s (function %s)", [f.cast, f.qualified_name]) if f.cast
+callee_qualified(f) := behind(f)
 
-callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if {
-	not f.operator
-	not f.cast
-}
+callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if not behind(f)
 
 # Risk categories are denied whatever the volatility or origin (threat model, classes 8
 # and 9): a trusted extension's dblink, file or large-object function stays denied.

@@ -456,45 +456,63 @@ async fn without_a_reachable_catalog_the_static_catalog_decides() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A database `db` built once by `setup` (run as the superuser; `analyst` may then read every
+/// table), served alone over MCP as `teleport://clusters/acme/databases/{db}` with the
+/// default bundle. Returns the client, a scratch directory to remove, and the database's URI.
+async fn serve_database(
+    db: &str,
+    built: &std::sync::OnceLock<()>,
+    setup: &str,
+) -> (
+    rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    std::path::PathBuf,
+    String,
+) {
+    let cluster = Cluster::shared();
+    ext_database(cluster);
+    built.get_or_init(|| {
+        cluster.psql("postgres", &format!("CREATE DATABASE {db}"));
+        cluster.psql(db, setup);
+        cluster.psql(
+            db,
+            &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ANALYST}"),
+        );
+    });
+    let uri = format!("teleport://clusters/acme/databases/{db}");
+    let dir = std::env::temp_dir().join(format!("sqlguard-{db}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sqlguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[database]]\nuri = \"{uri}?dbName={db}&dbUser={ANALYST}\"\ndsn = \"postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable\"\n",
+            cluster.port
+        ),
+    )
+    .unwrap();
+    let (client, _) = serve_config(&config).await;
+    (client, dir, uri)
+}
+
 /// Comparisons the agent never writes as an operator still run one, looked up by name as if
 /// written: `x IN (SELECT …)`, `NOT IN`, `CASE x WHEN …`, `JOIN … USING`, `NATURAL JOIN` run
 /// `=`. A database whose `=` (for `text` and `int`) is a user's volatile function: each of
 /// them is refused as that operator, as `name = 1` is; comparisons without `=` still run.
 #[tokio::test]
 async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
-    const DB: &str = "implicit_eq";
-    const DB_URI: &str = "teleport://clusters/acme/databases/implicit_eq";
-    let cluster = Cluster::shared();
-    ext_database(cluster);
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        cluster.psql("postgres", &format!("CREATE DATABASE {DB}"));
-        cluster.psql(
-            DB,
-            &format!(
-                "CREATE FUNCTION noisy_text_int_eq(text, int) RETURNS bool LANGUAGE sql VOLATILE
-                     AS $$ SELECT $1 = $2::text $$;
-                 CREATE OPERATOR = (LEFTARG = text, RIGHTARG = int, FUNCTION = noisy_text_int_eq);
-                 CREATE TABLE a (id int, name text);
-                 CREATE TABLE b (id int, name text);
-                 INSERT INTO a VALUES (1, 'x'), (2, 'y');
-                 INSERT INTO b VALUES (1, 'x');
-                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ANALYST};"
-            ),
-        );
-    });
-    let dir = std::env::temp_dir().join(format!("sqlguard-implicit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sqlguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[database]]\nuri = \"{DB_URI}?dbName={DB}&dbUser={ANALYST}\"\ndsn = \"postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{}/{DB}?sslmode=disable\"\n",
-            cluster.port
-        ),
+    let (client, dir, db_uri) = serve_database(
+        "implicit_eq",
+        &BUILT,
+        "CREATE FUNCTION noisy_text_int_eq(text, int) RETURNS bool LANGUAGE sql VOLATILE
+             AS $$ SELECT $1 = $2::text $$;
+         CREATE OPERATOR = (LEFTARG = text, RIGHTARG = int, FUNCTION = noisy_text_int_eq);
+         CREATE TABLE a (id int, name text);
+         CREATE TABLE b (id int, name text);
+         INSERT INTO a VALUES (1, 'x'), (2, 'y');
+         INSERT INTO b VALUES (1, 'x');",
     )
-    .unwrap();
-    let (client, _) = serve_config(&config).await;
+    .await;
     let operator = "operator = (function public.noisy_text_int_eq)";
     for sql in [
         "SELECT id FROM a WHERE name = 'x'",
@@ -506,7 +524,7 @@ async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
         "SELECT * FROM a NATURAL JOIN b",
         "SELECT * FROM a LEFT JOIN b USING (name)",
     ] {
-        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
         assert!(is_error, "{sql} ran: {text}");
         assert!(
             text.contains("function_user") && text.contains(operator),
@@ -524,7 +542,7 @@ async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
             "\"id\":1",
         ),
     ] {
-        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
         assert!(!is_error && text.contains(expect), "{sql}: {text}");
     }
     let _ = client.cancel().await;
@@ -536,43 +554,23 @@ async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
 /// of the domain). With the database's catalog each such cast is judged as its function.
 #[tokio::test]
 async fn casts_are_judged_as_the_functions_they_run() {
-    const DB: &str = "casts";
-    const DB_URI: &str = "teleport://clusters/acme/databases/casts";
-    let cluster = Cluster::shared();
-    ext_database(cluster);
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        cluster.psql("postgres", &format!("CREATE DATABASE {DB}"));
-        cluster.psql(
-            DB,
-            &format!(
-                "CREATE FUNCTION chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE
-                     AS $$ BEGIN RETURN $1 > 0; END $$;
-                 CREATE DOMAIN positive AS int CHECK (chk(VALUE));
-                 CREATE DOMAIN small_positive AS positive CHECK (VALUE < 100);
-                 CREATE DOMAIN plain_positive AS int CHECK (VALUE > 0);
-                 CREATE TYPE mood AS ENUM ('sad', 'ok');
-                 CREATE FUNCTION to_mood(int) RETURNS mood LANGUAGE sql STABLE SECURITY DEFINER
-                     AS $$ SELECT 'ok'::mood $$;
-                 CREATE CAST (int AS mood) WITH FUNCTION to_mood(int);
-                 CREATE TABLE a (id int);
-                 INSERT INTO a VALUES (1), (2);
-                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ANALYST};"
-            ),
-        );
-    });
-    let dir = std::env::temp_dir().join(format!("sqlguard-casts-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sqlguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[database]]\nuri = \"{DB_URI}?dbName={DB}&dbUser={ANALYST}\"\ndsn = \"postgres://{ANALYST}:{ANALYST_PASSWORD}@127.0.0.1:{}/{DB}?sslmode=disable\"\n",
-            cluster.port
-        ),
+    let (client, dir, db_uri) = serve_database(
+        "casts",
+        &BUILT,
+        "CREATE FUNCTION chk(int) RETURNS bool LANGUAGE plpgsql VOLATILE
+             AS $$ BEGIN RETURN $1 > 0; END $$;
+         CREATE DOMAIN positive AS int CHECK (chk(VALUE));
+         CREATE DOMAIN small_positive AS positive CHECK (VALUE < 100);
+         CREATE DOMAIN plain_positive AS int CHECK (VALUE > 0);
+         CREATE TYPE mood AS ENUM ('sad', 'ok');
+         CREATE FUNCTION to_mood(int) RETURNS mood LANGUAGE sql STABLE SECURITY DEFINER
+             AS $$ SELECT 'ok'::mood $$;
+         CREATE CAST (int AS mood) WITH FUNCTION to_mood(int);
+         CREATE TABLE a (id int);
+         INSERT INTO a VALUES (1), (2);",
     )
-    .unwrap();
-    let (client, _) = serve_config(&config).await;
+    .await;
     let denied: &[(&str, &[&str])] = &[
         (
             "SELECT 5::positive AS n",
@@ -607,7 +605,7 @@ async fn casts_are_judged_as_the_functions_they_run() {
         ),
     ];
     for (sql, words) in denied {
-        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
         assert!(is_error, "{sql} ran: {text}");
         for w in *words {
             assert!(text.contains(w), "{sql}: {w:?} missing from {text}");
@@ -621,7 +619,7 @@ async fn casts_are_judged_as_the_functions_they_run() {
             "\"t\":\"1\"",
         ),
     ] {
-        let (is_error, text) = crate::mcp::query_database(&client, DB_URI, sql).await;
+        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
         assert!(!is_error && text.contains(expect), "{sql}: {text}");
     }
     let _ = client.cancel().await;

@@ -146,6 +146,32 @@ fn index_by<T>(items: &[T], name: impl Fn(&T) -> &str) -> HashMap<Box<str>, Vec<
     map
 }
 
+/// Does a name (in `schema` when it names one, else through `path`) reach an object of
+/// `object_schema`?
+fn reaches<S: AsRef<str>>(schema: Option<&str>, path: &[S], object_schema: &str) -> bool {
+    match schema {
+        Some(s) => object_schema == s,
+        None => path.iter().any(|s| s.as_ref() == object_schema),
+    }
+}
+
+/// The items of `index` named `name` that the name reaches (see [`reaches`]).
+fn in_scope<'a, T, S: AsRef<str>>(
+    index: &'a HashMap<Box<str>, Vec<u32>>,
+    items: &'a [T],
+    name: &str,
+    schema: Option<&'a str>,
+    path: &'a [S],
+    schema_of: impl Fn(&T) -> &str + 'a,
+) -> impl Iterator<Item = &'a T> + 'a {
+    index
+        .get(name)
+        .into_iter()
+        .flatten()
+        .map(move |&i| &items[i as usize])
+        .filter(move |item| reaches(schema, path, schema_of(item)))
+}
+
 /// What a function name resolves to: the worst case of every object it could reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved<'s> {
@@ -272,11 +298,7 @@ impl Snapshot {
     ) -> Option<Resolved<'_>> {
         let mut worst: Option<Resolved<'_>> = None;
         for f in self.functions_named(name) {
-            let reachable = match schema {
-                Some(s) => f.schema == s,
-                None => path.iter().any(|s| s.as_ref() == f.schema),
-            };
-            if !reachable {
+            if !reaches(schema, path, &f.schema) {
                 continue;
             }
             worst = Some(match worst {
@@ -316,16 +338,14 @@ impl Snapshot {
         name: &str,
         path: &'a [S],
     ) -> impl Iterator<Item = &'a OperatorDef> + 'a {
-        self.index
-            .operators
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.operators[i as usize])
-            .filter(move |o| match schema {
-                Some(s) => o.schema == s,
-                None => path.iter().any(|s| s.as_ref() == o.schema),
-            })
+        in_scope(
+            &self.index.operators,
+            &self.operators,
+            name,
+            schema,
+            path,
+            |o| &o.schema,
+        )
     }
 
     /// The casts and domain checks to the type `name` (in `schema`, else through `path`).
@@ -335,16 +355,9 @@ impl Snapshot {
         name: &str,
         path: &'a [S],
     ) -> impl Iterator<Item = &'a CastDef> + 'a {
-        self.index
-            .casts
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.casts[i as usize])
-            .filter(move |c| match schema {
-                Some(s) => c.type_schema == s,
-                None => path.iter().any(|s| s.as_ref() == c.type_schema),
-            })
+        in_scope(&self.index.casts, &self.casts, name, schema, path, |c| {
+            &c.type_schema
+        })
     }
 
     /// The relation `schema.name`.

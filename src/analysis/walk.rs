@@ -1173,19 +1173,25 @@ impl<'t, 'a> Walker<'t, 'a> {
     /// are calls like any other (context `cast`, `cast` naming the type). Which cast runs
     /// depends on the source type, which the analysis does not know: every one counts.
     fn type_name(&mut self, body: Id) {
-        let Some(snap) = self.opts.snapshot() else {
+        let (tree, opts) = (self.tree, self.opts);
+        let Some(snap) = opts.snapshot() else {
             return;
         };
-        let Some(list) = self.tree.get(body, "names") else {
+        let Some(list) = tree.get(body, "names") else {
             return;
         };
-        let names = self.name_list(list);
-        let (schema, name) = match names.as_slice() {
-            [n] => (None, n.as_str()),
-            [.., s, n] => (Some(s.as_str()), n.as_str()),
-            [] => return,
+        // `[schema.]type`: the last two names, read in place (every type in every query
+        // comes here).
+        let mut names: [Option<&str>; 2] = [None, None];
+        for (_, el) in tree.members(list) {
+            if let Some(("String", s)) = wrapper(tree, *el) {
+                names = [names[1], tree.get_str(s, "sval")];
+            }
+        }
+        let (schema, Some(name)) = (names[0], names[1]) else {
+            return;
         };
-        let path = self.opts.effective_path();
+        let path = opts.effective_path();
         for cast in snap.casts_to(schema, name, path) {
             let mut call = resolve::function(
                 snap,
