@@ -625,3 +625,80 @@ async fn casts_are_judged_as_the_functions_they_run() {
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// PostgreSQL picks an operator by its operands' types: an extension's or user's operator
+/// on its own type can run only on an operand of that type or of a type with an implicit
+/// cast to it. A numeric or boolean constant, or a cast to a built-in type, fixes the
+/// operand's type, so such an operator is not counted where it cannot run (no denial for
+/// `id < 42` because an enum has a volatile `<`), and is where it can (`l = 1` when an
+/// implicit cast turns integers into that type). `NOT BETWEEN` runs `<` and `>`.
+#[tokio::test]
+async fn operators_are_counted_only_where_their_operand_types_allow() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let (client, dir, db_uri) = serve_database(
+        "typed_operators",
+        &BUILT,
+        "CREATE TYPE mood AS ENUM ('sad', 'ok');
+         CREATE FUNCTION mood_lt(mood, mood) RETURNS bool LANGUAGE sql VOLATILE
+             AS $$ SELECT $1::text < $2::text $$;
+         CREATE OPERATOR < (LEFTARG = mood, RIGHTARG = mood, FUNCTION = mood_lt);
+         CREATE FUNCTION mood_neg(mood) RETURNS mood LANGUAGE sql VOLATILE AS $$ SELECT $1 $$;
+         CREATE OPERATOR - (RIGHTARG = mood, FUNCTION = mood_neg);
+         CREATE TYPE level AS ENUM ('low', 'high');
+         CREATE FUNCTION level_eq(level, level) RETURNS bool LANGUAGE sql VOLATILE
+             AS $$ SELECT $1::text = $2::text $$;
+         CREATE OPERATOR = (LEFTARG = level, RIGHTARG = level, FUNCTION = level_eq);
+         CREATE FUNCTION int_level(int) RETURNS level LANGUAGE sql IMMUTABLE
+             AS $$ SELECT CASE WHEN $1 > 0 THEN 'high' ELSE 'low' END::level $$;
+         CREATE CAST (int AS level) WITH FUNCTION int_level(int) AS IMPLICIT;
+         CREATE TABLE t (id int, m mood, l level);
+         INSERT INTO t VALUES (1, 'sad', 'low'), (50, 'ok', 'high');",
+    )
+    .await;
+    let lt = "operator < (function public.mood_lt)";
+    let neg = "operator - (function public.mood_neg)";
+    let eq = "operator = (function public.level_eq)";
+    let denied: &[(&str, &str)] = &[
+        // The operand's type is unknown: the enum's operator may run.
+        ("SELECT id FROM t WHERE m < 'ok'", lt),
+        ("SELECT id FROM t WHERE m < 'ok'::mood", lt),
+        ("SELECT id FROM t WHERE m NOT BETWEEN 'sad' AND 'ok'", lt),
+        ("SELECT id FROM t WHERE m NOT BETWEEN SYMMETRIC 1 AND 2", lt),
+        ("SELECT -m AS n FROM t", neg),
+        // An integer reaches `level` by an implicit cast: its `=` may run.
+        ("SELECT id FROM t WHERE l = 1", eq),
+        ("SELECT id FROM t WHERE id = 1", eq),
+        ("SELECT id FROM t WHERE l IS DISTINCT FROM 1", eq),
+    ];
+    for (sql, operator) in denied {
+        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
+        assert!(is_error, "{sql} ran: {text}");
+        assert!(
+            text.contains("function_user") && text.contains(operator),
+            "{sql}: {text}"
+        );
+    }
+    for (sql, expect) in [
+        ("SELECT id FROM t WHERE id < 42 ORDER BY id", "\"id\":1"),
+        ("SELECT id FROM t WHERE id < 2.5", "\"id\":1"),
+        (
+            "SELECT id FROM t WHERE id NOT BETWEEN 2 AND 100",
+            "\"id\":1",
+        ),
+        ("SELECT id FROM t WHERE id BETWEEN 0 AND 9", "\"id\":1"),
+        (
+            "SELECT id FROM t WHERE id::text < '5'::text AND (id < 10) = true",
+            "\"id\":1",
+        ),
+        ("SELECT id - 1 AS n FROM t WHERE id < 40", "\"n\":0"),
+        (
+            "SELECT id FROM t WHERE date '2020-01-01' < '2021-01-01'::date AND id < 3",
+            "\"id\":1",
+        ),
+    ] {
+        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
+        assert!(!is_error && text.contains(expect), "{sql}: {text}");
+    }
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

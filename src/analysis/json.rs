@@ -129,6 +129,17 @@ impl<'a> Tree<'a> {
         }
     }
 
+    /// Which kind of constant an `A_Const` body holds (`ival`, `fval`, `sval`, `boolval`,
+    /// `bsval`, `isnull`), without recording it as read: the kind follows from the scanner's
+    /// token (`ICONST`, `FCONST`, `SCONST`, `TRUE_P`, …), which every shape key holds; only
+    /// the value does not (`analysis::shape`).
+    pub fn constant_kind(&self, body: Id) -> Option<&str> {
+        self.members_untraced(body)
+            .iter()
+            .map(|(k, _)| k.as_ref())
+            .find(|k| *k != "location")
+    }
+
     /// Members of an object (or elements of an array, with empty keys).
     pub fn members(&self, id: Id) -> &[(Cow<'a, str>, Id)] {
         match self.value(id) {

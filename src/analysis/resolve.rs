@@ -77,8 +77,76 @@ pub enum OperatorResolution {
     Builtin,
     /// No operator of that name: PostgreSQL will refuse it; the policy denies it.
     Missing,
-    /// Some operator of an extension or a user: the worst one, with its function.
-    Other(Box<Operator>),
+    /// Some operators of an extension or a user, the most dangerous first (see
+    /// [`OperatorResolution::pick`]).
+    Other(Box<[Candidate]>),
+}
+
+/// An extension's or a user's operator that a name reaches, with what it can be called on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its facts, with the function behind it.
+    pub operator: Operator,
+    /// A prefix operator (`- x`): it has no left argument.
+    prefix: bool,
+    /// The built-in types an operand may have for PostgreSQL to pick it (see
+    /// [`super::snapshot::OperatorDef::left_accepts`]); `None`: any.
+    left_accepts: Option<Box<[String]>>,
+    right_accepts: Option<Box<[String]>>,
+}
+
+/// What the analysis knows of an operator's use: prefix or infix, and the type of an operand
+/// when the query fixes it (a numeric or boolean constant, a cast to a built-in type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operands {
+    pub prefix: bool,
+    /// The types the operand may have, as `format_type` writes them (`integer`, `date`);
+    /// `None`: unknown.
+    pub left: Option<&'static [&'static str]>,
+    pub right: Option<&'static [&'static str]>,
+}
+
+impl Operands {
+    /// An infix use whose operand types are not known.
+    pub const INFIX: Operands = Operands {
+        prefix: false,
+        left: None,
+        right: None,
+    };
+}
+
+/// Can an operand of one of the types `known` be an argument of a parameter that accepts
+/// `accepts`? PostgreSQL considers an operator only when each argument can be coerced
+/// implicitly (`can_coerce_type`); to an extension's or user's own base type, a built-in
+/// type coerces only through an implicit `pg_cast` entry.
+fn may_coerce(accepts: Option<&[String]>, known: Option<&[&str]>) -> bool {
+    match (accepts, known) {
+        (Some(types), Some(known)) => known.iter().any(|t| types.iter().any(|a| a == t)),
+        _ => true,
+    }
+}
+
+impl Candidate {
+    /// Could PostgreSQL pick this operator for `operands`?
+    pub fn may_take(&self, operands: &Operands) -> bool {
+        self.prefix == operands.prefix
+            && may_coerce(self.left_accepts.as_deref(), operands.left)
+            && may_coerce(self.right_accepts.as_deref(), operands.right)
+    }
+}
+
+impl OperatorResolution {
+    /// The most dangerous operator PostgreSQL could pick for `operands`; `None` when it can
+    /// only pick one of its own (or none: then it refuses the query).
+    pub fn pick(&self, operands: &Operands) -> Option<&Operator> {
+        match self {
+            OperatorResolution::Other(candidates) => candidates
+                .iter()
+                .find(|c| c.may_take(operands))
+                .map(|c| &c.operator),
+            _ => None,
+        }
+    }
 }
 
 /// How dangerous a function is, for picking the worst of several operators.
@@ -99,7 +167,7 @@ pub fn operator(
     name: &str,
 ) -> OperatorResolution {
     let mut any = false;
-    let mut worst: Option<(FunctionCall, &str)> = None;
+    let mut candidates: Vec<Candidate> = Vec::new();
     for op in snap.operators(schema, name, path) {
         any = true;
         if op.source == FunctionSource::Builtin {
@@ -113,22 +181,24 @@ pub fn operator(
             "operator",
         );
         call.operator = Some(name.to_string());
-        if worst
-            .as_ref()
-            .is_none_or(|(w, _)| danger(&call) > danger(w))
-        {
-            worst = Some((call, op.schema.as_str()));
-        }
+        candidates.push(Candidate {
+            operator: Operator {
+                schema: Some(op.schema.clone()),
+                name: name.to_string(),
+                builtin: false,
+                function: Some(call),
+            },
+            prefix: op.left.is_none(),
+            left_accepts: op.left_accepts.clone().map(Vec::into_boxed_slice),
+            right_accepts: op.right_accepts.clone().map(Vec::into_boxed_slice),
+        });
     }
-    match (any, worst) {
+    // The most dangerous first (a stable sort: among equals, the catalog's order).
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.operator.function.as_ref().map(danger)));
+    match (any, candidates.is_empty()) {
         (false, _) => OperatorResolution::Missing,
-        (true, None) => OperatorResolution::Builtin,
-        (true, Some((call, op_schema))) => OperatorResolution::Other(Box::new(Operator {
-            schema: Some(op_schema.to_string()),
-            name: name.to_string(),
-            builtin: false,
-            function: Some(call),
-        })),
+        (true, true) => OperatorResolution::Builtin,
+        (true, false) => OperatorResolution::Other(candidates.into_boxed_slice()),
     }
 }
 
@@ -170,5 +240,133 @@ impl Resolutions {
     /// An unqualified operator `name` (`None`: no operator of that name).
     pub fn operator(&self, name: &str) -> Option<&OperatorResolution> {
         self.operators.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::snapshot::{Function, OperatorDef, Server};
+
+    fn function(name: &str, volatility: Volatility, source: FunctionSource) -> Function {
+        Function {
+            schema: "public".into(),
+            name: name.into(),
+            arguments: String::new(),
+            kind: "function".into(),
+            volatility,
+            security_definer: false,
+            language: "sql".into(),
+            extension: None,
+            source,
+        }
+    }
+
+    fn operator(left: Option<&str>, accepts: Option<&[&str]>, function: &str) -> OperatorDef {
+        let accepts = accepts.map(|a| a.iter().map(|t| t.to_string()).collect::<Vec<_>>());
+        OperatorDef {
+            schema: "public".into(),
+            name: "<".into(),
+            left: left.map(str::to_string),
+            right: Some("t".into()),
+            left_accepts: left.and(accepts.clone()),
+            right_accepts: accepts,
+            function_schema: "public".into(),
+            function_name: function.into(),
+            extension: None,
+            source: FunctionSource::User,
+        }
+    }
+
+    /// The worst operator PostgreSQL could pick: a less dangerous one when the worst cannot
+    /// take the operands, none when no candidate can.
+    #[test]
+    fn the_worst_candidate_the_operands_allow_is_picked() {
+        let snap = Snapshot::new(
+            Server {
+                version_num: 150000,
+                version: "15.0".into(),
+                database: "d".into(),
+                taken_at: "t".into(),
+            },
+            vec![],
+            vec![
+                function("stable_lt", Volatility::Stable, FunctionSource::User),
+                function("volatile_lt", Volatility::Volatile, FunctionSource::User),
+                function("neg", Volatility::Volatile, FunctionSource::User),
+                function("any_lt", Volatility::Immutable, FunctionSource::User),
+            ],
+            vec![
+                operator(Some("mood"), Some(&["integer"]), "stable_lt"),
+                operator(Some("level"), Some(&[]), "volatile_lt"),
+                operator(None, Some(&[]), "neg"),
+            ],
+            vec![],
+            vec![],
+        );
+        let path = ["pg_catalog".to_string(), "public".to_string()];
+        let r = operator_resolution(&snap, &path);
+        let picked = |left: Option<&'static [&'static str]>,
+                      right: Option<&'static [&'static str]>| {
+            r.pick(&Operands {
+                prefix: false,
+                left,
+                right,
+            })
+            .and_then(|o| o.function.as_ref())
+            .map(|f| f.name.clone())
+        };
+        // Unknown operands: the volatile one.
+        assert_eq!(picked(None, None).as_deref(), Some("volatile_lt"));
+        // An integer reaches `mood` by an implicit cast, not `level`.
+        assert_eq!(
+            picked(Some(&["integer"]), None).as_deref(),
+            Some("stable_lt")
+        );
+        assert_eq!(
+            picked(None, Some(&["bigint", "numeric", "integer"])).as_deref(),
+            Some("stable_lt")
+        );
+        assert_eq!(picked(Some(&["date"]), None), None);
+        assert_eq!(picked(None, Some(&["boolean"])), None);
+        // The prefix operator only where there is no left operand.
+        let prefix = r
+            .pick(&Operands {
+                prefix: true,
+                left: None,
+                right: None,
+            })
+            .and_then(|o| o.function.as_ref())
+            .map(|f| f.name.clone());
+        assert_eq!(prefix.as_deref(), Some("neg"));
+        // A snapshot that does not say what a type accepts keeps every candidate.
+        let mut old = snap.operators.clone();
+        for o in &mut old {
+            o.left_accepts = None;
+            o.right_accepts = None;
+        }
+        let old = Snapshot::new(
+            snap.server.clone(),
+            vec![],
+            snap.functions.clone(),
+            old,
+            vec![],
+            vec![],
+        );
+        let r = operator_resolution(&old, &path);
+        let any = r.pick(&Operands {
+            prefix: false,
+            left: Some(&["date"]),
+            right: Some(&["boolean"]),
+        });
+        assert_eq!(
+            any.and_then(|o| o.function.as_ref())
+                .map(|f| f.name.as_str()),
+            Some("volatile_lt")
+        );
+    }
+
+    fn operator_resolution(snap: &Snapshot, path: &[String]) -> OperatorResolution {
+        super::operator(snap, path, None, "<")
     }
 }

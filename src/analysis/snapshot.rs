@@ -79,6 +79,16 @@ pub struct OperatorDef {
     pub left: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub right: Option<String>,
+    /// When the left argument's type is an extension's or a user's own base type (not a
+    /// domain, not a pseudo-type): the types with an implicit cast to it (`pg_cast`,
+    /// `castcontext = 'i'`), as `format_type` writes them. PostgreSQL can pick this operator
+    /// for an operand of a built-in type only if that type is listed. `None`: any operand
+    /// may reach it (also for snapshots written before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_accepts: Option<Vec<String>>,
+    /// The same for the right argument.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right_accepts: Option<Vec<String>>,
     pub function_schema: String,
     pub function_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use super::catalog::{catalog, is_system_schema};
 use super::facts::*;
 use super::json::{Id, Tree, Value};
 use super::node_schema::typed_field;
-use super::resolve;
+use super::resolve::{self, Operands};
 use super::risk;
 use super::statements::{is_container, kind_construct, statement_kind};
 use super::AnalysisOptions;
@@ -224,18 +224,18 @@ impl<'t, 'a> Walker<'t, 'a> {
                 let field = if ty == "SubLink" { "operName" } else { "useOp" };
                 if let Some(list) = self.tree.get(body, field) {
                     let names = self.name_list(list);
-                    self.operator(&names);
+                    self.operator(&names, Operands::INFIX);
                 } else if ty == "SubLink"
                     && self.tree.get_str(body, "subLinkType") == Some("ANY_SUBLINK")
                 {
-                    self.operator(&["=".to_string()]);
+                    self.operator(&["=".to_string()], Operands::INFIX);
                 }
                 self.fields(ty, body, ctx, &[field]);
             }
             // `CASE x WHEN v …` compares with `=`, looked up by name for each `WHEN`.
             "CaseExpr" => {
                 if self.tree.get(body, "arg").is_some() {
-                    self.operator(&["=".to_string()]);
+                    self.operator(&["=".to_string()], Operands::INFIX);
                 }
                 self.fields(ty, body, ctx, &[]);
             }
@@ -955,7 +955,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 .get(body, "usingClause")
                 .is_some_and(|u| !self.tree.members(u).is_empty())
         {
-            self.operator(&["=".to_string()]);
+            self.operator(&["=".to_string()], Operands::INFIX);
         }
         for field in ["alias", "join_using_alias"] {
             let Some(alias) = self.tree.get(body, field) else {
@@ -1155,16 +1155,130 @@ impl<'t, 'a> Walker<'t, 'a> {
         // `~~`), except the boolean connectives, which are not operators.
         if let Some(list) = self.tree.get(body, "name") {
             let kind = self.tree.get_str(body, "kind").unwrap_or("");
-            if kind.starts_with("AEXPR_BETWEEN") || kind.starts_with("AEXPR_NOT_BETWEEN") {
-                // The grammar names these `BETWEEN`; PostgreSQL runs `>=` and `<=`.
-                self.operator(&[">=".to_string()]);
-                self.operator(&["<=".to_string()]);
-            } else {
-                let names = self.name_list(list);
-                self.operator(&names);
+            let lexpr = self.tree.get(body, "lexpr");
+            let rexpr = self.tree.get(body, "rexpr");
+            // Operand types matter only to pick among a snapshot's operators.
+            let snapshot = self.opts.snapshot().is_some();
+            let typed =
+                |side: Option<Id>| side.filter(|_| snapshot).and_then(|e| self.operand_type(e));
+            match kind {
+                // The grammar names these `BETWEEN`; PostgreSQL runs `a >= x AND a <= y`
+                // (NOT: `a < x OR a > y`); SYMMETRIC also with x and y swapped.
+                "AEXPR_BETWEEN"
+                | "AEXPR_NOT_BETWEEN"
+                | "AEXPR_BETWEEN_SYM"
+                | "AEXPR_NOT_BETWEEN_SYM" => {
+                    let bounds: Vec<Id> = rexpr
+                        .map(|r| self.list_items(r).collect())
+                        .unwrap_or_default();
+                    let symmetric = kind.ends_with("_SYM");
+                    let bound = |i: usize| {
+                        if symmetric {
+                            None
+                        } else {
+                            typed(bounds.get(i).copied())
+                        }
+                    };
+                    let left = typed(lexpr);
+                    let (low, high) = if kind.starts_with("AEXPR_NOT") {
+                        ("<", ">")
+                    } else {
+                        (">=", "<=")
+                    };
+                    for (op, right) in [(low, bound(0)), (high, bound(1))] {
+                        let operands = Operands {
+                            prefix: false,
+                            left,
+                            right,
+                        };
+                        self.operator(&[op.to_string()], operands);
+                    }
+                }
+                _ => {
+                    let names = self.name_list(list);
+                    // `a op b`, `- b`, `a IS DISTINCT FROM b`, `NULLIF(a, b)`: one operator
+                    // on these two operands. The others (`IN`, `ANY`, `LIKE`, …) coerce
+                    // their operands first, so their types are not known here.
+                    let operands = match kind {
+                        "AEXPR_OP" | "AEXPR_DISTINCT" | "AEXPR_NOT_DISTINCT" | "AEXPR_NULLIF" => {
+                            Operands {
+                                prefix: lexpr.is_none(),
+                                left: typed(lexpr),
+                                right: typed(rexpr),
+                            }
+                        }
+                        _ => Operands::INFIX,
+                    };
+                    self.operator(&names, operands);
+                }
             }
         }
         self.fields("A_Expr", body, ctx, &["name"]);
+    }
+
+    /// The elements of a `List` node (or of a plain array).
+    fn list_items(&self, id: Id) -> impl Iterator<Item = Id> + '_ {
+        let list = match wrapper(self.tree, id) {
+            Some(("List", body)) => self.tree.get(body, "items"),
+            _ => Some(id),
+        };
+        list.into_iter()
+            .flat_map(|l| self.tree.members(l).iter().map(|(_, el)| *el))
+    }
+
+    /// The types an operand may have, when the query fixes them: a numeric or boolean
+    /// constant, or a cast to one of PostgreSQL's own types. Only the constant's kind is
+    /// read, never its value (see [`Tree::constant_kind`]).
+    fn operand_type(&self, id: Id) -> Option<&'static [&'static str]> {
+        let (ty, body) = wrapper(self.tree, id)?;
+        match ty {
+            // `42` is an integer; `3000000000` a bigint and `1.5` a numeric: the scanner
+            // makes both the same kind of token.
+            "A_Const" => match self.tree.constant_kind(body)? {
+                "ival" => Some(&["integer"]),
+                "fval" => Some(&["bigint", "numeric"]),
+                "boolval" => Some(&["boolean"]),
+                _ => None,
+            },
+            "TypeCast" => self.builtin_type(self.tree.get(body, "typeName")?),
+            _ => None,
+        }
+    }
+
+    /// A `TypeName` that certainly names one of PostgreSQL's own scalar types, as
+    /// `format_type` writes it. Unqualified names count only when `pg_catalog` is searched
+    /// first (a schema before it could hold a type of the same name; no guarded session can
+    /// create a temporary one: every call is read-only and DDL is denied).
+    fn builtin_type(&self, id: Id) -> Option<&'static [&'static str]> {
+        let t = self.tree;
+        let body = match wrapper(t, id) {
+            Some(("TypeName", body)) => body,
+            _ => id,
+        };
+        if t.get_bool(body, "setof")
+            || t.get_bool(body, "pct_type")
+            || t.get(body, "arrayBounds")
+                .is_some_and(|a| !t.members(a).is_empty())
+        {
+            return None;
+        }
+        let mut names: [Option<&str>; 3] = [None, None, None];
+        let mut count = 0;
+        for (_, el) in t.members(t.get(body, "names")?) {
+            if let Some(("String", s)) = wrapper(t, *el) {
+                names = [names[1], names[2], t.get_str(s, "sval")];
+                count += 1;
+            }
+        }
+        match (count, names[1], names[2]) {
+            (1, _, Some(_)) if self.opts.first_schema() == "pg_catalog" => {}
+            (2, Some("pg_catalog"), Some(_)) => {}
+            _ => return None,
+        }
+        BUILTIN_TYPES
+            .iter()
+            .find(|(name, _)| Some(*name) == names[2])
+            .map(|(_, written)| written.as_slice())
     }
 
     /// A type named anywhere (`x::t`, `CAST(x AS t)`, `t 'literal'`, a column definition
@@ -1205,8 +1319,9 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
     }
 
-    /// Records an operator that is not certainly PostgreSQL's own.
-    fn operator(&mut self, names: &[String]) {
+    /// Records an operator that is not certainly PostgreSQL's own: with the database's
+    /// catalog, the most dangerous one PostgreSQL could pick for these operands.
+    fn operator(&mut self, names: &[String], operands: Operands) {
         let (schema, name) = match names {
             [n] => (None, n.clone()),
             [.., s, n] => (Some(s.clone()), n.clone()),
@@ -1227,34 +1342,32 @@ impl<'t, 'a> Walker<'t, 'a> {
         };
         // Unqualified operators were resolved once per snapshot: a lookup, and a copy only
         // the first time a statement uses the operator.
-        if let (None, Some(r)) = (&schema, self.opts.resolutions()) {
-            match r.operator(&name) {
-                Some(resolve::OperatorResolution::Builtin) => {}
-                Some(resolve::OperatorResolution::Other(op)) => {
-                    if !self.facts.operators.iter().any(|o| o == op.as_ref()) {
-                        self.facts.operators.push(op.as_ref().clone());
+        let resolved;
+        let resolution = match (&schema, self.opts.resolutions()) {
+            (None, Some(r)) => r.operator(&name),
+            _ => {
+                resolved =
+                    resolve::operator(snap, self.opts.effective_path(), schema.as_deref(), &name);
+                Some(&resolved)
+            }
+        };
+        match resolution {
+            Some(r @ resolve::OperatorResolution::Other(_)) => {
+                if let Some(op) = r.pick(&operands) {
+                    if !self.facts.operators.iter().any(|o| o == op) {
+                        self.facts.operators.push(op.clone());
                     }
                 }
-                Some(resolve::OperatorResolution::Missing) | None => {
-                    self.facts.operators.push(Operator {
-                        schema,
-                        name,
-                        builtin: false,
-                        function: None,
-                    })
-                }
             }
-            return;
-        }
-        match resolve::operator(snap, self.opts.effective_path(), schema.as_deref(), &name) {
-            resolve::OperatorResolution::Builtin => {}
-            resolve::OperatorResolution::Missing => self.facts.operators.push(Operator {
-                schema,
-                name,
-                builtin: false,
-                function: None,
-            }),
-            resolve::OperatorResolution::Other(op) => self.facts.operators.push(*op),
+            Some(resolve::OperatorResolution::Builtin) => {}
+            Some(resolve::OperatorResolution::Missing) | None => {
+                self.facts.operators.push(Operator {
+                    schema,
+                    name,
+                    builtin: false,
+                    function: None,
+                })
+            }
         }
     }
 
@@ -1491,6 +1604,36 @@ impl<'t, 'a> Walker<'t, 'a> {
 
 /// Function risk categories that write or act outside the query, so the statement is not
 /// read-only (reading server files or sleeping is denied by policy, not here).
+/// PostgreSQL's own scalar types a query often names in a cast (`x::int`, `date '…'`): the
+/// name in the grammar's tree, and the type as `format_type` writes it (what a snapshot's
+/// `left_accepts` lists). Each is one type: a cast to it makes an operand of exactly it.
+const BUILTIN_TYPES: &[(&str, [&str; 1])] = &[
+    ("int2", ["smallint"]),
+    ("int4", ["integer"]),
+    ("int8", ["bigint"]),
+    ("float4", ["real"]),
+    ("float8", ["double precision"]),
+    ("numeric", ["numeric"]),
+    ("bool", ["boolean"]),
+    ("text", ["text"]),
+    ("varchar", ["character varying"]),
+    ("bpchar", ["character"]),
+    ("name", ["name"]),
+    ("date", ["date"]),
+    ("time", ["time without time zone"]),
+    ("timetz", ["time with time zone"]),
+    ("timestamp", ["timestamp without time zone"]),
+    ("timestamptz", ["timestamp with time zone"]),
+    ("interval", ["interval"]),
+    ("json", ["json"]),
+    ("jsonb", ["jsonb"]),
+    ("bytea", ["bytea"]),
+    ("uuid", ["uuid"]),
+    ("inet", ["inet"]),
+    ("cidr", ["cidr"]),
+    ("oid", ["oid"]),
+];
+
 const WRITING_RISKS: &[&str] = &[
     "dynamic_sql",
     "external_session",

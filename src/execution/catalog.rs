@@ -45,9 +45,17 @@ const OPERATORS: &str = "SELECT n.nspname AS schema, o.oprname AS name, \
      pg_catalog.format_type(NULLIF(o.oprleft, 0), NULL) AS \"left\", \
      pg_catalog.format_type(NULLIF(o.oprright, 0), NULL) AS \"right\", \
      fn.nspname AS function_schema, p.proname AS function_name, e.extname AS extension, \
-     CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN o.oid < 16384 THEN 'builtin' ELSE 'user' END AS source \
+     CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN o.oid < 16384 THEN 'builtin' ELSE 'user' END AS source, \
+     CASE WHEN lt.oid >= 16384 AND lt.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
+          pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
+          FROM pg_catalog.pg_cast c WHERE c.casttarget = lt.oid AND c.castcontext = 'i'), '[]') END AS left_accepts, \
+     CASE WHEN rt.oid >= 16384 AND rt.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
+          pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
+          FROM pg_catalog.pg_cast c WHERE c.casttarget = rt.oid AND c.castcontext = 'i'), '[]') END AS right_accepts \
      FROM pg_catalog.pg_operator o \
      JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
+     LEFT JOIN pg_catalog.pg_type lt ON lt.oid = o.oprleft \
+     LEFT JOIN pg_catalog.pg_type rt ON rt.oid = o.oprright \
      JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
      JOIN pg_catalog.pg_namespace fn ON fn.oid = p.pronamespace \
      LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass \

@@ -60,6 +60,25 @@ fn omitted(policy: bool, name: &'static str) -> &'static [&'static str] {
         .unwrap_or(&[])
 }
 
+/// The value of a `&'static str` (a field name, an enum variant), made once per thread:
+/// every facts document repeats the same few dozen keys, and a copy of a made value is a
+/// reference count, not an allocation.
+fn interned(s: &'static str) -> Value {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        // Keyed by address and length: a `&'static str` never changes or moves.
+        static MADE: RefCell<HashMap<(usize, usize), Value, foldhash::fast::FixedState>> =
+            const { RefCell::new(HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0))) };
+    }
+    MADE.with(|made| {
+        made.borrow_mut()
+            .entry((s.as_ptr() as usize, s.len()))
+            .or_insert_with(|| Value::from(s))
+            .clone()
+    })
+}
+
 #[derive(Clone, Copy)]
 struct ValueSerializer {
     policy: bool,
@@ -155,7 +174,7 @@ impl ser::Serializer for ValueSerializer {
         _: u32,
         variant: &'static str,
     ) -> Result<Value, ValueError> {
-        Ok(Value::from(variant))
+        Ok(interned(variant))
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
@@ -292,8 +311,7 @@ impl ser::SerializeStruct for Map {
         v: &T,
     ) -> Result<(), ValueError> {
         if !self.omit.contains(&key) {
-            self.entries
-                .insert(Value::from(key), v.serialize(self.ser)?);
+            self.entries.insert(interned(key), v.serialize(self.ser)?);
         }
         Ok(())
     }
@@ -307,7 +325,7 @@ struct Variant<T>(&'static str, T);
 
 /// An enum variant with content as serde_json writes it: `{"variant": content}`.
 fn variant_object(variant: &'static str, content: Value) -> Value {
-    Value::from(BTreeMap::from([(Value::from(variant), content)]))
+    Value::from(BTreeMap::from([(interned(variant), content)]))
 }
 
 impl ser::SerializeTupleVariant for Variant<Seq> {
