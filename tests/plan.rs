@@ -25,6 +25,11 @@ fn plans_database(cluster: &Cluster) {
             "postgres",
             &format!("ALTER ROLE {PLANNER} SET log_statement = 'all'"),
         );
+        // Also each protocol step with its statement's text: a Parse is logged only so.
+        cluster.psql(
+            "postgres",
+            &format!("ALTER ROLE {PLANNER} SET log_min_duration_statement = 0"),
+        );
         // Above the prod example's 16 MB: the pin must lower it.
         cluster.psql(
             "postgres",
@@ -79,17 +84,22 @@ async fn query(
     crate::mcp::query_database(client, URI, sql).await
 }
 
-/// The server log's lines that show `marker` being executed (log_statement = 'all' logs
-/// each Execute as `execute <unnamed>: SQL`), and those that show it being explained.
+/// The server log's lines that show `marker` being executed, and being prepared to be
+/// explained. `log_statement = 'all'` logs each Execute as `execute <name>: SQL` (the
+/// statement's own text, whatever its name); the plan step parses the statement as
+/// `sqlguard_planned` and explains that (`EXPLAIN … EXECUTE sqlguard_planned`), and
+/// `log_min_duration_statement = 0` logs the Parse with its text.
 fn logged(cluster: &Cluster, marker: &str) -> (usize, usize) {
     let log = std::fs::read_to_string(cluster.local.dir.join("log")).unwrap_or_default();
-    let executed = log
-        .lines()
-        .filter(|l| l.contains("execute <unnamed>: /*") && l.contains(marker))
+    let lines = || log.lines().filter(move |l| l.contains(marker));
+    let executed = lines()
+        .filter(|l| !l.contains("duration:"))
+        .filter(|l| {
+            l.contains("execute <unnamed>: /*") || l.contains("execute sqlguard_planned: /*")
+        })
         .count();
-    let explained = log
-        .lines()
-        .filter(|l| l.contains("EXPLAIN (FORMAT JSON, VERBOSE)") && l.contains(marker))
+    let explained = lines()
+        .filter(|l| l.contains("duration:") && l.contains("parse sqlguard_planned: /*"))
         .count();
     (executed, explained)
 }

@@ -471,7 +471,7 @@ impl Database {
             plan.describe_relations(described);
             match judge(&plan) {
                 Ok(()) => {
-                    let result = conn.finish_planned(sql, limits).await?;
+                    let result = conn.finish_planned(limits).await?;
                     Ok(Planned::Ran { plan, result })
                 }
                 Err(verdict) => {

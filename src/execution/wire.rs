@@ -270,6 +270,11 @@ const PROBE_TEMP_FILE_GRANT: &str = "SELECT has_parameter_privilege('temp_file_l
 const DESCRIBE_RELATIONS: &str = "SELECT n.nspname || '.' || c.relname AS name, c.reltuples::float8 AS rows_estimate, c.relkind::text AS kind, ARRAY(SELECT DISTINCT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = c.oid AND i.indisvalid ORDER BY 1) AS indexed_columns FROM json_array_elements($1::json) AS r(v) JOIN pg_catalog.pg_namespace n ON n.nspname = r.v->>0 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.v->>1";
 
 /// Largest EXPLAIN output read (a plan is a few kB; one this large is refused).
+/// The prepared statement a planned execution explains, then runs.
+const PLANNED: &str = "sqlguard_planned";
+
+const EXPLAIN_PLANNED: &str = "EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE sqlguard_planned";
+
 const MAX_PLAN_BYTES: usize = 16 << 20;
 
 pub struct Connection {
@@ -814,10 +819,13 @@ impl Connection {
     }
 
     /// The first half of a planned execution, in one round trip: opens the guarded
-    /// transaction (as [`Connection::run_guarded`] does) and explains `sql` in it, never with
-    /// `ANALYZE`: nothing runs. Returns the EXPLAIN output; the transaction stays open for
+    /// transaction (as [`Connection::run_guarded`] does), prepares `sql` as the statement
+    /// [`PLANNED`] and explains that, never with `ANALYZE`: nothing runs. PostgreSQL plans a
+    /// statement without parameters once, generically, and keeps the plan with it, so
+    /// [`Connection::finish_planned`] runs exactly the plan the policy judged, without
+    /// planning again. Returns the EXPLAIN output; the transaction stays open for
     /// [`Connection::finish_planned`] or [`Connection::abandon`]. An error (the statement
-    /// cannot be planned) ends the transaction.
+    /// cannot be prepared or planned) ends the transaction.
     pub async fn begin_explain(
         &mut self,
         sql: &str,
@@ -825,8 +833,11 @@ impl Connection {
     ) -> Result<Value, ExecError> {
         self.usable()?;
         self.queue_begin(limits)?;
-        let explain = format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}");
-        self.push_statement(&explain, true, 2)?;
+        // A statement left by a call that broke off is replaced (closing a missing one is not
+        // an error). A prepared statement holds one statement: the server refuses several.
+        frontend::close(b'S', PLANNED, &mut self.write_buf).map_err(proto)?;
+        frontend::parse(PLANNED, sql, std::iter::empty(), &mut self.write_buf).map_err(proto)?;
+        self.push_statement(EXPLAIN_PLANNED, true, 2)?;
         frontend::sync(&mut self.write_buf);
         let mut reader = ResultReader::new(1, MAX_PLAN_BYTES);
         let started = std::time::Instant::now();
@@ -892,24 +903,42 @@ impl Connection {
         Ok(reader.rows.unwrap_or_default())
     }
 
-    /// The second half of a planned execution: runs `sql` in the transaction
-    /// [`Connection::begin_explain`] opened, then rolls it back (one round trip).
-    pub async fn finish_planned(
-        &mut self,
-        sql: &str,
-        limits: RunLimits,
-    ) -> Result<QueryResult, ExecError> {
+    /// The second half of a planned execution: runs the statement
+    /// [`Connection::begin_explain`] prepared and explained, with the plan it explained, in
+    /// the transaction it opened, then rolls it back (one round trip).
+    pub async fn finish_planned(&mut self, limits: RunLimits) -> Result<QueryResult, ExecError> {
         let max_rows = usize::try_from(limits.max_rows.max(1))
             .unwrap_or(usize::MAX)
             .min(i32::MAX as usize - 1);
-        self.queue_statement_and_rollback(sql, max_rows as i32 + 1)?;
+        frontend::bind(
+            "",
+            PLANNED,
+            std::iter::empty(),
+            std::iter::empty::<i32>(),
+            |_, _| Ok(postgres_protocol::IsNull::No),
+            std::iter::empty(), // every column in text format
+            &mut self.write_buf,
+        )
+        .map_err(|_| ExecError::Protocol("cannot encode Bind".into()))?;
+        frontend::describe(b'P', "", &mut self.write_buf).map_err(proto)?;
+        frontend::execute("", max_rows as i32 + 1, &mut self.write_buf).map_err(proto)?;
+        frontend::sync(&mut self.write_buf);
+        self.queue_rollback_closing_planned()?;
         self.read_guarded(max_rows, limits).await
+    }
+
+    /// Queues `ROLLBACK` and the closing of [`PLANNED`] (a prepared statement outlives its
+    /// transaction).
+    fn queue_rollback_closing_planned(&mut self) -> Result<(), ExecError> {
+        self.push_statement("ROLLBACK", false, 0)?;
+        frontend::close(b'S', PLANNED, &mut self.write_buf).map_err(proto)?;
+        frontend::sync(&mut self.write_buf);
+        Ok(())
     }
 
     /// Ends the open transaction without running anything more.
     pub async fn abandon(&mut self) -> Result<(), ExecError> {
-        self.push_statement("ROLLBACK", false, 0)?;
-        frontend::sync(&mut self.write_buf);
+        self.queue_rollback_closing_planned()?;
         self.broken = true;
         self.flush().await?;
         self.read_rollback().await?;
@@ -943,7 +972,7 @@ impl Connection {
                 }
             }
             match self.read().await? {
-                Message::ParseComplete | Message::BindComplete => {}
+                Message::ParseComplete | Message::BindComplete | Message::CloseComplete => {}
                 Message::CommandComplete(c) => {
                     if r.in_statement {
                         r.command_tag = c.tag().ok().map(str::to_string);
