@@ -522,6 +522,32 @@ fn plan_step(
     });
 }
 
+/// The point and join queries' tables and TPC-H's (its `orders` and the join's share one
+/// table), with TPC-H's column types.
+const BENCH_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (id int PRIMARY KEY, name text, email text, active bool);
+CREATE TABLE IF NOT EXISTS tickets (id int, user_id int, status text);
+CREATE TABLE IF NOT EXISTS region (r_regionkey int, r_name char(25), r_comment varchar(152));
+CREATE TABLE IF NOT EXISTS nation (n_nationkey int, n_name char(25), n_regionkey int, n_comment varchar(152));
+CREATE TABLE IF NOT EXISTS part (p_partkey int, p_name varchar(55), p_mfgr char(25), p_brand char(10),
+    p_type varchar(25), p_size int, p_container char(10), p_retailprice decimal(15,2), p_comment varchar(23));
+CREATE TABLE IF NOT EXISTS supplier (s_suppkey int, s_name char(25), s_address varchar(40), s_nationkey int,
+    s_phone char(15), s_acctbal decimal(15,2), s_comment varchar(101));
+CREATE TABLE IF NOT EXISTS partsupp (ps_partkey int, ps_suppkey int, ps_availqty int, ps_supplycost decimal(15,2),
+    ps_comment varchar(199));
+CREATE TABLE IF NOT EXISTS customer (c_custkey int, c_name varchar(25), c_address varchar(40), c_nationkey int,
+    c_phone char(15), c_acctbal decimal(15,2), c_mktsegment char(10), c_comment varchar(117));
+CREATE TABLE IF NOT EXISTS orders (o_orderkey int, o_custkey int, o_orderstatus char(1), o_totalprice decimal(15,2),
+    o_orderdate date, o_orderpriority char(15), o_clerk char(15), o_shippriority int, o_comment varchar(79),
+    user_id int, total numeric, placed_at timestamptz);
+CREATE TABLE IF NOT EXISTS lineitem (l_orderkey int, l_partkey int, l_suppkey int, l_linenumber int,
+    l_quantity decimal(15,2), l_extendedprice decimal(15,2), l_discount decimal(15,2), l_tax decimal(15,2),
+    l_returnflag char(1), l_linestatus char(1), l_shipdate date, l_commitdate date, l_receiptdate date,
+    l_shipinstruct char(25), l_shipmode char(10), l_comment varchar(44));
+CREATE OR REPLACE VIEW revenue0 (supplier_no, total_revenue) AS
+    SELECT l_suppkey, sum(l_extendedprice * (1 - l_discount)) FROM lineitem GROUP BY l_suppkey;
+";
+
 /// The decision with the database's own catalog against the same decision without it (no
 /// decision cache: every call analyzes and evaluates), on a catalog holding pg_trgm, hstore
 /// and citext, whose operators shadow `=`, `%`, `->`, so each such operator is resolved to
@@ -538,6 +564,11 @@ fn catalog_snapshot(
                 "!!!!! {ext} is not installed ({e}): the catalog benches run without it !!!!!"
             );
         }
+    }
+    // The tables the benched queries read, so the snapshot knows their columns' types (as a
+    // served database's does).
+    if let Err(e) = cluster.psql("postgres", BENCH_SCHEMA) {
+        eprintln!("!!!!! cannot create the benched tables ({e}): the catalog benches run without them !!!!!");
     }
     let snapshot = std::sync::Arc::new(rt.block_on(db.read_catalog()).unwrap());
     let policy = policy_with(0);

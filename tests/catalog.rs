@@ -652,7 +652,12 @@ async fn operators_are_counted_only_where_their_operand_types_allow() {
              AS $$ SELECT CASE WHEN $1 > 0 THEN 'high' ELSE 'low' END::level $$;
          CREATE CAST (int AS level) WITH FUNCTION int_level(int) AS IMPLICIT;
          CREATE TABLE t (id int, m mood, l level);
-         INSERT INTO t VALUES (1, 'sad', 'low'), (50, 'ok', 'high');",
+         INSERT INTO t VALUES (1, 'sad', 'low'), (50, 'ok', 'high');
+         CREATE VIEW v AS SELECT m AS id, id AS n FROM t;
+         CREATE TABLE w (x mood);
+         CREATE TABLE u (x int);
+         INSERT INTO w VALUES ('sad');
+         INSERT INTO u VALUES (1);",
     )
     .await;
     let lt = "operator < (function public.mood_lt)";
@@ -669,6 +674,29 @@ async fn operators_are_counted_only_where_their_operand_types_allow() {
         ("SELECT id FROM t WHERE l = 1", eq),
         ("SELECT id FROM t WHERE id = 1", eq),
         ("SELECT id FROM t WHERE l IS DISTINCT FROM 1", eq),
+        ("SELECT id FROM t WHERE m IN ('ok', 'sad') AND id < 3", "operator"),
+        ("SELECT id FROM t WHERE id IN (1, 2.5) AND m < ANY (ARRAY['ok'::mood])", lt),
+        ("SELECT id FROM t WHERE m NOT IN (SELECT m FROM t WHERE id < 0)", "operator"),
+        // A column of the enum's type, however it is reached.
+        ("SELECT id FROM t WHERE m < m", lt),
+        ("SELECT x.id FROM (SELECT m AS id FROM t) x WHERE x.id < 'ok'", lt),
+        ("WITH c AS (SELECT m AS id FROM t) SELECT id FROM c WHERE id < 'ok'", lt),
+        ("SELECT n FROM v WHERE id < 'ok'", lt),
+        ("SELECT a.m FROM t AS a(m, id) WHERE id < 'ok'", lt),
+        ("SELECT id FROM t WHERE EXISTS (SELECT 1 FROM (SELECT m AS id FROM t) s WHERE id < 'ok')", lt),
+        ("SELECT x FROM t, LATERAL (SELECT t.m AS x) s WHERE x < 'ok'", lt),
+        ("SELECT id FROM t JOIN (SELECT l FROM t) s USING (l) WHERE l = 1", eq),
+        // Where PostgreSQL cannot see a FROM item, a column of that name is an outer one:
+        // here `w.x`, of the enum's type, not `u.x`, an integer. An `ON` clause sees only its
+        // join's items; a subquery in FROM (not LATERAL) nothing of its own level.
+        (
+            "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, t a JOIN t b ON x < 'ok')",
+            lt,
+        ),
+        (
+            "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, (SELECT 1 AS k WHERE x < 'ok') s)",
+            lt,
+        ),
     ];
     for (sql, operator) in denied {
         let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
@@ -691,6 +719,28 @@ async fn operators_are_counted_only_where_their_operand_types_allow() {
             "\"id\":1",
         ),
         ("SELECT id - 1 AS n FROM t WHERE id < 40", "\"n\":0"),
+        (
+            // (`level`'s `=` takes integers; a boolean it cannot.)
+            "SELECT id FROM t WHERE true IN (true, false) AND true NOT IN (SELECT id < 0 FROM t) \
+             AND id < ANY (ARRAY[5]) AND id::text NOT LIKE 'x%' AND CASE true WHEN id < 3 THEN true END",
+            "\"id\":1",
+        ),
+        // Columns of built-in types: the catalog says what they are (an inner query's own
+        // table first, as PostgreSQL resolves it).
+        (
+            "SELECT id FROM t WHERE id > (SELECT min(id) FROM t WHERE id < 40) ORDER BY id",
+            "\"id\":50",
+        ),
+        (
+            "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, LATERAL (SELECT 1 AS k WHERE x < 5) s)",
+            "\"one\":1",
+        ),
+        ("SELECT a.id FROM t a JOIN t b ON a.id < b.id", "\"id\":1"),
+        ("SELECT id FROM t WHERE id < id + 1 AND id::text < 'x'", "\"id\":1"),
+        (
+            "SELECT n FROM v WHERE n < 2 AND EXISTS (SELECT 1 FROM t WHERE t.id < v.n + 1)",
+            "\"n\":1",
+        ),
         (
             "SELECT id FROM t WHERE date '2020-01-01' < '2021-01-01'::date AND id < 3",
             "\"id\":1",

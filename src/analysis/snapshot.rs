@@ -119,6 +119,10 @@ pub struct RelationDef {
     pub reads: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
+    /// Its columns in order: name, and type as `format_type` writes it (`integer`, `citext`).
+    /// `None` in snapshots written before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<(String, String)>>,
 }
 
 /// A function that a cast to a type runs, not built into PostgreSQL: a `pg_cast` function
@@ -573,6 +577,7 @@ mod tests {
             parents: parents.iter().map(|p| p.to_string()).collect(),
             reads: reads.iter().map(|p| p.to_string()).collect(),
             extension: None,
+            columns: None,
         }
     }
 

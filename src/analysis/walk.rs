@@ -31,12 +31,27 @@ const READ: Ctx = Ctx {
 };
 
 /// A name visible to column references at one query level.
-struct ScopeItem {
-    /// Alias, or the relation name when there is none.
+struct ScopeItem<'t> {
+    /// Alias, or the relation name when there is none (empty for an item that only stands
+    /// for columns of unknown names and types: a subquery, a function, a `USING` join).
     name: String,
     /// `schema.name` of the tables behind it: one for a table, every table of a join for a
     /// join alias, none for a CTE.
     relations: Vec<String>,
+    /// Its columns and their types, when the database's catalog knows them (a table or view
+    /// named without column aliases); `None`: unknown.
+    columns: Option<&'t [(String, String)]>,
+}
+
+impl ScopeItem<'_> {
+    /// A FROM item whose columns the analysis does not know.
+    fn opaque() -> Self {
+        ScopeItem {
+            name: String::new(),
+            relations: Vec::new(),
+            columns: None,
+        }
+    }
 }
 
 pub struct Walker<'t, 'a> {
@@ -46,7 +61,11 @@ pub struct Walker<'t, 'a> {
     /// CTE names visible, innermost scope last.
     ctes: Vec<Vec<String>>,
     /// FROM items per query level, innermost last.
-    levels: Vec<Vec<ScopeItem>>,
+    levels: Vec<Vec<ScopeItem<'t>>>,
+    /// Where PostgreSQL hides part of a level from the expression being walked: (level,
+    /// first visible item). An `ON` clause sees only its join's items; a subquery in `FROM`
+    /// without `LATERAL` sees nothing of its own level (`usize::MAX`). Innermost last.
+    hidden: Vec<(usize, usize)>,
     depth: usize,
     pub too_deep: bool,
 }
@@ -93,6 +112,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             facts: new_facts(index, "", StatementKind::Utility),
             ctes: Vec::new(),
             levels: Vec::new(),
+            hidden: Vec::new(),
             depth: 0,
             too_deep: false,
         }
@@ -224,18 +244,21 @@ impl<'t, 'a> Walker<'t, 'a> {
                 let field = if ty == "SubLink" { "operName" } else { "useOp" };
                 if let Some(list) = self.tree.get(body, field) {
                     let names = self.name_list(list);
-                    self.operator(&names, Operands::INFIX);
+                    let operands = self.compared(body, ty == "SubLink", "testexpr");
+                    self.operator(&names, operands);
                 } else if ty == "SubLink"
                     && self.tree.get_str(body, "subLinkType") == Some("ANY_SUBLINK")
                 {
-                    self.operator(&["=".to_string()], Operands::INFIX);
+                    let operands = self.compared(body, true, "testexpr");
+                    self.operator(&["=".to_string()], operands);
                 }
                 self.fields(ty, body, ctx, &[field]);
             }
             // `CASE x WHEN v …` compares with `=`, looked up by name for each `WHEN`.
             "CaseExpr" => {
                 if self.tree.get(body, "arg").is_some() {
-                    self.operator(&["=".to_string()], Operands::INFIX);
+                    let operands = self.compared(body, true, "arg");
+                    self.operator(&["=".to_string()], operands);
                 }
                 self.fields(ty, body, ctx, &[]);
             }
@@ -306,6 +329,13 @@ impl<'t, 'a> Walker<'t, 'a> {
                         Access::Write
                     };
                 self.fields(ty, body, Ctx { access }, &[]);
+            }
+            // A subquery in FROM sees nothing of its own level, unless LATERAL.
+            "RangeSubselect" if !self.tree.get_bool(body, "lateral") => {
+                self.hidden
+                    .push((self.levels.len().saturating_sub(1), usize::MAX));
+                self.fields(ty, body, ctx, &[]);
+                self.hidden.pop();
             }
             _ if is_container(ty) => self.fields(ty, body, ctx, &[]),
             _ => {
@@ -423,11 +453,13 @@ impl<'t, 'a> Walker<'t, 'a> {
             return direct;
         };
         if !matches!(self.tree.value(from), Value::Array { .. }) {
+            self.mark_from_item(from);
             self.value("SelectStmt", "fromClause", from, READ);
             return direct;
         }
         for i in 0..self.tree.members(from).len() {
             let el = self.tree.members(from)[i].1;
+            self.mark_from_item(el);
             let index = self.facts.relations.len();
             self.value("SelectStmt", "fromClause", el, READ);
             let Some(("RangeVar", rv)) = wrapper(self.tree, el) else {
@@ -575,6 +607,15 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         // MERGE's source, UPDATE … FROM and DELETE … USING are read.
         for f in ["sourceRelation", "fromClause", "usingClause"] {
+            if let Some(items) = self.tree.get(body, f) {
+                if matches!(self.tree.value(items), Value::Array { .. }) {
+                    for i in 0..self.tree.members(items).len() {
+                        self.mark_from_item(self.tree.members(items)[i].1);
+                    }
+                } else {
+                    self.mark_from_item(items);
+                }
+            }
             self.field(ty, body, f, READ);
         }
         if let Some(oc) = self.tree.get(body, "onConflictClause") {
@@ -700,6 +741,14 @@ impl<'t, 'a> Walker<'t, 'a> {
         } else {
             self.resolve_relation(schema, name.clone(), access)
         };
+        // Its columns' types, unless column aliases rename them.
+        let opts: &'t AnalysisOptions = self.opts;
+        let columns = match (&rel.cte, opts.snapshot()) {
+            (false, Some(snap)) if !t.get(body, "alias").is_some_and(|a| self.has_colnames(a)) => {
+                found_relation(snap, &rel).and_then(|r| r.columns.as_deref())
+            }
+            _ => None,
+        };
         // A partition's or child table's columns are its parents' columns too.
         let relations: Vec<String> = (!rel.cte)
             .then(|| rel.qualified_name.clone())
@@ -715,6 +764,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             level.push(ScopeItem {
                 name: alias.unwrap_or_else(|| name.clone()),
                 relations,
+                columns,
             });
         }
         self.facts.relations.push(rel);
@@ -922,6 +972,73 @@ impl<'t, 'a> Walker<'t, 'a> {
         None
     }
 
+    /// A FROM item that is not a table or a join (a subquery, a function, `XMLTABLE`,
+    /// `JSON_TABLE`, or a kind this version does not know) stands in its level for columns
+    /// of unknown names and types.
+    fn mark_from_item(&mut self, item: Id) {
+        let known = matches!(
+            wrapper(self.tree, item),
+            Some(("RangeVar" | "JoinExpr" | "RangeTableSample", _))
+        );
+        if !known {
+            if let Some(level) = self.levels.last_mut() {
+                level.push(ScopeItem::opaque());
+            }
+        }
+    }
+
+    /// The type of a column reference, when the database's catalog fixes it to one of
+    /// PostgreSQL's own scalar types. Resolved as PostgreSQL resolves it: level by level from
+    /// the innermost, among the FROM items visible there; at the first level where some item
+    /// may provide it, exactly one must, with known columns (an unqualified name), or exactly
+    /// one item must have the qualifier's name (a qualified one). Anything else is unknown.
+    fn column_type(&self, body: Id) -> Option<&'static [&'static str]> {
+        let t = self.tree;
+        let mut parts: [Option<&str>; 2] = [None, None];
+        let mut count = 0;
+        for (_, el) in t.members(t.get(body, "fields")?) {
+            match wrapper(t, *el) {
+                Some(("String", s)) => parts = [parts[1], Some(t.get_str(s, "sval")?)],
+                _ => return None,
+            }
+            count += 1;
+        }
+        let (qualifier, column) = match (count, parts) {
+            (1, [_, Some(column)]) => (None, column),
+            (2, [Some(qualifier), Some(column)]) => (Some(qualifier), column),
+            _ => return None,
+        };
+        // As PostgreSQL searches: the innermost level first, only what it can see there.
+        let mut written = None;
+        for (index, level) in self.levels.iter().enumerate().rev() {
+            let first = self
+                .hidden
+                .iter()
+                .rev()
+                .find(|(l, _)| *l == index)
+                .map_or(0, |(_, first)| *first);
+            let visible = level.get(first..).unwrap_or(&[]);
+            let mut providers = visible.iter().filter(|i| match qualifier {
+                Some(q) => i.name == q,
+                // An item of unknown columns may have this one.
+                None => i.columns.is_none_or(|c| c.iter().any(|(n, _)| n == column)),
+            });
+            let Some(item) = providers.next() else {
+                continue;
+            };
+            if providers.next().is_some() {
+                return None;
+            }
+            written = Some(&item.columns?.iter().find(|(n, _)| n == column)?.1);
+            break;
+        }
+        let written = written?;
+        BUILTIN_TYPES
+            .iter()
+            .find(|(_, w)| w[0] == written.as_str())
+            .map(|(_, w)| w.as_slice())
+    }
+
     /// Does an `Alias` node rename columns (`AS a(x, y)`)?
     fn has_colnames(&self, alias: Id) -> bool {
         self.tree
@@ -935,6 +1052,22 @@ impl<'t, 'a> Walker<'t, 'a> {
     /// a join alias (`AS j`, `USING (…) AS j`) names every table of the join.
     fn join_expr(&mut self, body: Id, ctx: Ctx) {
         let start = self.levels.last().map_or(0, Vec::len);
+        for side in ["larg", "rarg"] {
+            if let Some(item) = self.tree.get(body, side) {
+                self.mark_from_item(item);
+            }
+        }
+        // `USING` and `NATURAL` merge the joined columns into one of a common type.
+        if self.tree.get_bool(body, "isNatural")
+            || self
+                .tree
+                .get(body, "usingClause")
+                .is_some_and(|u| !self.tree.members(u).is_empty())
+        {
+            if let Some(level) = self.levels.last_mut() {
+                level.push(ScopeItem::opaque());
+            }
+        }
         self.field("JoinExpr", body, "larg", ctx);
         self.field("JoinExpr", body, "rarg", ctx);
         let tables = self.level_tables_from(start);
@@ -957,6 +1090,12 @@ impl<'t, 'a> Walker<'t, 'a> {
         {
             self.operator(&["=".to_string()], Operands::INFIX);
         }
+        // The `ON` clause sees only this join's items (and the levels around), and not the
+        // join's own alias.
+        self.hidden
+            .push((self.levels.len().saturating_sub(1), start));
+        self.fields("JoinExpr", body, ctx, &["larg", "rarg", "usingClause"]);
+        self.hidden.pop();
         for field in ["alias", "join_using_alias"] {
             let Some(alias) = self.tree.get(body, field) else {
                 continue;
@@ -971,10 +1110,10 @@ impl<'t, 'a> Walker<'t, 'a> {
                 level.push(ScopeItem {
                     name,
                     relations: tables.clone(),
+                    columns: None,
                 });
             }
         }
-        self.fields("JoinExpr", body, ctx, &["larg", "rarg", "usingClause"]);
     }
 
     // ---- functions and operators -----------------------------------------------------
@@ -1200,13 +1339,35 @@ impl<'t, 'a> Walker<'t, 'a> {
                     // on these two operands. The others (`IN`, `ANY`, `LIKE`, …) coerce
                     // their operands first, so their types are not known here.
                     let operands = match kind {
-                        "AEXPR_OP" | "AEXPR_DISTINCT" | "AEXPR_NOT_DISTINCT" | "AEXPR_NULLIF" => {
+                        "AEXPR_OP" | "AEXPR_DISTINCT" | "AEXPR_NOT_DISTINCT" | "AEXPR_NULLIF"
+                        | "AEXPR_LIKE" | "AEXPR_ILIKE" | "AEXPR_SIMILAR" => Operands {
+                            prefix: lexpr.is_none(),
+                            left: typed(lexpr),
+                            right: typed(rexpr),
+                        },
+                        // `a IN (x, y)` compares values of the types of `a`, `x` and `y`
+                        // (each pair, or all coerced to one of them): known when they are
+                        // all the same.
+                        "AEXPR_IN" => {
+                            let items: Vec<Id> = rexpr
+                                .map(|r| self.list_items(r).collect())
+                                .unwrap_or_default();
+                            let left = typed(lexpr);
+                            let same =
+                                left.is_some() && items.iter().all(|i| typed(Some(*i)) == left);
+                            let known = if same { left } else { None };
                             Operands {
-                                prefix: lexpr.is_none(),
-                                left: typed(lexpr),
-                                right: typed(rexpr),
+                                prefix: false,
+                                left: known,
+                                right: known,
                             }
                         }
+                        // `a op ANY (array)`: `a` and the array's element type.
+                        "AEXPR_OP_ANY" | "AEXPR_OP_ALL" => Operands {
+                            prefix: false,
+                            left: typed(lexpr),
+                            right: None,
+                        },
                         _ => Operands::INFIX,
                     };
                     self.operator(&names, operands);
@@ -1214,6 +1375,25 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
         }
         self.fields("A_Expr", body, ctx, &["name"]);
+    }
+
+    /// The operands of a comparison PostgreSQL makes by name (`x IN (SELECT …)`,
+    /// `x op ANY (SELECT …)`, `CASE x WHEN …`): the left one is `field`'s value, the right
+    /// one's type is unknown. `typed`: whether the left one's type counts (not for a
+    /// `SortBy`'s `USING`).
+    fn compared(&self, body: Id, typed: bool, field: &str) -> Operands {
+        let left = match (typed, self.opts.snapshot()) {
+            (true, Some(_)) => self
+                .tree
+                .get(body, field)
+                .and_then(|e| self.operand_type(e)),
+            _ => None,
+        };
+        Operands {
+            prefix: false,
+            left,
+            right: None,
+        }
     }
 
     /// The elements of a `List` node (or of a plain array).
@@ -1227,7 +1407,7 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     /// The types an operand may have, when the query fixes them: a numeric or boolean
-    /// constant, or a cast to one of PostgreSQL's own types. Only the constant's kind is
+    /// constant, a cast to one of PostgreSQL's own types, or a column of such a type. Only the constant's kind is
     /// read, never its value (see [`Tree::constant_kind`]).
     fn operand_type(&self, id: Id) -> Option<&'static [&'static str]> {
         let (ty, body) = wrapper(self.tree, id)?;
@@ -1241,6 +1421,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 _ => None,
             },
             "TypeCast" => self.builtin_type(self.tree.get(body, "typeName")?),
+            "ColumnRef" => self.column_type(body),
             _ => None,
         }
     }
@@ -1604,6 +1785,17 @@ impl<'t, 'a> Walker<'t, 'a> {
 
 /// Function risk categories that write or act outside the query, so the statement is not
 /// read-only (reading server files or sleeping is denied by policy, not here).
+/// The relation PostgreSQL resolves `rel` to in the database's catalog: the first of its
+/// candidate schemas that holds one of that name.
+fn found_relation<'s>(
+    snap: &'s super::snapshot::Snapshot,
+    rel: &Relation,
+) -> Option<&'s super::snapshot::RelationDef> {
+    rel.candidates
+        .iter()
+        .find_map(|s| snap.relation(s, &rel.name))
+}
+
 /// PostgreSQL's own scalar types a query often names in a cast (`x::int`, `date '…'`): the
 /// name in the grammar's tree, and the type as `format_type` writes it (what a snapshot's
 /// `left_accepts` lists). Each is one type: a cast to it makes an operand of exactly it.

@@ -82,7 +82,11 @@ const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
           JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid \
           JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
-          WHERE rw.ev_class = c.oid AND c.relkind IN ('v', 'm')), '[]') AS reads \
+          WHERE rw.ev_class = c.oid AND c.relkind IN ('v', 'm')), '[]') AS reads, \
+     COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, \
+                 pg_catalog.format_type(a.atttypid, NULL)) ORDER BY a.attnum) \
+          FROM pg_catalog.pg_attribute a \
+          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      LEFT JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = c.oid \
