@@ -626,14 +626,14 @@ async fn casts_are_judged_as_the_functions_they_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// PostgreSQL picks an operator by its operands' types: an extension's or user's operator
-/// on its own type can run only on an operand of that type or of a type with an implicit
-/// cast to it. A numeric or boolean constant, or a cast to a built-in type, fixes the
+/// PostgreSQL picks an operator by its operands' types, and a function by its arguments'
+/// number and types: an extension's or user's operator or function on its own type can run
+/// only on an operand of that type or of a type with an implicit cast to it. A numeric or boolean constant, or a cast to a built-in type, fixes the
 /// operand's type, so such an operator is not counted where it cannot run (no denial for
 /// `id < 42` because an enum has a volatile `<`), and is where it can (`l = 1` when an
 /// implicit cast turns integers into that type). `NOT BETWEEN` runs `<` and `>`.
 #[tokio::test]
-async fn operators_are_counted_only_where_their_operand_types_allow() {
+async fn operators_and_functions_are_counted_only_where_their_argument_types_allow() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let (client, dir, db_uri) = serve_database(
         "typed_operators",
@@ -657,13 +657,23 @@ async fn operators_are_counted_only_where_their_operand_types_allow() {
          CREATE TABLE w (x mood);
          CREATE TABLE u (x int);
          INSERT INTO w VALUES ('sad');
-         INSERT INTO u VALUES (1);",
+         INSERT INTO u VALUES (1);
+         CREATE FUNCTION public.abs(level) RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT 1 $$;
+         CREATE FUNCTION public.length(text, text, text) RETURNS int LANGUAGE sql VOLATILE
+             AS $$ SELECT 3 $$;
+         CREATE FUNCTION public.upper(text, int DEFAULT 1) RETURNS text LANGUAGE sql VOLATILE
+             AS $$ SELECT $1 $$;",
     )
     .await;
     let lt = "operator < (function public.mood_lt)";
     let neg = "operator - (function public.mood_neg)";
     let eq = "operator = (function public.level_eq)";
     let denied: &[(&str, &str)] = &[
+        // Functions: an overload that may take the arguments counts.
+        ("SELECT abs(5) AS a", "function public.abs"),
+        ("SELECT abs(id) AS a FROM t", "function public.abs"),
+        ("SELECT length('a', 'b', 'c') AS n", "function public.length"),
+        ("SELECT upper('x') AS u", "function public.upper"),
         // The operand's type is unknown: the enum's operator may run.
         ("SELECT id FROM t WHERE m < 'ok'", lt),
         ("SELECT id FROM t WHERE m < 'ok'::mood", lt),
@@ -725,6 +735,10 @@ async fn operators_are_counted_only_where_their_operand_types_allow() {
              AND id < ANY (ARRAY[5]) AND id::text NOT LIKE 'x%' AND CASE true WHEN id < 3 THEN true END",
             "\"id\":1",
         ),
+        // Functions: an overload that cannot take the arguments does not count (a
+        // decimal has no cast to `level`; `length` here takes three arguments).
+        ("SELECT abs(-5.5) AS a, length('abc') AS n", "\"n\":3"),
+        ("SELECT max(id) AS m, abs(max(t.id)::numeric) AS a FROM t", "\"m\":50"),
         // Columns of built-in types: the catalog says what they are (an inner query's own
         // table first, as PostgreSQL resolves it).
         (

@@ -88,6 +88,10 @@ fn typed_snapshot() -> std::sync::Arc<Snapshot> {
         language: "sql".into(),
         extension: None,
         source: FunctionSource::User,
+        nargs: None,
+        defaults: None,
+        variadic: None,
+        accepts: None,
     };
     let operator = |name: &str,
                     left: Option<&str>,

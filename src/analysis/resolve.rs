@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::facts::{FunctionCall, FunctionSource, Operator, Volatility};
 use super::risk;
-use super::snapshot::{source_rank, volatility_rank, Snapshot};
+use super::snapshot::{source_rank, volatility_rank, Arguments, Snapshot};
 
 /// A call of `name` (in `schema` when the call names one, else through `path`) as the
 /// snapshot sees it: the worst case of every function it can reach (PostgreSQL picks among
@@ -21,8 +21,21 @@ pub fn function(
     name: String,
     context: &str,
 ) -> FunctionCall {
+    function_for(snap, path, schema, name, context, None)
+}
+
+/// [`function`] for a call with these arguments: the worst case of the functions
+/// PostgreSQL could pick for them.
+pub fn function_for(
+    snap: &Snapshot,
+    path: &[String],
+    schema: Option<String>,
+    name: String,
+    context: &str,
+    args: Option<&Arguments<'_>>,
+) -> FunctionCall {
     let qualified = schema.is_some();
-    let Some(r) = snap.resolve_function(schema.as_deref(), &name, path) else {
+    let Some(r) = snap.resolve_function_for(schema.as_deref(), &name, path, args) else {
         // Not in the database: PostgreSQL will refuse the call; the policy denies it.
         return unknown(schema, name, context);
     };
@@ -259,6 +272,10 @@ mod tests {
             language: "sql".into(),
             extension: None,
             source,
+            nargs: None,
+            defaults: None,
+            variadic: None,
+            accepts: None,
         }
     }
 

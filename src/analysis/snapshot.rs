@@ -68,6 +68,68 @@ pub struct Function {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
     pub source: FunctionSource,
+    /// How many arguments it declares (`pronargs`), how many of them have defaults, and
+    /// whether the last is `VARIADIC`. `None` in snapshots written before these fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nargs: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variadic: Option<bool>,
+    /// For a function not built into PostgreSQL, per argument: when its type is an
+    /// extension's or a user's own base type, the types with an implicit cast to it (as
+    /// [`OperatorDef::left_accepts`]); `None` for an argument any operand may reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepts: Option<Vec<Option<Vec<String>>>>,
+}
+
+/// What the analysis knows of a call's arguments: their number and the types of those the
+/// query fixes (see `resolve::Operands`).
+#[derive(Debug, Clone, Copy)]
+pub struct Arguments<'a> {
+    pub types: &'a [Option<&'static [&'static str]>],
+    /// Named arguments or an explicit `VARIADIC`: positions do not say which parameter an
+    /// argument goes to.
+    pub unpositional: bool,
+}
+
+impl Function {
+    /// Could PostgreSQL pick this function for `args`? Fail closed: `true` unless the
+    /// catalog rules it out (too many or too few arguments, or a known argument type with no
+    /// implicit cast to a parameter of an extension's or user's own type).
+    pub fn may_take(&self, args: &Arguments<'_>) -> bool {
+        if args.unpositional {
+            return true;
+        }
+        let (Some(nargs), Some(defaults), Some(variadic)) =
+            (self.nargs, self.defaults, self.variadic)
+        else {
+            return true;
+        };
+        let (n, nargs) = (args.types.len(), usize::from(nargs));
+        if variadic {
+            // Its last parameter takes any number of arguments: only the others are fixed.
+            let fixed = nargs.saturating_sub(1);
+            return self.accepted(&args.types[..n.min(fixed)]);
+        }
+        if n > nargs || n + usize::from(defaults) < nargs {
+            return false;
+        }
+        self.accepted(args.types)
+    }
+
+    fn accepted(&self, types: &[Option<&'static [&'static str]>]) -> bool {
+        let Some(accepts) = &self.accepts else {
+            return true;
+        };
+        types
+            .iter()
+            .zip(accepts)
+            .all(|(known, accepts)| match (known, accepts) {
+                (Some(known), Some(types)) => known.iter().any(|t| types.iter().any(|a| a == t)),
+                _ => true,
+            })
+    }
 }
 
 /// A `pg_operator` row with the function behind it.
@@ -310,11 +372,43 @@ impl Snapshot {
         name: &str,
         path: &[S],
     ) -> Option<Resolved<'_>> {
-        let mut worst: Option<Resolved<'_>> = None;
-        for f in self.functions_named(name) {
-            if !reaches(schema, path, &f.schema) {
-                continue;
+        self.resolve_function_for(schema, name, path, None)
+    }
+
+    /// [`resolve_function`](Self::resolve_function) for a call with these arguments: the
+    /// worst of the functions PostgreSQL could pick for them, or of all when it could pick
+    /// none (it will then refuse the call).
+    pub fn resolve_function_for<S: AsRef<str>>(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        path: &[S],
+        args: Option<&Arguments<'_>>,
+    ) -> Option<Resolved<'_>> {
+        if let Some(args) = args {
+            let takers = self
+                .functions_named(name)
+                .filter(|f| reaches(schema, path, &f.schema) && f.may_take(args));
+            if let Some(r) = Self::worst_of(takers) {
+                return Some(r);
             }
+        }
+        Self::worst_of(
+            self.functions_named(name)
+                .filter(|f| reaches(schema, path, &f.schema)),
+        )
+    }
+
+    /// Whether some function of this name is not built into PostgreSQL: only then can a
+    /// call's arguments change what it resolves to.
+    pub fn has_non_builtin_function(&self, name: &str) -> bool {
+        self.functions_named(name)
+            .any(|f| f.source != FunctionSource::Builtin)
+    }
+
+    fn worst_of<'s>(functions: impl Iterator<Item = &'s Function>) -> Option<Resolved<'s>> {
+        let mut worst: Option<Resolved<'_>> = None;
+        for f in functions {
             worst = Some(match worst {
                 None => Resolved {
                     function: f,
@@ -509,6 +603,10 @@ mod tests {
             language: "sql".into(),
             extension: None,
             source,
+            nargs: None,
+            defaults: None,
+            variadic: None,
+            accepts: None,
         }
     }
 
@@ -563,6 +661,47 @@ mod tests {
         let not_on_path = s.resolve_function(None, "lower", &["pg_catalog"]);
         assert_eq!(not_on_path.unwrap().source, FunctionSource::Builtin);
         assert!(s.resolve_function(None, "upper", &path).is_none());
+    }
+
+    /// Arity rules out an overload (defaults and VARIADIC counted), a known argument type
+    /// one of its own type; named arguments and old snapshots rule nothing out.
+    #[test]
+    fn a_function_is_ruled_out_only_by_what_its_arguments_prove() {
+        let mut g = f(
+            "public",
+            "g",
+            Volatility::Volatile,
+            false,
+            FunctionSource::User,
+        );
+        g.nargs = Some(3);
+        g.defaults = Some(1);
+        g.variadic = Some(false);
+        g.accepts = Some(vec![Some(vec!["integer".into()]), None, Some(vec![])]);
+        let int: Option<&'static [&'static str]> = Some(&["integer"]);
+        let num: Option<&'static [&'static str]> = Some(&["bigint", "numeric"]);
+        let takes = |f: &Function, types: &[Option<&'static [&'static str]>]| {
+            f.may_take(&Arguments {
+                types,
+                unpositional: false,
+            })
+        };
+        assert!(takes(&g, &[int, None]));
+        assert!(takes(&g, &[None, None, None]));
+        assert!(!takes(&g, &[int]), "too few");
+        assert!(!takes(&g, &[int, None, None, None]), "too many");
+        assert!(!takes(&g, &[num, None]), "no cast from a decimal");
+        assert!(!takes(&g, &[int, None, int]), "no cast at all");
+        assert!(g.may_take(&Arguments {
+            types: &[num],
+            unpositional: true
+        }));
+        g.variadic = Some(true);
+        assert!(takes(&g, &[int, None, None, None, None]));
+        assert!(!takes(&g, &[num, None, None, None]));
+        let mut old = g.clone();
+        old.nargs = None;
+        assert!(takes(&old, &[num]));
     }
 
     fn rel(q: &str, parents: &[&str], reads: &[&str]) -> RelationDef {

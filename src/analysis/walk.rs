@@ -13,6 +13,7 @@ use super::json::{Id, Tree, Value};
 use super::node_schema::typed_field;
 use super::resolve::{self, Operands};
 use super::risk;
+use super::snapshot::Arguments;
 use super::statements::{is_container, kind_construct, statement_kind};
 use super::AnalysisOptions;
 
@@ -1134,7 +1135,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             .get(body, "funcname")
             .map(|l| self.name_list(l))
             .unwrap_or_default();
-        let call = self.record_function(&names, context);
+        let call = self.record_function_with(&names, context, Some(body));
         if let Some(call) = call {
             self.setting_function(&call, body);
         }
@@ -1143,20 +1144,47 @@ impl<'t, 'a> Walker<'t, 'a> {
 
     /// Records a call of `names` (`[schema.]name`) and returns it.
     fn record_function(&mut self, names: &[String], context: &str) -> Option<FunctionCall> {
+        self.record_function_with(names, context, None)
+    }
+
+    /// Records a call; `node`: its `FuncCall`, whose arguments can rule out overloads.
+    fn record_function_with(
+        &mut self,
+        names: &[String],
+        context: &str,
+        node: Option<Id>,
+    ) -> Option<FunctionCall> {
         let (schema, name) = match names {
             [name] => (None, name.clone()),
             [.., schema, name] => (Some(schema.clone()), name.clone()),
             [] => return None,
         };
-        let call = match self.opts.snapshot() {
-            Some(snap) => match (&schema, self.opts.resolutions()) {
+        let call = match (self.opts.snapshot(), node) {
+            // An extension's or user's function of that name: which overloads the arguments
+            // allow decides the facts.
+            (Some(snap), Some(node)) if snap.has_non_builtin_function(&name) => {
+                let (types, unpositional) = self.call_arguments(node);
+                let args = Arguments {
+                    types: &types,
+                    unpositional,
+                };
+                resolve::function_for(
+                    snap,
+                    self.opts.effective_path(),
+                    schema,
+                    name,
+                    context,
+                    Some(&args),
+                )
+            }
+            (Some(snap), _) => match (&schema, self.opts.resolutions()) {
                 // Unqualified names were resolved once per snapshot.
                 (None, Some(r)) => r.function(&name, context).unwrap_or_else(|| {
                     resolve::function(snap, self.opts.effective_path(), None, name, context)
                 }),
                 _ => resolve::function(snap, self.opts.effective_path(), schema, name, context),
             },
-            None => self.function_from_static(schema, name, context),
+            (None, _) => self.function_from_static(schema, name, context),
         };
         if call
             .risks
@@ -1170,6 +1198,23 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         self.facts.functions.push(call.clone());
         Some(call)
+    }
+
+    /// A `FuncCall`'s arguments: the type of each when the query fixes it, and whether they
+    /// are not positional (named arguments, an explicit `VARIADIC`). `count(*)` has none.
+    fn call_arguments(&self, body: Id) -> (Vec<Option<&'static [&'static str]>>, bool) {
+        let t = self.tree;
+        let mut unpositional = t.get_bool(body, "func_variadic");
+        let mut types = Vec::new();
+        if let Some(args) = t.get(body, "args") {
+            for (_, arg) in t.members(args) {
+                if matches!(wrapper(t, *arg), Some(("NamedArgExpr", _))) {
+                    unpositional = true;
+                }
+                types.push(self.operand_type(*arg));
+            }
+        }
+        (types, unpositional)
     }
 
     /// A call resolved against PostgreSQL 15's built-ins only.

@@ -32,7 +32,15 @@ const FUNCTIONS: &str = "SELECT n.nspname AS schema, p.proname AS name, \
      CASE p.prokind WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' WHEN 'p' THEN 'procedure' ELSE 'function' END AS kind, \
      CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END AS volatility, \
      p.prosecdef AS security_definer, l.lanname AS language, e.extname AS extension, \
-     CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN p.oid < 16384 THEN 'builtin' ELSE 'user' END AS source \
+     CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN p.oid < 16384 THEN 'builtin' ELSE 'user' END AS source, \
+     p.pronargs AS nargs, p.pronargdefaults AS defaults, p.provariadic <> 0 AS variadic, \
+     CASE WHEN p.oid >= 16384 THEN (SELECT pg_catalog.json_agg( \
+          CASE WHEN t.oid >= 16384 AND t.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
+               pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
+               FROM pg_catalog.pg_cast c WHERE c.casttarget = t.oid AND c.castcontext = 'i'), '[]') END \
+          ORDER BY a.n) \
+          FROM unnest(p.proargtypes::pg_catalog.oid[]) WITH ORDINALITY AS a(oid, n) \
+          LEFT JOIN pg_catalog.pg_type t ON t.oid = a.oid) END AS accepts \
      FROM pg_catalog.pg_proc p \
      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
      JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
