@@ -459,15 +459,28 @@ async fn without_a_reachable_catalog_the_static_catalog_decides() {
 /// A database `db` built once by `setup` (run as the superuser; `analyst` may then read every
 /// table), served alone over MCP as `teleport://clusters/acme/databases/{db}` with the
 /// default bundle. Returns the client, a scratch directory to remove, and the database's URI.
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// `sql`, sent over MCP, is refused, and the refusal names every one of `words`.
+async fn assert_refused(client: &Client, db_uri: &str, sql: &str, words: &[&str]) {
+    let (is_error, text) = crate::mcp::query_database(client, db_uri, sql).await;
+    assert!(is_error, "{sql} ran: {text}");
+    for w in words {
+        assert!(text.contains(w), "{sql}: {w:?} missing from {text}");
+    }
+}
+
+/// `sql`, sent over MCP, runs, and its answer holds `expect`.
+async fn assert_runs(client: &Client, db_uri: &str, sql: &str, expect: &str) {
+    let (is_error, text) = crate::mcp::query_database(client, db_uri, sql).await;
+    assert!(!is_error && text.contains(expect), "{sql}: {text}");
+}
+
 async fn serve_database(
     db: &str,
     built: &std::sync::OnceLock<()>,
     setup: &str,
-) -> (
-    rmcp::service::RunningService<rmcp::RoleClient, ()>,
-    std::path::PathBuf,
-    String,
-) {
+) -> (Client, std::path::PathBuf, String) {
     let cluster = Cluster::shared();
     ext_database(cluster);
     built.get_or_init(|| {
@@ -524,12 +537,7 @@ async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
         "SELECT * FROM a NATURAL JOIN b",
         "SELECT * FROM a LEFT JOIN b USING (name)",
     ] {
-        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
-        assert!(is_error, "{sql} ran: {text}");
-        assert!(
-            text.contains("function_user") && text.contains(operator),
-            "{sql}: {text}"
-        );
+        assert_refused(&client, &db_uri, sql, &["function_user", operator]).await;
     }
     for (sql, expect) in [
         (
@@ -542,8 +550,7 @@ async fn implicit_comparisons_are_judged_as_the_operator_they_run() {
             "\"id\":1",
         ),
     ] {
-        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
-        assert!(!is_error && text.contains(expect), "{sql}: {text}");
+        assert_runs(&client, &db_uri, sql, expect).await;
     }
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -605,11 +612,7 @@ async fn casts_are_judged_as_the_functions_they_run() {
         ),
     ];
     for (sql, words) in denied {
-        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
-        assert!(is_error, "{sql} ran: {text}");
-        for w in *words {
-            assert!(text.contains(w), "{sql}: {w:?} missing from {text}");
-        }
+        assert_refused(&client, &db_uri, sql, words).await;
     }
     // A domain whose check calls only PostgreSQL's own functions, and built-in casts, run.
     for (sql, expect) in [
@@ -619,8 +622,7 @@ async fn casts_are_judged_as_the_functions_they_run() {
             "\"t\":\"1\"",
         ),
     ] {
-        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
-        assert!(!is_error && text.contains(expect), "{sql}: {text}");
+        assert_runs(&client, &db_uri, sql, expect).await;
     }
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -709,12 +711,7 @@ async fn operators_and_functions_are_counted_only_where_their_argument_types_all
         ),
     ];
     for (sql, operator) in denied {
-        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
-        assert!(is_error, "{sql} ran: {text}");
-        assert!(
-            text.contains("function_user") && text.contains(operator),
-            "{sql}: {text}"
-        );
+        assert_refused(&client, &db_uri, sql, &["function_user", operator]).await;
     }
     for (sql, expect) in [
         ("SELECT id FROM t WHERE id < 42 ORDER BY id", "\"id\":1"),
@@ -760,8 +757,7 @@ async fn operators_and_functions_are_counted_only_where_their_argument_types_all
             "\"id\":1",
         ),
     ] {
-        let (is_error, text) = crate::mcp::query_database(&client, &db_uri, sql).await;
-        assert!(!is_error && text.contains(expect), "{sql}: {text}");
+        assert_runs(&client, &db_uri, sql, expect).await;
     }
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);

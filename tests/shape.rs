@@ -78,20 +78,14 @@ fn typed_snapshot() -> std::sync::Arc<Snapshot> {
         Snapshot::from_json(include_str!("fixtures/catalog-pg17.json")).expect("the fixture");
     let mut functions = base.functions.clone();
     let mut operators = base.operators.clone();
-    let function = |name: &str| Function {
-        schema: "public".into(),
-        name: name.into(),
-        arguments: String::new(),
-        kind: "function".into(),
-        volatility: Volatility::Volatile,
-        security_definer: false,
-        language: "sql".into(),
-        extension: None,
-        source: FunctionSource::User,
-        nargs: None,
-        defaults: None,
-        variadic: None,
-        accepts: None,
+    let function = |name: &str| {
+        Function::named(
+            "public",
+            name,
+            Volatility::Volatile,
+            false,
+            FunctionSource::User,
+        )
     };
     let operator = |name: &str,
                     left: Option<&str>,

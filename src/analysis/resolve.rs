@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::facts::{FunctionCall, FunctionSource, Operator, Volatility};
 use super::risk;
-use super::snapshot::{source_rank, volatility_rank, Arguments, Snapshot};
+use super::snapshot::{may_coerce, source_rank, volatility_rank, Arguments, Snapshot};
 
 /// A call of `name` (in `schema` when the call names one, else through `path`) as the
 /// snapshot sees it: the worst case of every function it can reach (PostgreSQL picks among
@@ -126,17 +126,6 @@ impl Operands {
         left: None,
         right: None,
     };
-}
-
-/// Can an operand of one of the types `known` be an argument of a parameter that accepts
-/// `accepts`? PostgreSQL considers an operator only when each argument can be coerced
-/// implicitly (`can_coerce_type`); to an extension's or user's own base type, a built-in
-/// type coerces only through an implicit `pg_cast` entry.
-fn may_coerce(accepts: Option<&[String]>, known: Option<&[&str]>) -> bool {
-    match (accepts, known) {
-        (Some(types), Some(known)) => known.iter().any(|t| types.iter().any(|a| a == t)),
-        _ => true,
-    }
 }
 
 impl Candidate {
@@ -262,21 +251,7 @@ mod tests {
     use crate::analysis::snapshot::{Function, OperatorDef, Server};
 
     fn function(name: &str, volatility: Volatility, source: FunctionSource) -> Function {
-        Function {
-            schema: "public".into(),
-            name: name.into(),
-            arguments: String::new(),
-            kind: "function".into(),
-            volatility,
-            security_definer: false,
-            language: "sql".into(),
-            extension: None,
-            source,
-            nargs: None,
-            defaults: None,
-            variadic: None,
-            accepts: None,
-        }
+        Function::named("public", name, volatility, false, source)
     }
 
     fn operator(left: Option<&str>, accepts: Option<&[&str]>, function: &str) -> OperatorDef {

@@ -94,6 +94,32 @@ pub struct Arguments<'a> {
 }
 
 impl Function {
+    /// A function with these facts, in language `sql`, of no extension, whose arguments are
+    /// not known (test catalogs).
+    pub fn named(
+        schema: &str,
+        name: &str,
+        volatility: Volatility,
+        security_definer: bool,
+        source: FunctionSource,
+    ) -> Function {
+        Function {
+            schema: schema.into(),
+            name: name.into(),
+            arguments: String::new(),
+            kind: "function".into(),
+            volatility,
+            security_definer,
+            language: "sql".into(),
+            extension: None,
+            source,
+            nargs: None,
+            defaults: None,
+            variadic: None,
+            accepts: None,
+        }
+    }
+
     /// Could PostgreSQL pick this function for `args`? Fail closed: `true` unless the
     /// catalog rules it out (too many or too few arguments, or a known argument type with no
     /// implicit cast to a parameter of an extension's or user's own type).
@@ -125,10 +151,19 @@ impl Function {
         types
             .iter()
             .zip(accepts)
-            .all(|(known, accepts)| match (known, accepts) {
-                (Some(known), Some(types)) => known.iter().any(|t| types.iter().any(|a| a == t)),
-                _ => true,
-            })
+            .all(|(known, accepts)| may_coerce(accepts.as_deref(), *known))
+    }
+}
+
+/// Can an operand of one of the types `known` be an argument of a parameter that accepts
+/// `accepts`? PostgreSQL considers an operator or function only when each argument can be
+/// coerced implicitly (`can_coerce_type`); to an extension's or user's own base type, a
+/// built-in type coerces only through an implicit `pg_cast` entry. `None` on either side:
+/// it may.
+pub(crate) fn may_coerce(accepts: Option<&[String]>, known: Option<&[&str]>) -> bool {
+    match (accepts, known) {
+        (Some(types), Some(known)) => known.iter().any(|t| types.iter().any(|a| a == t)),
+        _ => true,
     }
 }
 
@@ -399,13 +434,6 @@ impl Snapshot {
         )
     }
 
-    /// Whether some function of this name is not built into PostgreSQL: only then can a
-    /// call's arguments change what it resolves to.
-    pub fn has_non_builtin_function(&self, name: &str) -> bool {
-        self.functions_named(name)
-            .any(|f| f.source != FunctionSource::Builtin)
-    }
-
     fn worst_of<'s>(functions: impl Iterator<Item = &'s Function>) -> Option<Resolved<'s>> {
         let mut worst: Option<Resolved<'_>> = None;
         for f in functions {
@@ -593,21 +621,7 @@ mod tests {
         secdef: bool,
         source: FunctionSource,
     ) -> Function {
-        Function {
-            schema: schema.into(),
-            name: name.into(),
-            arguments: String::new(),
-            kind: "function".into(),
-            volatility: v,
-            security_definer: secdef,
-            language: "sql".into(),
-            extension: None,
-            source,
-            nargs: None,
-            defaults: None,
-            variadic: None,
-            accepts: None,
-        }
+        Function::named(schema, name, v, secdef, source)
     }
 
     fn server() -> Server {

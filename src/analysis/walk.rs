@@ -1159,32 +1159,32 @@ impl<'t, 'a> Walker<'t, 'a> {
             [.., schema, name] => (Some(schema.clone()), name.clone()),
             [] => return None,
         };
-        let call = match (self.opts.snapshot(), node) {
-            // An extension's or user's function of that name: which overloads the arguments
-            // allow decides the facts.
-            (Some(snap), Some(node)) if snap.has_non_builtin_function(&name) => {
-                let (types, unpositional) = self.call_arguments(node);
-                let args = Arguments {
-                    types: &types,
-                    unpositional,
-                };
-                resolve::function_for(
-                    snap,
-                    self.opts.effective_path(),
-                    schema,
-                    name,
-                    context,
-                    Some(&args),
-                )
+        let call = match self.opts.snapshot() {
+            Some(snap) => {
+                let path = self.opts.effective_path();
+                // Unqualified names were resolved once per snapshot. Only when that is not
+                // all PostgreSQL's own do the call's arguments matter: which overloads they
+                // allow decides the facts.
+                let untyped = match (&schema, self.opts.resolutions()) {
+                    (None, Some(r)) => r.function(&name, context),
+                    _ => None,
+                }
+                .unwrap_or_else(|| {
+                    resolve::function(snap, path, schema.clone(), name.clone(), context)
+                });
+                match node {
+                    Some(node) if untyped.source != FunctionSource::Builtin => {
+                        let (types, unpositional) = self.call_arguments(node);
+                        let args = Arguments {
+                            types: &types,
+                            unpositional,
+                        };
+                        resolve::function_for(snap, path, schema, name, context, Some(&args))
+                    }
+                    _ => untyped,
+                }
             }
-            (Some(snap), _) => match (&schema, self.opts.resolutions()) {
-                // Unqualified names were resolved once per snapshot.
-                (None, Some(r)) => r.function(&name, context).unwrap_or_else(|| {
-                    resolve::function(snap, self.opts.effective_path(), None, name, context)
-                }),
-                _ => resolve::function(snap, self.opts.effective_path(), schema, name, context),
-            },
-            (None, _) => self.function_from_static(schema, name, context),
+            None => self.function_from_static(schema, name, context),
         };
         if call
             .risks
