@@ -108,20 +108,15 @@ deny contains reason("foreign_table", i, msg) if {
 	msg := sprintf("%s.%s is a foreign table (server %s): reading it sends queries to another server, which this policy does not allow (tables.allow_foreign)", [r.schema, r.name, object.get(r, "foreign_server", "unknown")])
 }
 
-# A view reads what its definition reads (needs the database's catalog: `view_reads`, its
-# base tables and columns, through other views too): [statement, view, entry, base table].
-view_bases contains [i, r.qualified_name, entry, table] if {
+# A view reads what its definition reads (needs the database's catalog): `view_tables`, its
+# base tables through other views and partitions, and `view_reads`, those tables and their
+# columns as `schema.table.column`.
+deny contains reason("view_reads_denied", i, msg) if {
 	some i, s in input.query.statements
 	some r in s.relations
-	some entry in r.view_reads
-	parts := split(entry, ".")
-	table := concat(".", array.slice(parts, 0, 2))
-}
-
-deny contains reason("view_reads_denied", i, msg) if {
-	some [i, view, _, table] in view_bases
+	some table in r.view_tables
 	denied_base(table)
-	msg := sprintf("view %s reads %s, which the policy does not let you read: query allowed tables directly", [view, table])
+	msg := sprintf("view %s reads %s, which the policy does not let you read: query allowed tables directly", [r.qualified_name, table])
 }
 
 denied_base(table) if {
@@ -136,10 +131,9 @@ denied_base(table) if table in data.sqlguard.tables.sensitive
 denied_base(table) if data.sqlguard.side_channels.relations[table]
 
 deny contains reason("view_reads_denied_column", i, msg) if {
-	some [i, view, entry, table] in view_bases
-	some denied in denied_columns
-	denied[0] == table
-	column := denied[1]
-	entry == concat(".", [table, column])
-	msg := sprintf("view %s is built on the denied column %s.%s: query the columns you need from the tables directly", [view, table, column])
+	some [table, column] in denied_columns
+	some i, s in input.query.statements
+	some r in s.relations
+	concat(".", [table, column]) in r.view_reads
+	msg := sprintf("view %s is built on the denied column %s.%s: query the columns you need from the tables directly", [r.qualified_name, table, column])
 }

@@ -198,6 +198,9 @@ pub struct Relation {
     /// too (`schema.table` and `schema.table.column`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub view_reads: Vec<String>,
+    /// The tables of `view_reads` (`schema.table`), once each: what the table rules check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub view_tables: Vec<String>,
 }
 
 /// A column of a relation compared with constants only: its rows are those with these values.

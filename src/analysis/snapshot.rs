@@ -238,6 +238,33 @@ pub struct CastDef {
     pub via: String,
 }
 
+/// Where a relation's rows come from, beyond itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// Every table it inherits from or is a partition of, transitively (nearest first).
+    pub ancestors: Vec<String>,
+    /// For a view: what its definition reads, through other views too (`schema.table` and
+    /// `schema.table.column`, sorted).
+    pub view_reads: Vec<String>,
+    /// The `schema.table` of every `view_reads` entry, once each (sorted): what a table rule
+    /// looks at, without splitting names per call.
+    pub view_tables: Vec<String>,
+}
+
+/// The distinct `schema.table` of `schema.table[.column]` entries.
+fn tables_of(entries: &[String]) -> Vec<String> {
+    let mut tables: Vec<String> = entries
+        .iter()
+        .map(|e| match e.match_indices('.').nth(1) {
+            Some((end, _)) => e[..end].to_string(),
+            None => e.clone(),
+        })
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables
+}
+
 /// Positions by name, and each relation's lineage, built once per snapshot.
 #[derive(Debug, Clone, Default)]
 struct Index {
@@ -246,7 +273,7 @@ struct Index {
     relations: HashMap<Box<str>, Vec<u32>>,
     casts: HashMap<Box<str>, Vec<u32>>,
     /// Per relation (same positions as `relations`): its ancestors and what it reads as a view.
-    lineage: Vec<(Vec<String>, Vec<String>)>,
+    lineage: Vec<Lineage>,
 }
 
 fn index_by<T>(items: &[T], name: impl Fn(&T) -> &str) -> HashMap<Box<str>, Vec<u32>> {
@@ -364,7 +391,14 @@ impl Snapshot {
         let lineage = self
             .relations
             .iter()
-            .map(|r| (self.ancestors(r), self.view_reads(r)))
+            .map(|r| {
+                let view_reads = self.view_reads(r);
+                Lineage {
+                    ancestors: self.ancestors(r),
+                    view_tables: tables_of(&view_reads),
+                    view_reads,
+                }
+            })
             .collect();
         self.index.lineage = lineage;
         self
@@ -512,15 +546,12 @@ impl Snapshot {
             .find(|&i| self.relations[i].schema == schema)
     }
 
-    /// The relation's ancestors (every table it inherits from or is a partition of,
-    /// transitively) and, for a view, what it reads (see `view_reads`): computed once, when
-    /// the snapshot is indexed.
-    pub fn lineage(&self, schema: &str, name: &str) -> Option<(&[String], &[String])> {
-        let (ancestors, reads) = self
-            .index
+    /// The relation's ancestors and, for a view, what it reads: computed once, when the
+    /// snapshot is indexed.
+    pub fn lineage(&self, schema: &str, name: &str) -> Option<&Lineage> {
+        self.index
             .lineage
-            .get(self.relation_position(schema, name)?)?;
-        Some((ancestors, reads))
+            .get(self.relation_position(schema, name)?)
     }
 
     /// The relation `schema.table` as a dependency entry names it.
@@ -752,9 +783,20 @@ mod tests {
             ],
             vec![],
         );
-        let (ancestors, _) = s.lineage("public", "vault_p1a").unwrap();
-        assert_eq!(ancestors, ["public.vault_p1", "public.vault"]);
-        let (_, reads) = s.lineage("public", "top").unwrap();
+        let ancestors = &s.lineage("public", "vault_p1a").unwrap().ancestors;
+        assert_eq!(ancestors, &["public.vault_p1", "public.vault"]);
+        let top = s.lineage("public", "top").unwrap();
+        assert_eq!(
+            top.view_tables,
+            [
+                "a.v",
+                "b.v",
+                "public.vault",
+                "public.vault_p1",
+                "public.vault_p1a"
+            ]
+        );
+        let reads = &top.view_reads;
         for needed in [
             "public.vault.secret",
             "public.vault_p1.secret",

@@ -738,6 +738,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 foreign_server: None,
                 ancestors: Vec::new(),
                 view_reads: Vec::new(),
+                view_tables: Vec::new(),
             }
         } else {
             self.resolve_relation(schema, name.clone(), access)
@@ -836,13 +837,11 @@ impl<'t, 'a> Walker<'t, 'a> {
             ),
             None => (None, None, None),
         };
-        let (ancestors, view_reads) = match (snapshot, found) {
-            (Some(snap), Some((r, _))) => snap
-                .lineage(&r.schema, &r.name)
-                .map(|(a, v)| (a.to_vec(), v.to_vec()))
-                .unwrap_or_default(),
-            _ => (Vec::new(), Vec::new()),
-        };
+        let lineage = match (snapshot, found) {
+            (Some(snap), Some((r, _))) => snap.lineage(&r.schema, &r.name).cloned(),
+            _ => None,
+        }
+        .unwrap_or_default();
         Relation {
             qualified_name: format!("{schema}.{name}"),
             schema: Some(schema),
@@ -857,8 +856,9 @@ impl<'t, 'a> Walker<'t, 'a> {
             rows_estimate,
             foreign: foreign_server.is_some(),
             foreign_server,
-            ancestors,
-            view_reads,
+            ancestors: lineage.ancestors,
+            view_reads: lineage.view_reads,
+            view_tables: lineage.view_tables,
         }
     }
 
