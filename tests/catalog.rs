@@ -628,6 +628,58 @@ async fn casts_are_judged_as_the_functions_they_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A cast declared `AS IMPLICIT` runs without being written: `m = label` compares an enum
+/// column with a text column by converting the enum with the cast's function (PostgreSQL
+/// picks `text = text`). The analysis does not type every expression, so on a database
+/// holding such a cast with a function not PostgreSQL's own, that function is judged in every
+/// statement that may hold a value of the enum (a column of it read by name, `*` or a whole
+/// row, the type named), and the refusal says which cast; other statements run.
+#[tokio::test]
+async fn implicit_casts_are_judged_where_their_type_may_meet_another() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let (client, dir, db_uri) = serve_database(
+        "implicit_casts",
+        &BUILT,
+        "CREATE TYPE mood AS ENUM ('sad', 'ok');
+         CREATE TABLE seen (v text);
+         CREATE FUNCTION mood_to_text(mood) RETURNS text LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+             AS $$ BEGIN INSERT INTO seen VALUES ('called');
+                   RETURN 'a mood'; END $$;
+         CREATE CAST (mood AS text) WITH FUNCTION mood_to_text(mood) AS IMPLICIT;
+         CREATE TABLE a (id int, m mood, label text);
+         INSERT INTO a VALUES (1, 'ok', 'ok'), (2, 'sad', 'ok');",
+    )
+    .await;
+    // PostgreSQL itself runs the cast's function here: it writes to `seen` once per row.
+    let ran = Cluster::shared().psql(
+        "implicit_casts",
+        "BEGIN; SELECT 'matched ' || count(*) FROM a WHERE m = label; \
+         SELECT 'calls ' || count(*) FROM seen; ROLLBACK;",
+    );
+    assert!(
+        ran.contains("matched 0") && ran.contains("calls 2"),
+        "the implicit cast did not run as expected: {ran}"
+    );
+    let cast = "a cast to text from mood, which PostgreSQL applies implicitly (function public.mood_to_text)";
+    for sql in [
+        "SELECT id FROM a WHERE m = label",
+        "SELECT length(m) AS n FROM a",
+        "SELECT * FROM a",
+        "SELECT id FROM a WHERE 'ok'::mood IS NOT NULL",
+    ] {
+        assert_refused(&client, &db_uri, sql, &["function_security_definer", cast]).await;
+    }
+    assert_runs(
+        &client,
+        &db_uri,
+        "SELECT id, label FROM a WHERE id = 1",
+        "\"label\":\"ok\"",
+    )
+    .await;
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// PostgreSQL picks an operator by its operands' types, and a function by its arguments'
 /// number and types: an extension's or user's operator or function on its own type can run
 /// only on an operand of that type or of a type with an implicit cast to it. A numeric or boolean constant, or a cast to a built-in type, fixes the

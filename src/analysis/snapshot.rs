@@ -236,6 +236,53 @@ pub struct CastDef {
     pub function_name: String,
     /// `cast` or `domain_check`.
     pub via: String,
+    /// For a cast: `implicit` (PostgreSQL applies it by itself wherever the two types meet),
+    /// `assignment` (also when storing into a column) or `explicit` (only when written).
+    /// Absent in files dumped before it was read: taken as `implicit` (fail closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The type cast to, as `format_type` writes it (a cast's, absent for a domain check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Whether the source type is PostgreSQL's own (absent: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_builtin: Option<bool>,
+    /// Whether the target type is PostgreSQL's own (absent: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_builtin: Option<bool>,
+}
+
+impl CastDef {
+    /// The types of this cast that are not PostgreSQL's own (`format_type` names): a value
+    /// of one of them must be in a statement for the cast to run there. Empty when both are
+    /// built in or the snapshot does not say (then it may run anywhere).
+    pub fn own_types(&self) -> impl Iterator<Item = &str> {
+        let source = (self.source_builtin == Some(false)).then_some(self.source.as_deref());
+        let target = (self.target_builtin == Some(false)).then_some(self.target.as_deref());
+        [source.flatten(), target.flatten()].into_iter().flatten()
+    }
+
+    /// The contexts PostgreSQL runs this cast in without the query naming its type.
+    pub fn runs_unwritten(&self) -> Option<CastContext> {
+        if self.via != "cast" {
+            return None;
+        }
+        match self.context.as_deref() {
+            Some("explicit") => None,
+            Some("assignment") => Some(CastContext::Assignment),
+            _ => Some(CastContext::Implicit),
+        }
+    }
+}
+
+/// Where PostgreSQL applies a cast by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CastContext {
+    /// Wherever a value of the source type meets the target type (an operator's or a
+    /// function's argument, a comparison, `CASE`, `UNION` …).
+    Implicit,
+    /// When a value is stored into a column (`INSERT`, `UPDATE`, `MERGE`), and implicitly.
+    Assignment,
 }
 
 /// Where a relation's rows come from, beyond itself.
@@ -272,6 +319,8 @@ struct Index {
     operators: HashMap<Box<str>, Vec<u32>>,
     relations: HashMap<Box<str>, Vec<u32>>,
     casts: HashMap<Box<str>, Vec<u32>>,
+    /// The casts PostgreSQL may apply without the query naming their type.
+    unwritten_casts: Vec<(u32, CastContext)>,
     /// Per relation (same positions as `relations`): its ancestors and what it reads as a view.
     lineage: Vec<Lineage>,
 }
@@ -386,6 +435,10 @@ impl Snapshot {
             operators: index_by(&self.operators, |o| &o.name),
             relations: index_by(&self.relations, |r| &r.name),
             casts: index_by(&self.casts, |c| &c.type_name),
+            unwritten_casts: (0u32..)
+                .zip(&self.casts)
+                .filter_map(|(i, c)| Some((i, c.runs_unwritten()?)))
+                .collect(),
             lineage: Vec::new(),
         };
         let lineage = self
@@ -528,6 +581,15 @@ impl Snapshot {
         in_scope(&self.index.casts, &self.casts, name, schema, path, |c| {
             &c.type_schema
         })
+    }
+
+    /// The casts with a function not PostgreSQL's own that PostgreSQL applies by itself
+    /// (implicit and assignment casts), with where it applies each.
+    pub fn unwritten_casts(&self) -> impl Iterator<Item = (&CastDef, CastContext)> + '_ {
+        self.index
+            .unwritten_casts
+            .iter()
+            .map(|&(i, context)| (&self.casts[i as usize], context))
     }
 
     /// The relation `schema.name`.
@@ -839,5 +901,109 @@ mod tests {
             Err(SnapshotError::Format { found: 1 })
         ));
         assert!(Snapshot::from_json("{}").is_err());
+    }
+
+    /// Casts PostgreSQL applies by itself are calls of every statement (an assignment cast,
+    /// of every statement that writes); an explicit cast only where its type is written.
+    #[test]
+    fn implicit_and_assignment_casts_are_calls_of_every_statement_they_can_run_in() {
+        let cast = |source: &str, function: &str, context: Option<&str>| CastDef {
+            type_schema: "public".into(),
+            type_name: "mood".into(),
+            source: Some(source.into()),
+            function_schema: "public".into(),
+            function_name: function.into(),
+            via: "cast".into(),
+            context: context.map(Into::into),
+            target: None,
+            source_builtin: None,
+            target_builtin: None,
+        };
+        let user = |name: &str| {
+            Function::named(
+                "public",
+                name,
+                Volatility::Volatile,
+                true,
+                FunctionSource::User,
+            )
+        };
+        // A user's type to a built-in one: only where a value of the user's type may be.
+        let level_to_text = CastDef {
+            type_schema: "pg_catalog".into(),
+            type_name: "text".into(),
+            target: Some("text".into()),
+            source_builtin: Some(false),
+            target_builtin: Some(true),
+            ..cast("level", "level_text", Some("implicit"))
+        };
+        let mut t = rel("public.t", &[], &[]);
+        t.columns = Some(vec![
+            ("id".into(), "integer".into()),
+            ("ls".into(), "level[]".into()),
+        ]);
+        let s = Snapshot::new(
+            server(),
+            vec![],
+            vec![
+                user("from_text"),
+                user("from_int"),
+                user("from_bool"),
+                user("from_date"),
+                user("level_text"),
+            ],
+            vec![],
+            vec![t],
+            vec![
+                cast("text", "from_text", Some("implicit")),
+                cast("integer", "from_int", Some("assignment")),
+                cast("boolean", "from_bool", Some("explicit")),
+                // Dumped before contexts were read: taken as implicit.
+                cast("date", "from_date", None),
+                level_to_text,
+            ],
+        );
+        let opts =
+            crate::analysis::AnalysisOptions::default().with_snapshot(Some(std::sync::Arc::new(s)));
+        let calls = |sql: &str| -> Vec<(String, String)> {
+            let facts = crate::analysis::analyze_with(sql, &opts).unwrap();
+            facts.statements[0]
+                .functions
+                .iter()
+                .map(|f| (f.name.clone(), f.cast.clone().unwrap_or_default()))
+                .collect()
+        };
+        let read = calls("SELECT 1");
+        assert_eq!(
+            read,
+            [
+                (
+                    "from_text".to_string(),
+                    "public.mood from text, which PostgreSQL applies implicitly".to_string()
+                ),
+                (
+                    "from_date".to_string(),
+                    "public.mood from date, which PostgreSQL applies implicitly".to_string()
+                ),
+            ]
+        );
+        let write: Vec<String> = calls("INSERT INTO t (m) VALUES (1)")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(write, ["from_text", "from_int", "from_date"]);
+        // The explicit cast where its type is written.
+        assert!(calls("SELECT true::mood")
+            .iter()
+            .any(|(name, _)| name == "from_bool"));
+        // The user's type's cast: where a column of it (an array of it here) is read, by
+        // name or `*`, or the type is named; not elsewhere.
+        let level = |sql: &str| calls(sql).iter().any(|(name, _)| name == "level_text");
+        assert!(!level("SELECT id FROM t WHERE id = 1"));
+        assert!(level("SELECT id FROM t WHERE ls[1] = 'x'"));
+        assert!(level("SELECT * FROM t"));
+        assert!(level("SELECT x FROM (SELECT ls AS x FROM t) s"));
+        assert!(level("SELECT 'low'::level || 'x' AS v"));
+        assert!(level("SELECT id FROM u JOIN t USING (id) WHERE ls IS NULL"));
     }
 }

@@ -13,7 +13,7 @@ use super::json::{Id, Tree, Value};
 use super::node_schema::typed_field;
 use super::resolve::{self, Operands};
 use super::risk;
-use super::snapshot::Arguments;
+use super::snapshot::{Arguments, CastContext};
 use super::statements::{is_container, kind_construct, statement_kind};
 use super::AnalysisOptions;
 
@@ -67,6 +67,9 @@ pub struct Walker<'t, 'a> {
     /// first visible item). An `ON` clause sees only its join's items; a subquery in `FROM`
     /// without `LATERAL` sees nothing of its own level (`usize::MAX`). Innermost last.
     hidden: Vec<(usize, usize)>,
+    /// Types named in the statement, kept only when the snapshot holds casts PostgreSQL
+    /// applies by itself (see `unwritten_casts`).
+    named_types: Vec<String>,
     depth: usize,
     pub too_deep: bool,
 }
@@ -114,6 +117,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             ctes: Vec::new(),
             levels: Vec::new(),
             hidden: Vec::new(),
+            named_types: Vec::new(),
             depth: 0,
             too_deep: false,
         }
@@ -135,7 +139,95 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
             None => self.facts.unclassified.push("statement".into()),
         }
+        self.unwritten_casts();
         self.finish()
+    }
+
+    /// Casts PostgreSQL applies by itself (`CREATE CAST … AS IMPLICIT` or `AS ASSIGNMENT`
+    /// with a function not its own) run wherever a value of one type meets the other: in an
+    /// operator's or a function's argument, a comparison, `CASE`, `UNION`, storing into a
+    /// column. The analysis does not type every expression, so such a cast is a call of every
+    /// statement where a value of its extension's or user's type may be: one that names the
+    /// type, reads a column of it (by name, `*` or a whole row; through arrays too), or calls
+    /// a function or an operator that is not PostgreSQL's own (whose types are not known). A
+    /// cast between two built-in types (only a superuser can make one) counts everywhere, and
+    /// an assignment cast only in a statement that writes.
+    fn unwritten_casts(&mut self) {
+        let Some(snap) = self.opts.snapshot() else {
+            return;
+        };
+        let mut casts = snap.unwritten_casts().peekable();
+        if casts.peek().is_none() {
+            return;
+        }
+        let writes = self
+            .facts
+            .relations
+            .iter()
+            .any(|r| r.access == Access::Write);
+        let calls_unknown_types = self.facts.functions.iter().any(|f| !f.builtin)
+            || self
+                .facts
+                .operators
+                .iter()
+                .any(|o| o.function.as_ref().is_some_and(|f| !f.builtin));
+        let path = self.opts.effective_path();
+        let mut counted = Vec::new();
+        for (cast, context) in casts {
+            let applied = match context {
+                CastContext::Implicit => "implicitly",
+                CastContext::Assignment if writes => "when storing into a column",
+                CastContext::Assignment => continue,
+            };
+            let mut own = cast.own_types().peekable();
+            let may_meet = own.peek().is_none()
+                || calls_unknown_types
+                || own.any(|t| self.holds_value_of(snap, t));
+            if !may_meet {
+                continue;
+            }
+            let mut call = resolve::function(
+                snap,
+                path,
+                Some(cast.function_schema.clone()),
+                cast.function_name.clone(),
+                "cast",
+            );
+            call.cast = Some(format!(
+                "{} from {}, which PostgreSQL applies {applied}",
+                cast.target
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.{}", cast.type_schema, cast.type_name)),
+                cast.source.as_deref().unwrap_or("any type")
+            ));
+            counted.push(call);
+        }
+        self.facts.functions.extend(counted);
+    }
+
+    /// May the statement hold a value of type `ty` (a `format_type` name): it names the type,
+    /// or reads a column of it (or of an array of it) by name, `*` or a whole row.
+    fn holds_value_of(&self, snap: &super::snapshot::Snapshot, ty: &str) -> bool {
+        if self.named_types.iter().any(|n| same_type(n, ty)) {
+            return true;
+        }
+        self.facts.columns.iter().any(|c| {
+            c.relations.iter().any(|r| {
+                let Some((schema, name)) = r.split_once('.') else {
+                    return false;
+                };
+                let Some(def) = snap.relation(schema, name) else {
+                    return false;
+                };
+                // Columns not listed: any may be of that type.
+                let Some(columns) = &def.columns else {
+                    return true;
+                };
+                columns
+                    .iter()
+                    .any(|(n, t)| (c.star || *n == c.name) && same_type(t, ty))
+            })
+        })
     }
 
     fn finish(mut self) -> (StatementFacts, bool) {
@@ -1531,6 +1623,9 @@ impl<'t, 'a> Walker<'t, 'a> {
         let (schema, Some(name)) = (names[0], names[1]) else {
             return;
         };
+        if snap.unwritten_casts().next().is_some() {
+            self.named_types.push(name.to_string());
+        }
         let path = opts.effective_path();
         for cast in snap.casts_to(schema, name, path) {
             let mut call = resolve::function(
@@ -1901,6 +1996,21 @@ pub fn statement_label(node: &str) -> String {
         "VARIABLE SHOW" => "SHOW".into(),
         _ => out,
     }
+}
+
+/// Do two type names (`format_type`'s, or as written) name the same type, or one an array
+/// of the other? Compared without schema and quotes: a name shared by two schemas matches
+/// both (more casts counted, never fewer).
+fn same_type(a: &str, b: &str) -> bool {
+    fn base(t: &str) -> &str {
+        let mut t = t.trim();
+        while let Some(inner) = t.strip_suffix("[]") {
+            t = inner.trim_end();
+        }
+        let t = t.rsplit('.').next().unwrap_or(t);
+        t.trim_matches('"')
+    }
+    base(a) == base(b)
 }
 
 fn dedup<T: PartialEq>(v: &mut Vec<T>) {

@@ -107,12 +107,16 @@ const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
      ORDER BY 1, 2";
 
 /// Casts whose function is not PostgreSQL's own (`CREATE CAST … WITH FUNCTION`, by users and
-/// extensions), and the non-built-in functions a domain's `CHECK` constraints call: what a
+/// extensions) with the context PostgreSQL applies them in by itself (`implicit`: wherever
+/// the types meet; `assignment`: storing into a column; `explicit`: only when written), and the non-built-in functions a domain's `CHECK` constraints call: what a
 /// cast to such a type runs. Domains over domains run their base domain's checks too, so
 /// each domain is listed with every check up its chain.
 const CASTS: &str = "SELECT tn.nspname AS type_schema, t.typname AS type_name, \
      pg_catalog.format_type(c.castsource, NULL) AS source, \
-     pn.nspname AS function_schema, p.proname AS function_name, 'cast' AS via \
+     pn.nspname AS function_schema, p.proname AS function_name, 'cast' AS via, \
+     CASE c.castcontext WHEN 'i' THEN 'implicit' WHEN 'a' THEN 'assignment' ELSE 'explicit' END AS context, \
+     pg_catalog.format_type(c.casttarget, NULL) AS target, \
+     c.castsource < 16384 AS source_builtin, c.casttarget < 16384 AS target_builtin \
      FROM pg_catalog.pg_cast c \
      JOIN pg_catalog.pg_type t ON t.oid = c.casttarget \
      JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
@@ -120,7 +124,7 @@ const CASTS: &str = "SELECT tn.nspname AS type_schema, t.typname AS type_name, \
      JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
      WHERE c.castmethod = 'f' AND p.oid >= 16384 \
      UNION ALL \
-     SELECT DISTINCT tn.nspname, t.typname, NULL, pn.nspname, p.proname, 'domain_check' \
+     SELECT DISTINCT tn.nspname, t.typname, NULL, pn.nspname, p.proname, 'domain_check', NULL::text, NULL::text, NULL::bool, NULL::bool \
      FROM pg_catalog.pg_type t \
      JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
      JOIN LATERAL (WITH RECURSIVE chain(oid, depth) AS ( \
