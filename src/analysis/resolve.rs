@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::facts::{FunctionCall, FunctionSource, Operator, Volatility};
 use super::risk;
-use super::snapshot::{may_coerce, source_rank, volatility_rank, Arguments, Snapshot};
+use super::snapshot::{may_coerce, source_rank, volatility_rank, Arguments, CastDef, Snapshot};
 
 /// A call of `name` (in `schema` when the call names one, else through `path`) as the
 /// snapshot sees it: the worst case of every function it can reach (PostgreSQL picks among
@@ -22,6 +22,20 @@ pub fn function(
     context: &str,
 ) -> FunctionCall {
     function_for(snap, path, schema, name, context, None)
+}
+
+/// The function a conversion runs (a `pg_cast` function or a domain check), as a call with
+/// context `cast`; `what` says which conversion (`cast` in the facts).
+pub fn cast(snap: &Snapshot, path: &[String], def: &CastDef, what: String) -> FunctionCall {
+    let mut call = function(
+        snap,
+        path,
+        Some(def.function_schema.clone()),
+        def.function_name.clone(),
+        "cast",
+    );
+    call.cast = Some(what);
+    call
 }
 
 /// [`function`] for a call with these arguments: the worst case of the functions

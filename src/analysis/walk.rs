@@ -186,21 +186,17 @@ impl<'t, 'a> Walker<'t, 'a> {
             if !may_meet {
                 continue;
             }
-            let mut call = resolve::function(
+            let target = cast
+                .target
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}", cast.type_schema, cast.type_name));
+            let source = cast.source.as_deref().unwrap_or("any type");
+            counted.push(resolve::cast(
                 snap,
                 path,
-                Some(cast.function_schema.clone()),
-                cast.function_name.clone(),
-                "cast",
-            );
-            call.cast = Some(format!(
-                "{} from {}, which PostgreSQL applies {applied}",
-                cast.target
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.{}", cast.type_schema, cast.type_name)),
-                cast.source.as_deref().unwrap_or("any type")
+                cast,
+                format!("{target} from {source}, which PostgreSQL applies {applied}"),
             ));
-            counted.push(call);
         }
         self.facts.functions.extend(counted);
     }
@@ -1628,15 +1624,10 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         let path = opts.effective_path();
         for cast in snap.casts_to(schema, name, path) {
-            let mut call = resolve::function(
-                snap,
-                path,
-                Some(cast.function_schema.clone()),
-                cast.function_name.clone(),
-                "cast",
-            );
-            call.cast = Some(format!("{}.{}", cast.type_schema, cast.type_name));
-            self.facts.functions.push(call);
+            let to = format!("{}.{}", cast.type_schema, cast.type_name);
+            self.facts
+                .functions
+                .push(resolve::cast(snap, path, cast, to));
         }
     }
 
