@@ -247,6 +247,93 @@ async fn sessions_are_pinned() {
     assert_eq!(row["it"], json!("1min"));
 }
 
+/// The time limit is the session's, set only when a call's limit differs from the last one's;
+/// a statement that changes it (or any setting) for the session changes it for nobody: its
+/// transaction is rolled back. A failed statement ends its transaction too (the ROLLBACK that
+/// was queued behind it is skipped by the server and sent again), so the next call runs.
+#[tokio::test]
+async fn the_time_limit_is_pinned_per_call_and_no_statement_keeps_a_change_to_it() {
+    let db = database(Cluster::shared(), "?sslmode=disable", 1);
+    let setting = |r: &QueryResult| rows(r)[0]["st"].clone();
+    let show =
+        "SELECT current_setting('statement_timeout') AS st, current_setting('search_path') AS sp";
+    let r = db
+        .execute(
+            show,
+            RunLimits {
+                statement_timeout_ms: 4321,
+                ..LIMITS
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(setting(&r), json!("4321ms"));
+    // A statement sets both for its session; the next call on the same connection sees neither.
+    let r = db
+        .execute(
+            "SELECT set_config('statement_timeout', '0', false) AS st, set_config('search_path', 'evil', false) AS sp",
+            RunLimits { statement_timeout_ms: 4321, ..LIMITS },
+        )
+        .await
+        .unwrap();
+    assert_eq!(setting(&r), json!("0"));
+    let r = db
+        .execute(
+            show,
+            RunLimits {
+                statement_timeout_ms: 4321,
+                ..LIMITS
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(setting(&r), json!("4321ms"));
+    assert_eq!(rows(&r)[0]["sp"], json!("pg_catalog, public"));
+    // Another limit is set; going back sets the first again.
+    let r = db.execute(show, LIMITS).await.unwrap();
+    assert_eq!(setting(&r), json!("10s"));
+    let r = db
+        .execute(
+            show,
+            RunLimits {
+                statement_timeout_ms: 4321,
+                ..LIMITS
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(setting(&r), json!("4321ms"));
+    // The limit holds: a statement over it is cancelled by the server.
+    let e = db
+        .execute(
+            "SELECT pg_sleep(2)",
+            RunLimits {
+                statement_timeout_ms: 200,
+                ..LIMITS
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::Timeout { limit_ms: 200 }), "{e:?}");
+    // After a failed statement (the timeout, an error) the same connection runs the next call,
+    // outside any transaction, under its own limit.
+    let e = db.execute("SELECT 1/0", LIMITS).await.unwrap_err();
+    assert!(e.to_string().contains("division by zero"), "{e}");
+    let r = db
+        .execute(
+            "SELECT current_setting('statement_timeout') AS st",
+            RunLimits {
+                statement_timeout_ms: 4321,
+                ..LIMITS
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(setting(&r), json!("4321ms"));
+    let (open, _) = db.status();
+    assert_eq!(open, 1, "the one connection was kept through the errors");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_queries_share_a_pool_of_four() {
     let db = shared();

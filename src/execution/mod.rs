@@ -1,8 +1,9 @@
 //! Decision → guarded execution: the second wall behind the policy.
 //!
 //! An allowed statement runs alone over the extended protocol, inside `BEGIN READ ONLY` …
-//! `ROLLBACK` (never committed), with a transaction-local `statement_timeout` plus a
-//! client-side cancel, on a connection whose session settings are pinned at start-up
+//! `ROLLBACK` (never committed), under the session's `statement_timeout` (set to each call's
+//! limit; the rollback undoes any change a statement makes to it) plus a client-side cancel,
+//! on a connection whose session settings are pinned at start-up
 //! (`default_transaction_read_only`, `search_path`, `standard_conforming_strings`, timeouts),
 //! reading at most `max_rows` rows and `max_result_bytes` bytes. If the analysis ever missed
 //! something, PostgreSQL itself still refuses to write, to run a second statement, or to
@@ -59,7 +60,7 @@ pub struct Endpoint {
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub search_path: Vec<String>,
-    /// Default `statement_timeout`; each query sets its own limit too.
+    /// Default `statement_timeout`; a call whose limit differs sets its own first.
     pub statement_timeout_ms: u64,
     pub lock_timeout_ms: u64,
     pub idle_in_transaction_session_timeout_ms: u64,

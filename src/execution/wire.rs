@@ -63,6 +63,9 @@ struct ResultReader {
     byte_cap: usize,
     /// After the statement's RowDescription (or NoData): rows belong to it.
     in_statement: bool,
+    /// After the statement's end (its CommandComplete, PortalSuspended, EmptyQueryResponse
+    /// or error): what follows is the ROLLBACK's.
+    done: bool,
     columns: Vec<String>,
     renders: Vec<Render>,
     rows: Option<Vec<Map<String, Value>>>,
@@ -82,6 +85,7 @@ impl ResultReader {
             max_rows,
             byte_cap,
             in_statement: false,
+            done: false,
             columns: Vec::new(),
             renders: Vec::new(),
             rows: None,
@@ -292,6 +296,10 @@ pub struct Connection {
     pub answered: bool,
     /// The session's memory settings (`work_mem`, `temp_file_limit`).
     pub memory: SessionMemory,
+    /// The session's own `statement_timeout` in ms, as the startup packet or the last
+    /// [`Connection::pin_timeout`] set it (`None`: unknown). Every statement runs in a
+    /// transaction that is rolled back, which undoes any change a statement makes to it.
+    statement_timeout_ms: Option<u64>,
 }
 
 fn io_lost(e: std::io::Error) -> ExecError {
@@ -339,6 +347,10 @@ impl Connection {
             broken: false,
             answered: false,
             memory: SessionMemory::default(),
+            statement_timeout_ms: params
+                .iter()
+                .find(|(k, _)| k == "statement_timeout")
+                .and_then(|(_, v)| v.parse().ok()),
         };
         frontend::startup_message(
             params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
@@ -664,9 +676,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Runs one statement of `sql` inside `BEGIN READ ONLY` … `ROLLBACK`, with a
-    /// transaction-local `statement_timeout`, at most `max_rows` rows and `max_result_bytes`
-    /// bytes kept, in one round trip. The extended protocol makes the server itself refuse
+    /// Runs one statement of `sql` inside `BEGIN READ ONLY` … `ROLLBACK`, under the session's
+    /// `statement_timeout` pinned to `limits` first, at most `max_rows` rows and
+    /// `max_result_bytes` bytes kept, in one round trip (two when the limit changed). The extended protocol makes the server itself refuse
     /// a text holding several statements (threat model, class 1).
     pub async fn run_guarded(
         &mut self,
@@ -674,6 +686,7 @@ impl Connection {
         limits: RunLimits,
     ) -> Result<QueryResult, ExecError> {
         self.usable()?;
+        self.pin_timeout(limits.statement_timeout_ms).await?;
         // One row past the limit tells "more rows exist" from "exactly max_rows rows".
         let max_rows = usize::try_from(limits.max_rows.max(1))
             .unwrap_or(usize::MAX)
@@ -697,7 +710,18 @@ impl Connection {
         let byte_cap = usize::try_from(limits.max_result_bytes).unwrap_or(usize::MAX);
         let mut reader = ResultReader::new(max_rows, byte_cap);
         let read = match self.read_statement(&mut reader).await {
-            Ok(()) => self.read_rollback().await,
+            // The ROLLBACK queued with the statement ended the transaction.
+            Ok(()) if reader.ready == b'I' => Ok(()),
+            // The statement failed, so the server skipped the ROLLBACK queued after it: the
+            // transaction is ended now, in a round trip only errors pay.
+            Ok(()) if reader.ready == b'E' => {
+                self.queue_rollback_closing_planned()?;
+                self.flush().await?;
+                self.read_rollback().await
+            }
+            Ok(()) => Err(ExecError::Protocol(
+                "the transaction did not end after ROLLBACK".into(),
+            )),
             Err(e) => Err(e),
         };
         if let Err(e) = read {
@@ -712,22 +736,56 @@ impl Connection {
         reader.finish(limits.statement_timeout_ms, started.elapsed())
     }
 
-    /// Queues `BEGIN READ ONLY`, the time limit, the statement (fetching at most `fetch`
-    /// rows) and `ROLLBACK`, never a commit, for one round trip.
+    /// Queues `BEGIN READ ONLY`, the transaction's limits, the statement (fetching at most
+    /// `fetch` rows) and `ROLLBACK`, never a commit, for one round trip.
     fn queue_guarded(&mut self, sql: &str, limits: RunLimits, fetch: i32) -> Result<(), ExecError> {
         self.queue_begin(limits)?;
         self.queue_statement_and_rollback(sql, fetch)
     }
 
-    /// Queues `BEGIN READ ONLY` and the transaction's limits: the time limit, and the memory
-    /// pins, each only ever lowering what the session already has.
+    /// Sets the session's `statement_timeout` to `ms` (at least 1: 0 would mean none) unless
+    /// it already is: one round trip when a call's limit differs from the last one's, none
+    /// otherwise. Outside any transaction, so it stays; each statement then runs in a
+    /// transaction that is rolled back, which reverts whatever the statement does to it.
+    async fn pin_timeout(&mut self, ms: u64) -> Result<(), ExecError> {
+        let ms = ms.max(1);
+        if self.statement_timeout_ms == Some(ms) {
+            return Ok(());
+        }
+        self.statement_timeout_ms = None;
+        frontend::query(
+            &format!("SET statement_timeout = {ms}"),
+            &mut self.write_buf,
+        )
+        .map_err(proto)?;
+        self.broken = true;
+        self.answered = !self.read_buf.is_empty();
+        self.flush().await?;
+        let mut error = None;
+        let status = loop {
+            match self.read().await? {
+                Message::ReadyForQuery(r) => break r.status(),
+                Message::ErrorResponse(e) => error = Some(pg_error(e.fields())),
+                _ => {}
+            }
+        };
+        if let Some(e) = error {
+            return Err(ExecError::Postgres(Box::new(e)));
+        }
+        if status != b'I' {
+            return Err(ExecError::Protocol(
+                "the session was inside a transaction when its time limit was set".into(),
+            ));
+        }
+        self.broken = false;
+        self.statement_timeout_ms = Some(ms);
+        Ok(())
+    }
+
+    /// Queues `BEGIN READ ONLY` and the transaction's memory pins, each only ever lowering
+    /// what the session already has. The time limit is the session's (`pin_timeout`).
     fn queue_begin(&mut self, limits: RunLimits) -> Result<(), ExecError> {
         self.push_statement("BEGIN READ ONLY", false, 0)?;
-        let timeout_sql = format!(
-            "SET LOCAL statement_timeout = {}",
-            limits.statement_timeout_ms.max(1)
-        );
-        self.push_statement(&timeout_sql, false, 0)?;
         if let Some(kb) = limits.work_mem_kb {
             // PostgreSQL's minimum is 64 kB.
             let kb = kb.min(self.memory.work_mem_kb).max(64);
@@ -740,9 +798,10 @@ impl Connection {
         Ok(())
     }
 
+    /// The statement and `ROLLBACK` before one Sync: one answer from the server. When the
+    /// statement fails the server skips the ROLLBACK, and `read_guarded` sends it.
     fn queue_statement_and_rollback(&mut self, sql: &str, fetch: i32) -> Result<(), ExecError> {
         self.push_statement(sql, true, fetch)?;
-        frontend::sync(&mut self.write_buf);
         self.push_statement("ROLLBACK", false, 0)?;
         frontend::sync(&mut self.write_buf);
         Ok(())
@@ -832,6 +891,7 @@ impl Connection {
         limits: RunLimits,
     ) -> Result<Value, ExecError> {
         self.usable()?;
+        self.pin_timeout(limits.statement_timeout_ms).await?;
         self.queue_begin(limits)?;
         // A statement left by a call that broke off is replaced (closing a missing one is not
         // an error). A prepared statement holds one statement: the server refuses several.
@@ -922,7 +982,6 @@ impl Connection {
         .map_err(|_| ExecError::Protocol("cannot encode Bind".into()))?;
         frontend::describe(b'P', "", &mut self.write_buf).map_err(proto)?;
         frontend::execute("", max_rows as i32 + 1, &mut self.write_buf).map_err(proto)?;
-        frontend::sync(&mut self.write_buf);
         self.queue_rollback_closing_planned()?;
         self.read_guarded(max_rows, limits).await
     }
@@ -974,15 +1033,16 @@ impl Connection {
             match self.read().await? {
                 Message::ParseComplete | Message::BindComplete | Message::CloseComplete => {}
                 Message::CommandComplete(c) => {
-                    if r.in_statement {
+                    if r.in_statement && !r.done {
                         r.command_tag = c.tag().ok().map(str::to_string);
+                        r.done = true;
                     }
                 }
                 Message::RowDescription(desc) => r.describe(&desc)?,
                 Message::NoData => r.in_statement = true,
                 Message::DataRow(row) => r.row(&row)?,
                 // The server stopped at max_rows + 1 rows and produced no more.
-                Message::PortalSuspended | Message::EmptyQueryResponse => {}
+                Message::PortalSuspended | Message::EmptyQueryResponse => r.done = r.in_statement,
                 Message::ErrorResponse(e) => {
                     if r.error.is_none() {
                         r.error = Some(pg_error(e.fields()));
