@@ -302,50 +302,93 @@ fn streams(c: &mut Criterion) {
     cli_stream();
 }
 
-/// `sqlguard check --jsonl` over the TPC-H stream with fresh constants: per decision, the
-/// start-up (a one-line run) subtracted; best of five. Printed, not a criterion row.
+/// `sqlguard check --jsonl` over the TPC-H stream with fresh constants and over never-seen
+/// shapes: per decision, the start-up (a one-line run) subtracted; best of five. Beside it, in
+/// the same run, the pglast-based peer guards over the same streams when `scripts/peer-bench`
+/// has installed them. Printed, not criterion rows.
 fn cli_stream() {
-    let stream = tpch_fresh_constants();
-    if stream.is_empty() {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("sqlguard-bench-{}", std::process::id()));
+    // Kept after the run, for profiling (`sqlguard check --jsonl < target/bench-streams/…`).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-streams");
     std::fs::create_dir_all(&dir).unwrap();
-    let write = |name: &str, lines: &[String]| {
-        let path = dir.join(name);
-        let text: String = lines
-            .iter()
-            .map(|sql| format!("{}\n", serde_json::json!({ "sql": sql })))
-            .collect();
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    let all = write("all.jsonl", &stream);
-    let one = write("one.jsonl", &stream[..1]);
-    let time = |path: &PathBuf| {
-        (0..5)
-            .map(|_| {
-                let started = std::time::Instant::now();
-                let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
-                    .args(["check", "--jsonl"])
-                    .stdin(std::fs::File::open(path).unwrap())
-                    .output()
-                    .unwrap();
-                assert!(!out.stdout.is_empty());
-                started.elapsed()
-            })
-            .min()
-            .unwrap()
-    };
-    let (t_all, t_one) = (time(&all), time(&one));
-    println!(
-        "cli/check --jsonl/tpch-fresh-constants: {:.1} µs per decision ({} decisions in {:.1} ms, start-up {:.1} ms subtracted)",
-        (t_all.saturating_sub(t_one)).as_secs_f64() * 1e6 / (stream.len() - 1) as f64,
-        stream.len(),
-        t_all.as_secs_f64() * 1e3,
-        t_one.as_secs_f64() * 1e3,
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    for (name, stream) in [
+        ("tpch-fresh-constants", tpch_fresh_constants()),
+        ("never-seen-shapes", never_seen_shapes()),
+    ] {
+        if stream.len() < 2 {
+            continue;
+        }
+        let write = |file: &str, lines: &[String]| {
+            let path = dir.join(file);
+            let text: String = lines
+                .iter()
+                .map(|sql| format!("{}\n", serde_json::json!({ "sql": sql })))
+                .collect();
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let all = write(&format!("{name}.jsonl"), &stream);
+        let one = write(&format!("{name}-first.jsonl"), &stream[..1]);
+        let time = |path: &PathBuf| {
+            (0..5)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+                        .args(["check", "--jsonl"])
+                        .stdin(std::fs::File::open(path).unwrap())
+                        .output()
+                        .unwrap();
+                    assert!(!out.stdout.is_empty());
+                    started.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let (t_all, t_one) = (time(&all), time(&one));
+        println!(
+            "cli/check --jsonl/{name}: {:.1} µs per decision ({} decisions in {:.1} ms, start-up {:.1} ms subtracted)",
+            (t_all.saturating_sub(t_one)).as_secs_f64() * 1e6 / (stream.len() - 1) as f64,
+            stream.len(),
+            t_all.as_secs_f64() * 1e3,
+            t_one.as_secs_f64() * 1e3,
+        );
+        peers(name, &all);
+    }
+}
+
+/// The pglast-based peers (Postgres MCP Pro, the awslabs Postgres MCP server) over a stream,
+/// with the interpreters `scripts/peer-bench` installs under `target/peer-bench`.
+fn peers(stream: &str, path: &std::path::Path) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for peer in ["postgres-mcp", "awslabs"] {
+        let python = root.join("target/peer-bench").join(peer).join("bin/python");
+        if !python.exists() {
+            println!(
+                "peers/{peer}/{stream}: not installed (scripts/peer-bench --install): SKIPPED"
+            );
+            continue;
+        }
+        match std::process::Command::new(&python)
+            .arg(root.join("benches/peers.py"))
+            .arg(peer)
+            .arg(path)
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                print!("peers/{stream}/{}", String::from_utf8_lossy(&out.stdout))
+            }
+            Ok(out) => println!(
+                "peers/{peer}/{stream}: failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ),
+            Err(e) => println!(
+                "peers/{peer}/{stream}: cannot run {}: {e}",
+                python.display()
+            ),
+        }
+    }
 }
 
 fn execution(c: &mut Criterion) {
@@ -418,8 +461,52 @@ fn execution(c: &mut Criterion) {
             })
         });
     }
+    interleaved(&rt, &client, &db, &policy, limits);
     plan_step(c, &rt, &db, &cluster, limits);
     drop(cluster);
+}
+
+/// `SELECT 1` unguarded, guarded, and guarded with its decision, one call of each in turn,
+/// 3,000 rounds: the three medians and their ratios to the unguarded call. Interleaving makes
+/// the machine's drift (large on a shared VM) fall on the three alike. Printed, not rows.
+fn interleaved(
+    rt: &tokio::runtime::Runtime,
+    client: &tokio_postgres::Client,
+    db: &sqlguard::execution::Database,
+    policy: &Policy,
+    limits: sqlguard::execution::RunLimits,
+) {
+    let (opts, identity, sql) = (AnalysisOptions::default(), Identity::default(), "SELECT 1");
+    let mut times: [Vec<std::time::Duration>; 3] = Default::default();
+    rt.block_on(async {
+        for round in 0..3_100 {
+            let t = std::time::Instant::now();
+            client.query_typed(sql, &[]).await.unwrap();
+            let unguarded = t.elapsed();
+            let t = std::time::Instant::now();
+            db.execute(sql, limits).await.unwrap();
+            let guarded = t.elapsed();
+            let t = std::time::Instant::now();
+            let checked = policy.check(sql, &opts, None, &identity, "teleport_postgres_query");
+            assert!(checked.decision.allow);
+            db.execute(sql, limits).await.unwrap();
+            let decided = t.elapsed();
+            if round >= 100 {
+                for (v, d) in times.iter_mut().zip([unguarded, guarded, decided]) {
+                    v.push(d);
+                }
+            }
+        }
+    });
+    let [u, g, d] = times.map(|mut v| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e6
+    });
+    println!(
+        "execution/interleaved/select1: unguarded {u:.1} µs, guarded {g:.1} µs ({:.2}×), guarded+decision {d:.1} µs ({:.2}×) (medians of 3,000 rounds)",
+        g / u,
+        d / u
+    );
 }
 
 /// The plan step's cost on a point query (`SELECT … WHERE id = $const` on a 100 k-row
