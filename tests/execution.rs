@@ -254,64 +254,43 @@ async fn sessions_are_pinned() {
 #[tokio::test]
 async fn the_time_limit_is_pinned_per_call_and_no_statement_keeps_a_change_to_it() {
     let db = database(Cluster::shared(), "?sslmode=disable", 1);
-    let setting = |r: &QueryResult| rows(r)[0]["st"].clone();
-    let show =
-        "SELECT current_setting('statement_timeout') AS st, current_setting('search_path') AS sp";
-    let r = db
-        .execute(
-            show,
-            RunLimits {
-                statement_timeout_ms: 4321,
-                ..LIMITS
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(setting(&r), json!("4321ms"));
+    let limit = |ms| RunLimits {
+        statement_timeout_ms: ms,
+        ..LIMITS
+    };
+    let show = |ms| {
+        let db = db.clone();
+        async move {
+            let r = db
+                .execute(
+                    "SELECT current_setting('statement_timeout') AS st, current_setting('search_path') AS sp",
+                    limit(ms),
+                )
+                .await
+                .unwrap();
+            (rows(&r)[0]["st"].clone(), rows(&r)[0]["sp"].clone())
+        }
+    };
+    assert_eq!(show(4321).await.0, json!("4321ms"));
     // A statement sets both for its session; the next call on the same connection sees neither.
     let r = db
         .execute(
             "SELECT set_config('statement_timeout', '0', false) AS st, set_config('search_path', 'evil', false) AS sp",
-            RunLimits { statement_timeout_ms: 4321, ..LIMITS },
+            limit(4321),
         )
         .await
         .unwrap();
-    assert_eq!(setting(&r), json!("0"));
-    let r = db
-        .execute(
-            show,
-            RunLimits {
-                statement_timeout_ms: 4321,
-                ..LIMITS
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(setting(&r), json!("4321ms"));
-    assert_eq!(rows(&r)[0]["sp"], json!("pg_catalog, public"));
+    assert_eq!(rows(&r)[0]["st"], json!("0"));
+    assert_eq!(
+        show(4321).await,
+        (json!("4321ms"), json!("pg_catalog, public"))
+    );
     // Another limit is set; going back sets the first again.
-    let r = db.execute(show, LIMITS).await.unwrap();
-    assert_eq!(setting(&r), json!("10s"));
-    let r = db
-        .execute(
-            show,
-            RunLimits {
-                statement_timeout_ms: 4321,
-                ..LIMITS
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(setting(&r), json!("4321ms"));
+    assert_eq!(show(10_000).await.0, json!("10s"));
+    assert_eq!(show(4321).await.0, json!("4321ms"));
     // The limit holds: a statement over it is cancelled by the server.
     let e = db
-        .execute(
-            "SELECT pg_sleep(2)",
-            RunLimits {
-                statement_timeout_ms: 200,
-                ..LIMITS
-            },
-        )
+        .execute("SELECT pg_sleep(2)", limit(200))
         .await
         .unwrap_err();
     assert!(matches!(e, ExecError::Timeout { limit_ms: 200 }), "{e:?}");
@@ -319,17 +298,7 @@ async fn the_time_limit_is_pinned_per_call_and_no_statement_keeps_a_change_to_it
     // outside any transaction, under its own limit.
     let e = db.execute("SELECT 1/0", LIMITS).await.unwrap_err();
     assert!(e.to_string().contains("division by zero"), "{e}");
-    let r = db
-        .execute(
-            "SELECT current_setting('statement_timeout') AS st",
-            RunLimits {
-                statement_timeout_ms: 4321,
-                ..LIMITS
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(setting(&r), json!("4321ms"));
+    assert_eq!(show(4321).await.0, json!("4321ms"));
     let (open, _) = db.status();
     assert_eq!(open, 1, "the one connection was kept through the errors");
 }

@@ -753,25 +753,11 @@ impl Connection {
             return Ok(());
         }
         self.statement_timeout_ms = None;
-        frontend::query(
-            &format!("SET statement_timeout = {ms}"),
-            &mut self.write_buf,
-        )
-        .map_err(proto)?;
         self.broken = true;
         self.answered = !self.read_buf.is_empty();
-        self.flush().await?;
-        let mut error = None;
-        let status = loop {
-            match self.read().await? {
-                Message::ReadyForQuery(r) => break r.status(),
-                Message::ErrorResponse(e) => error = Some(pg_error(e.fields())),
-                _ => {}
-            }
-        };
-        if let Some(e) = error {
-            return Err(ExecError::Postgres(Box::new(e)));
-        }
+        let status = self
+            .simple_status(&format!("SET statement_timeout = {ms}"))
+            .await?;
         if status != b'I' {
             return Err(ExecError::Protocol(
                 "the session was inside a transaction when its time limit was set".into(),
@@ -1085,17 +1071,23 @@ impl Connection {
 
     /// Runs fixed, sqlguard-written SQL with the simple protocol (never model text).
     pub async fn simple(&mut self, sql: &'static str) -> Result<(), ExecError> {
+        self.simple_status(sql).await.map(|_| ())
+    }
+
+    /// Runs `sql` (sqlguard's own, never model text) with the simple protocol; returns the
+    /// transaction status of its ReadyForQuery.
+    async fn simple_status(&mut self, sql: &str) -> Result<u8, ExecError> {
         frontend::query(sql, &mut self.write_buf).map_err(proto)?;
         self.flush().await?;
         let mut error = None;
-        loop {
+        let status = loop {
             match self.read().await? {
-                Message::ReadyForQuery(_) => break,
+                Message::ReadyForQuery(r) => break r.status(),
                 Message::ErrorResponse(e) => error = Some(pg_error(e.fields())),
                 _ => {}
             }
-        }
-        error.map_or(Ok(()), |e| Err(ExecError::Postgres(Box::new(e))))
+        };
+        error.map_or(Ok(status), |e| Err(ExecError::Postgres(Box::new(e))))
     }
 
     /// Sends Terminate and closes the stream.
