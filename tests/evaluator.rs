@@ -213,6 +213,64 @@ fn a_policy_past_its_time_limit_denies() {
     assert!(policy.decide(&call(&facts, &identity)).allow);
 }
 
+/// The compiled evaluator keeps its VMs between calls and loads a program into one only when it
+/// last ran the other (decision, plan decision): every call still starts from a clean state. On
+/// one thread the same VM serves each call in turn: ordinary decisions, a call whose rule fails
+/// (division by zero) and plan decisions, interleaved, each equal to the interpreter's.
+#[test]
+fn a_reused_vm_decides_each_call_from_a_clean_state() {
+    let module = "package sqlguard\nimport rego.v1\n\
+                  deny contains reason(\"ratio\", -1, \"r\") if {\n\
+                  input.database.name == \"zero\"\n\
+                  100 / data.sqlguard.extra.divisor > 1\n}\n";
+    let policy = Policy::with_cache(
+        bundle_with(
+            "reuse",
+            Some(module),
+            Some(r#"{"sqlguard": {"extra": {"divisor": 0}}}"#),
+        ),
+        0,
+    )
+    .unwrap();
+    assert_eq!(policy.evaluator(), Evaluator::Compiled);
+    let identity = Identity::default();
+    let zero = DatabaseContext {
+        name: "zero".into(),
+        ..Default::default()
+    };
+    let plans = sqlguard::policy::agreement_plans();
+    for round in 0..3 {
+        for (n, sql) in sqlguard::policy::AGREEMENT_SQL.iter().enumerate() {
+            let facts = analyze(sql).unwrap();
+            let input = call(&facts, &identity);
+            let want = policy.interpreted(DECISION_RULE, &input).unwrap();
+            let got = policy.compiled(DECISION_RULE, &input).unwrap().unwrap();
+            assert_eq!(want, got, "round {round}: {sql}");
+            let failing = PolicyInput {
+                database: Some(&zero),
+                ..input.clone()
+            };
+            let e = policy.compiled(DECISION_RULE, &failing).unwrap();
+            assert!(
+                e.is_err(),
+                "round {round}: {sql} with a failing rule: {e:?}"
+            );
+            let (name, plan) = &plans[n % plans.len()];
+            let planned = PolicyInput {
+                query: None,
+                plan: Some(plan),
+                ..input
+            };
+            let want = policy.interpreted(PLAN_DECISION_RULE, &planned).unwrap();
+            let got = policy
+                .compiled(PLAN_DECISION_RULE, &planned)
+                .unwrap()
+                .unwrap();
+            assert_eq!(want, got, "round {round}: {name}");
+        }
+    }
+}
+
 /// A bundle the compiled evaluator decides differently from the interpreter at load is
 /// evaluated by the interpreter: a comparison across types is ordered by the interpreter (as
 /// OPA does) and an error for the RVM.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuilds vendor/regorus from the crates.io release and the patch, and compares it with the
-# vendored copy: exit 0 when they are the same.
+# Rebuilds vendor/regorus from the crates.io release and its two patches (fail-closed, then
+# speed), and compares the result with the vendored copy: exit 0 when they are the same.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tmp="$(mktemp -d)"
@@ -12,7 +12,8 @@ fi
 tar -xzf "$tmp/regorus.crate" -C "$tmp"
 cd "$tmp/regorus-0.14.1"
 patch -s -p1 < "$here/regorus-rvm-fail-closed.patch"
+patch -s -p1 < "$here/regorus-rvm-speed.patch"
 diff -r src "$here/regorus/src"
 diff LICENSE "$here/regorus/LICENSE"
 diff build.rs "$here/regorus/build.rs"
-echo "vendor/regorus = regorus 0.14.1 + regorus-rvm-fail-closed.patch"
+echo "vendor/regorus = regorus 0.14.1 + regorus-rvm-fail-closed.patch + regorus-rvm-speed.patch"

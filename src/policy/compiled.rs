@@ -63,7 +63,8 @@ pub struct Compiled {
     plan: Option<Arc<Program>>,
     data: Value,
     time_limit: Duration,
-    idle: Mutex<Vec<RegoVM>>,
+    /// Idle VMs, each with the program it holds.
+    idle: Mutex<Vec<(RegoVM, Arc<Program>)>>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -171,23 +172,29 @@ impl Compiled {
             PLAN_DECISION_RULE => self.plan.as_ref().ok_or_else(|| not_compiled(rule))?,
             other => return Err(not_compiled(other)),
         };
-        let mut vm = self.vm()?;
-        vm.load_program(program.clone());
+        let (mut vm, mut loaded) = self.vm()?;
+        // A run starts from a clean state (rule cache, registers, stacks) whatever ran before;
+        // loading the program again is needed only when the VM last ran the other one.
+        if !Arc::ptr_eq(&loaded, program) {
+            vm.load_program(program.clone());
+            loaded = program.clone();
+        }
         vm.set_input(input);
         let result = vm.execute_entry_point_by_name(rule);
         // Drop what the run holds (input, registers) before the VM waits for the next call.
         vm.set_input(Value::Undefined);
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < POOL {
-                idle.push(vm);
+                idle.push((vm, loaded));
             }
         }
         result
     }
 
-    fn vm(&self) -> Result<RegoVM, VmError> {
-        if let Some(vm) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(vm);
+    /// An idle VM and the program it holds, or a new one holding the decision.
+    fn vm(&self) -> Result<(RegoVM, Arc<Program>), VmError> {
+        if let Some(idle) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(idle);
         }
         let mut vm = RegoVM::new();
         vm.load_program(self.decision.clone());
@@ -199,7 +206,7 @@ impl Compiled {
             limit: self.time_limit,
             check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
         }));
-        Ok(vm)
+        Ok((vm, self.decision.clone()))
     }
 
     /// Both evaluators on [`AGREEMENT_SQL`] in four contexts (and the plan decision on a few
