@@ -15,11 +15,11 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use sqlguard::analysis::variants::Constants;
-use sqlguard::analysis::{analyze_with, AnalysisOptions, Facts};
+use sqlguard::analysis::{analyze_with, AnalysisOptions};
 use sqlguard::policy::{Bundle, Identity, Policy, PolicyInput};
 
 mod workload;
-use workload::{tpch, BENCH_SCHEMA, JOIN, POINT};
+use workload::{query_input, tpch, BENCH_SCHEMA, JOIN, POINT};
 
 fn big_query() -> String {
     let cols: Vec<String> = (0..60)
@@ -50,18 +50,6 @@ fn inputs() -> Vec<(String, String)> {
     v
 }
 
-/// The policy input of a query tool call on no particular database.
-fn query_input<'a>(facts: &'a Facts, identity: &'a Identity) -> PolicyInput<'a> {
-    PolicyInput {
-        query: Some(facts),
-        database: None,
-        identity,
-        tool: "teleport_postgres_query",
-        plan: None,
-    }
-}
-
-/// The default bundle with a decision cache of `cache_entries` (0: none).
 fn policy_with(cache_entries: usize) -> Policy {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     Policy::with_cache(Bundle::load(&[dir], &[]).unwrap(), cache_entries).unwrap()
@@ -224,35 +212,10 @@ fn tpch_fresh_constants() -> Vec<String> {
 
 /// Statements of PostgreSQL's regression SQL, each of a shape the stream has not seen.
 fn never_seen_shapes() -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/pg_regress");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("!!!!! ../shared/corpus/pg_regress is absent: the cold stream is SKIPPED !!!!!");
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    let opts = AnalysisOptions::default();
-    let identity = Identity::default();
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for path in files {
-        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
-        for sql in pg_query::split_with_scanner(&text).unwrap_or_default() {
-            let Ok(facts) = analyze_with(sql, &opts) else {
-                continue;
-            };
-            let key = sqlguard::policy::to_policy_value(&query_input(&facts, &identity))
-                .map(|v| v.to_json_str().unwrap_or_default())
-                .unwrap_or_default();
-            if seen.insert(key) {
-                out.push(sql.to_string());
-            }
-            if out.len() == 2000 {
-                return out;
-            }
-        }
-    }
-    out
+    workload::never_seen_shapes(2000)
+        .into_iter()
+        .map(|(sql, _)| sql)
+        .collect()
 }
 
 /// Per decision over a stream of calls, as an agent sends them: TPC-H with fresh constants

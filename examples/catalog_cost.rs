@@ -17,6 +17,7 @@ use sqlguard::execution::{Database, DirectDialer, Dsn, SessionSettings};
 use sqlguard::policy::{Bundle, Identity, Policy};
 
 #[path = "../benches/workload/mod.rs"]
+#[allow(dead_code)] // the benches' workload: this example reads the queries and their schema
 mod workload;
 
 /// Decides `sql` `calls` times. Not inlined: callgrind dumps its counters after each call.

@@ -14,51 +14,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sqlguard::analysis::{analyze_with, AnalysisOptions, Facts};
-use sqlguard::policy::{to_policy_value, Bundle, Identity, Policy, PolicyInput, DECISION_RULE};
+use sqlguard::analysis::AnalysisOptions;
+use sqlguard::policy::{Bundle, Identity, Policy, PolicyInput, DECISION_RULE};
 
-/// Up to `n` statements of the regression SQL, each of a policy input not seen before.
-fn never_seen(n: usize) -> Result<Vec<(String, Facts)>, String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/pg_regress");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e} (the corpus is needed)", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    let opts = AnalysisOptions::default();
-    let identity = Identity::default();
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for path in files {
-        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
-        for sql in pg_query::split_with_scanner(&text).unwrap_or_default() {
-            let Ok(facts) = analyze_with(sql, &opts) else {
-                continue;
-            };
-            let key = to_policy_value(&call(&facts, &identity))
-                .map_err(|e| e.to_string())?
-                .to_json_str()
-                .map_err(|e| e.to_string())?;
-            if seen.insert(key) {
-                out.push((sql.to_string(), facts));
-            }
-            if out.len() == n {
-                return Ok(out);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn call<'a>(facts: &'a Facts, identity: &'a Identity) -> PolicyInput<'a> {
-    PolicyInput {
-        query: Some(facts),
-        database: None,
-        identity,
-        tool: "teleport_postgres_query",
-        plan: None,
-    }
-}
+#[path = "../benches/workload/mod.rs"]
+#[allow(dead_code)] // the benches' workload: this example reads only its never-seen stream
+mod workload;
+use workload::{never_seen_shapes, query_input};
 
 /// Runs `work` once and returns its time divided by `n`. Not inlined: callgrind collects only
 /// inside it and dumps its counters when it returns.
@@ -130,8 +92,14 @@ fn main() -> Result<(), String> {
     // Under valgrind the load-time agreement check runs ~50× slower than its limit expects.
     bundle.eval_time_limit = Duration::from_secs(120);
     let identity = Identity::default();
-    let stream = never_seen(n)?;
-    let inputs: Vec<PolicyInput<'_>> = stream.iter().map(|(_, f)| call(f, &identity)).collect();
+    let stream = never_seen_shapes(n);
+    if stream.is_empty() {
+        return Err("no never-seen statements: ../shared/corpus/pg_regress is needed".into());
+    }
+    let inputs: Vec<PolicyInput<'_>> = stream
+        .iter()
+        .map(|(_, f)| query_input(f, &identity))
+        .collect();
     let base = compiled(bundle.clone())?;
     let all = timed_decisions(&base, &inputs);
     println!("whole\t{}\t{:.1}", inputs.len(), us(all));

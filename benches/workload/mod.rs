@@ -1,7 +1,11 @@
-//! What the benches (and `examples/catalog_cost.rs`) decide: the point and join queries,
-//! TPC-H's 22, and the tables they read.
+//! What the benches (and `examples/catalog_cost.rs`, `examples/rule_cost.rs`) decide: the
+//! point and join queries, TPC-H's 22, never-seen regression statements, and the tables they
+//! read.
 
 use std::path::PathBuf;
+
+use sqlguard::analysis::{analyze_with, AnalysisOptions, Facts};
+use sqlguard::policy::{to_policy_value, Identity, PolicyInput};
 
 pub const POINT: &str = "SELECT id, name, email FROM users WHERE id = 42";
 
@@ -61,3 +65,50 @@ CREATE TABLE IF NOT EXISTS lineitem (l_orderkey int, l_partkey int, l_suppkey in
 CREATE OR REPLACE VIEW revenue0 (supplier_no, total_revenue) AS
     SELECT l_suppkey, sum(l_extendedprice * (1 - l_discount)) FROM lineitem GROUP BY l_suppkey;
 ";
+
+/// The policy input of a query tool call on no particular database.
+pub fn query_input<'a>(facts: &'a Facts, identity: &'a Identity) -> PolicyInput<'a> {
+    PolicyInput {
+        query: Some(facts),
+        database: None,
+        identity,
+        tool: "teleport_postgres_query",
+        plan: None,
+    }
+}
+
+/// Up to `n` statements of PostgreSQL's regression SQL (`../shared/corpus/pg_regress`), each
+/// of a policy input not seen before, with their facts; empty (said loudly) without the corpus.
+pub fn never_seen_shapes(n: usize) -> Vec<(String, Facts)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/pg_regress");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "!!!!! ../shared/corpus/pg_regress is absent: the never-seen stream is SKIPPED !!!!!"
+        );
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let opts = AnalysisOptions::default();
+    let identity = Identity::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for path in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        for sql in pg_query::split_with_scanner(&text).unwrap_or_default() {
+            let Ok(facts) = analyze_with(sql, &opts) else {
+                continue;
+            };
+            let key = to_policy_value(&query_input(&facts, &identity))
+                .map(|v| v.to_json_str().unwrap_or_default())
+                .unwrap_or_default();
+            if seen.insert(key) {
+                out.push((sql.to_string(), facts));
+            }
+            if out.len() == n {
+                return out;
+            }
+        }
+    }
+    out
+}
