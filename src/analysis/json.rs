@@ -31,11 +31,14 @@ pub enum Value<'a> {
 }
 
 /// A parsed JSON document (or a parse tree read from libpg_query's events: [`super::raw`]).
-/// Two trees built from the same document are equal, member order included.
-#[derive(Debug, Default, PartialEq)]
+/// Values are numbered in document order; where a container's members lie in `members`
+/// depends on the reader (the JSON reader places them when the container closes, the events
+/// reader when it opens), so two trees are equal when they hold the same document: the same
+/// values in the same order, each container's members in the same order under the same keys.
+#[derive(Debug, Default)]
 pub struct Tree<'a> {
     pub(super) values: Vec<Value<'a>>,
-    pub(super) members: Vec<(Cow<'a, str>, Id)>,
+    pub(super) members: Vec<(&'a str, Id)>,
     /// When traced: which constants' values were read ([`Tree::trace_constants`]).
     pub(super) trace: Option<ConstTrace>,
 }
@@ -57,7 +60,36 @@ impl ConstTrace {
     }
 }
 
+impl PartialEq for Tree<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        if self.values.len() != other.values.len() || self.trace != other.trace {
+            return false;
+        }
+        self.values
+            .iter()
+            .zip(&other.values)
+            .all(|(a, b)| match (a, b) {
+                (Value::Array { .. }, Value::Array { .. })
+                | (Value::Object { .. }, Value::Object { .. }) => {
+                    let (a, b) = (self.slots(a), other.slots(b));
+                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+                }
+                (a, b) => a == b,
+            })
+    }
+}
+
 impl<'a> Tree<'a> {
+    /// A container's members (none for a scalar).
+    fn slots(&self, value: &Value<'a>) -> &[(&'a str, Id)] {
+        match value {
+            Value::Array { start, end } | Value::Object { start, end } => {
+                &self.members[*start as usize..*end as usize]
+            }
+            _ => &[],
+        }
+    }
+
     pub fn root(&self) -> Id {
         0
     }
@@ -80,8 +112,11 @@ impl<'a> Tree<'a> {
             owner: vec![0; self.values.len()],
             constants: Vec::new(),
         };
-        for (key, body) in &self.members {
-            if key != "A_Const" {
+        // Containers in document order: the constants are numbered the same whichever reader
+        // built the tree.
+        let bodies = self.values.iter().flat_map(|v| self.slots(v));
+        for (key, body) in bodies {
+            if *key != "A_Const" {
                 continue;
             }
             // Values are numbered in document order: a body's subtree is `body..=last`.
@@ -97,7 +132,7 @@ impl<'a> Tree<'a> {
             let location = self
                 .members_untraced(*body)
                 .iter()
-                .find(|(k, _)| k == "location")
+                .find(|(k, _)| *k == "location")
                 .and_then(|(_, v)| match self.values[*v as usize] {
                     Value::Int(n) => Some(n),
                     _ => None,
@@ -120,13 +155,8 @@ impl<'a> Tree<'a> {
         self.trace.as_ref()
     }
 
-    fn members_untraced(&self, id: Id) -> &[(Cow<'a, str>, Id)] {
-        match &self.values[id as usize] {
-            Value::Array { start, end } | Value::Object { start, end } => {
-                &self.members[*start as usize..*end as usize]
-            }
-            _ => &[],
-        }
+    fn members_untraced(&self, id: Id) -> &[(&'a str, Id)] {
+        self.slots(&self.values[id as usize])
     }
 
     /// Which kind of constant an `A_Const` body holds (`ival`, `fval`, `sval`, `boolval`,
@@ -141,7 +171,7 @@ impl<'a> Tree<'a> {
     }
 
     /// Members of an object (or elements of an array, with empty keys).
-    pub fn members(&self, id: Id) -> &[(Cow<'a, str>, Id)] {
+    pub fn members(&self, id: Id) -> &[(&'a str, Id)] {
         match self.value(id) {
             Value::Array { start, end } | Value::Object { start, end } => {
                 &self.members[*start as usize..*end as usize]
@@ -156,7 +186,7 @@ impl<'a> Tree<'a> {
             Value::Object { .. } => self
                 .members(id)
                 .iter()
-                .find(|(k, _)| k == key)
+                .find(|(k, _)| *k == key)
                 .map(|(_, v)| *v),
             _ => None,
         }
@@ -203,7 +233,7 @@ pub(super) struct Frame<'a> {
     pub(super) id: Id,
     pub(super) object: bool,
     pub(super) scratch_start: usize,
-    pub(super) key: Option<Cow<'a, str>>,
+    pub(super) key: Option<&'a str>,
 }
 
 /// Parses `text` into a [`Tree`].
@@ -217,7 +247,7 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
     let mut pos = 0usize;
     let mut stack: Vec<Frame<'_>> = Vec::new();
     // Members of open containers, moved into `tree.members` contiguously when they close.
-    let mut scratch: Vec<(Cow<'_, str>, Id)> = Vec::new();
+    let mut scratch: Vec<(&str, Id)> = Vec::new();
     let err = |offset, what| Err(JsonError { offset, what });
 
     loop {
@@ -236,7 +266,10 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
                 if bytes.get(pos) != Some(&b'"') {
                     return err(pos, "expected an object key");
                 }
-                let key = read_string(text, &mut pos)?;
+                // libpg_query's keys are field names: an escaped one is not its output.
+                let Cow::Borrowed(key) = read_string(text, &mut pos)? else {
+                    return err(pos, "an escaped object key");
+                };
                 skip_ws(bytes, &mut pos);
                 if bytes.get(pos) != Some(&b':') {
                     return err(pos, "expected ':'");
@@ -314,13 +347,9 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
     Ok(tree)
 }
 
-pub(super) fn push_member<'a>(
-    stack: &mut [Frame<'a>],
-    scratch: &mut Vec<(Cow<'a, str>, Id)>,
-    id: Id,
-) {
+pub(super) fn push_member<'a>(stack: &mut [Frame<'a>], scratch: &mut Vec<(&'a str, Id)>, id: Id) {
     if let Some(frame) = stack.last_mut() {
-        let key = frame.key.take().unwrap_or(Cow::Borrowed(""));
+        let key = frame.key.take().unwrap_or("");
         scratch.push((key, id));
     }
 }
@@ -328,7 +357,7 @@ pub(super) fn push_member<'a>(
 pub(super) fn close<'a>(
     tree: &mut Tree<'a>,
     stack: &mut Vec<Frame<'a>>,
-    scratch: &mut Vec<(Cow<'a, str>, Id)>,
+    scratch: &mut Vec<(&'a str, Id)>,
 ) {
     if let Some(frame) = stack.pop() {
         let start = tree.members.len() as u32;

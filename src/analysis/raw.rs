@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::OnceLock;
 
-use super::json::{self, Frame, Id, Tree, Value};
+use super::json::{self, Id, Tree, Value};
 use super::AnalysisError;
 
 #[repr(C)]
@@ -219,15 +219,19 @@ pub struct EventError {
     pub what: &'static str,
 }
 
-/// Reads `events` into a [`Tree`], exactly as [`json::parse`] reads the same tree's JSON.
+/// Reads `events` into a [`Tree`] equal to the one [`json::parse`] reads from the same tree's
+/// JSON. Each object and array starts with its number of members, so their slots in the
+/// arena are reserved when it opens and each value is written once, into its slot.
 pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
     let mut tree = Tree {
         values: Vec::with_capacity(events.len() / 8 + 4),
         members: Vec::with_capacity(events.len() / 8 + 4),
         trace: None,
     };
-    let mut stack: Vec<Frame<'_>> = Vec::new();
-    let mut scratch: Vec<(Cow<'_, str>, Id)> = Vec::new();
+    // The open containers, innermost last: the next free slot, the end of the slots, and
+    // whether it is an object (whose values each follow a key).
+    let mut open: Vec<(u32, u32, bool)> = Vec::with_capacity(64);
+    let mut key: Option<&str> = None;
     let mut pos = 0usize;
     let err = |offset, what| Err(EventError { offset, what });
     while pos < events.len() {
@@ -235,45 +239,59 @@ pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
         let at = pos;
         pos += 1;
         if tag == KEY {
-            let key = text(events, &mut pos)?;
-            match stack.last_mut() {
-                Some(frame) if frame.object && frame.key.is_none() => {
-                    frame.key = Some(Cow::Borrowed(key))
-                }
+            match open.last() {
+                Some(&(_, _, true)) if key.is_none() => key = Some(field_name(events, &mut pos)?),
                 _ => return err(at, "a key outside an object"),
             }
             continue;
         }
         if tag == END {
-            match stack.last() {
-                Some(frame) if frame.key.is_none() => {}
-                Some(_) => return err(at, "a key without a value"),
+            match open.pop() {
+                Some(_) if key.is_some() => return err(at, "a key without a value"),
+                Some((next, end, _)) if next != end => {
+                    return err(at, "a container with fewer values than its count")
+                }
+                Some(_) => {}
                 None => return err(at, "an end outside a container"),
             }
-            json::close(&mut tree, &mut stack, &mut scratch);
-            if stack.is_empty() {
+            if open.is_empty() {
                 break;
             }
             continue;
         }
-        if let Some(frame) = stack.last() {
-            if frame.object && frame.key.is_none() {
-                return err(at, "a value without a key");
-            }
-        } else if !tree.values.is_empty() {
-            return err(at, "a second root value");
-        }
         let id = tree.values.len() as Id;
+        match open.last_mut() {
+            Some((_, _, true)) if key.is_none() => return err(at, "a value without a key"),
+            Some((next, end, _)) => {
+                if next == end {
+                    return err(at, "a container with more values than its count");
+                }
+                tree.members[*next as usize] = (key.take().unwrap_or(""), id);
+                *next += 1;
+            }
+            None if !tree.values.is_empty() => return err(at, "a second root value"),
+            None => {}
+        }
         match tag {
             OBJECT | ARRAY => {
-                tree.values.push(Value::Null);
-                json::push_member(&mut stack, &mut scratch, id);
-                stack.push(Frame {
-                    id,
-                    object: tag == OBJECT,
-                    scratch_start: scratch.len(),
-                    key: None,
+                let count = length(events, &mut pos)?;
+                // Each value is at least one event byte: a larger count is not a tree's.
+                if count > events.len() - pos {
+                    return err(at, "a count beyond the events");
+                }
+                let start = tree.members.len();
+                let end = start + count;
+                if end > u32::MAX as usize {
+                    return err(at, "too many values");
+                }
+                tree.members.resize(end, ("", 0));
+                let (start, end) = (start as u32, end as u32);
+                tree.values.push(if tag == OBJECT {
+                    Value::Object { start, end }
+                } else {
+                    Value::Array { start, end }
                 });
+                open.push((start, end, tag == OBJECT));
                 continue;
             }
             STRING => tree
@@ -297,12 +315,11 @@ pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
             NULL => tree.values.push(Value::Null),
             _ => return err(at, "an unknown event"),
         }
-        json::push_member(&mut stack, &mut scratch, id);
-        if stack.is_empty() {
+        if open.is_empty() {
             break;
         }
     }
-    if !stack.is_empty() {
+    if !open.is_empty() {
         return err(events.len(), "an unclosed container");
     }
     if pos != events.len() {
@@ -317,19 +334,57 @@ pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
 /// [`EventError::what`] for a text that is not UTF-8.
 pub const NOT_UTF8: &str = "a text that is not UTF-8";
 
+/// A u32 length at `pos`.
+fn length(events: &[u8], pos: &mut usize) -> Result<usize, EventError> {
+    let at = *pos;
+    let bytes = events.get(at..at + 4).ok_or(EventError {
+        offset: at,
+        what: "a truncated length",
+    })?;
+    *pos = at + 4;
+    Ok(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+}
+
 /// A length-prefixed UTF-8 text at `pos`.
 fn text<'a>(events: &'a [u8], pos: &mut usize) -> Result<&'a str, EventError> {
     let at = *pos;
-    let bad = |what| EventError { offset: at, what };
-    let len = events
-        .get(at..at + 4)
-        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or(bad("a truncated length"))?;
-    let bytes = events
-        .get(at + 4..at + 4 + len)
-        .ok_or(bad("a truncated text"))?;
+    let len = length(events, pos)?;
+    let bytes = events.get(at + 4..at + 4 + len).ok_or(EventError {
+        offset: at,
+        what: "a truncated text",
+    })?;
     *pos = at + 4 + len;
-    std::str::from_utf8(bytes).map_err(|_| bad(NOT_UTF8))
+    utf8(bytes).ok_or(EventError {
+        offset: at,
+        what: NOT_UTF8,
+    })
+}
+
+/// A field name at `pos`: one length byte, then ASCII.
+fn field_name<'a>(events: &'a [u8], pos: &mut usize) -> Result<&'a str, EventError> {
+    let at = *pos;
+    let bad = |what| EventError { offset: at, what };
+    let len = *events.get(at).ok_or(bad("a truncated key"))? as usize;
+    let bytes = events
+        .get(at + 1..at + 1 + len)
+        .ok_or(bad("a truncated key"))?;
+    *pos = at + 1 + len;
+    if !bytes.is_ascii() {
+        return Err(bad("a key that is not ASCII"));
+    }
+    // SAFETY: ASCII is UTF-8.
+    Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+}
+
+/// `bytes` as text: ASCII (nearly every string of a parse tree) checked inline, anything else
+/// by the full UTF-8 check.
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
 }
 
 /// Statements whose trees cover the node kinds, fields and values the analysis reads; the
@@ -443,24 +498,66 @@ mod tests {
             v.extend(n.to_ne_bytes());
             v
         };
+        let open = |tag: u8, count: u32| {
+            let mut v = vec![tag];
+            v.extend(count.to_ne_bytes());
+            v
+        };
+        let key = |k: &[u8]| [&[KEY, k.len() as u8][..], k].concat();
         for bad in [
             vec![],
             vec![OBJECT],
+            open(OBJECT, 0),
             vec![END],
-            vec![OBJECT, INT],
-            vec![OBJECT, STRING, 5, 0, 0, 0, b'a'],
-            vec![ARRAY, KEY, 1, 0, 0, 0, b'a', END],
-            vec![OBJECT, KEY, 1, 0, 0, 0, b'a', END],
-            vec![OBJECT, TRUE, END],
-            vec![ARRAY, 42, END],
-            vec![ARRAY, STRING, 1, 0, 0, 0, 0xff, END],
-            [vec![ARRAY], int(1), vec![END, NULL]].concat(),
+            [open(OBJECT, 1), int(1)].concat(),
+            [open(OBJECT, 1), vec![STRING, 5, 0, 0, 0, b'a']].concat(),
+            [open(ARRAY, 0), key(b"a"), vec![END]].concat(),
+            [open(OBJECT, 0), key(b"a"), vec![END]].concat(),
+            [open(OBJECT, 1), vec![TRUE, END]].concat(),
+            [open(ARRAY, 1), vec![42, END]].concat(),
+            [open(ARRAY, 1), vec![STRING, 1, 0, 0, 0, 0xff, END]].concat(),
+            [open(ARRAY, 1), int(1), vec![END, NULL]].concat(),
+            // Counts that do not match the values, or that no events could hold.
+            [open(ARRAY, 2), int(1), vec![END]].concat(),
+            [open(ARRAY, 1), int(1), int(2), vec![END]].concat(),
+            [open(ARRAY, u32::MAX), vec![END]].concat(),
+            // A key that is not ASCII, or runs past the end.
+            [open(OBJECT, 1), key(&[0xc3, 0xa9]), vec![NULL, END]].concat(),
+            [open(OBJECT, 1), vec![KEY, 9, b'a']].concat(),
         ] {
             assert!(tree(&bad).is_err(), "{bad:?}");
         }
-        let ok = [vec![ARRAY], int(-7), vec![NULL, FALSE, END]].concat();
+        let ok = [open(ARRAY, 3), int(-7), vec![NULL, FALSE, END]].concat();
         let t = tree(&ok).unwrap();
         assert_eq!(t.members(t.root()).len(), 3);
         assert_eq!(t.value(t.members(t.root())[0].1), &Value::Int(-7));
+        // Non-ASCII UTF-8 text is read as text.
+        let text = [open(ARRAY, 1), vec![STRING, 2, 0, 0, 0, 0xc3, 0xa9, END]].concat();
+        let t = tree(&text).unwrap();
+        assert_eq!(t.str(t.members(t.root())[0].1), Some("é"));
+    }
+
+    #[test]
+    fn trees_are_equal_whatever_the_member_layout() {
+        for sql in AGREEMENT_SQL {
+            let parsed = super::super::parser::parse(sql).unwrap();
+            let mut a = json::parse(parsed.json()).unwrap();
+            let events = parse(sql).unwrap();
+            let mut b = tree(events.bytes()).unwrap();
+            assert_eq!(a, b, "{sql}");
+            a.trace_constants();
+            b.trace_constants();
+            assert_eq!(a, b, "{sql}: the constants' trace");
+        }
+        // Different documents are not equal.
+        let a = json::parse(r#"{"a":[1,{"b":2}],"c":3}"#).unwrap();
+        for other in [
+            r#"{"a":[1,{"b":2}],"c":4}"#,
+            r#"{"a":[1,{"x":2}],"c":3}"#,
+            r#"{"a":[{"b":2},1],"c":3}"#,
+            r#"{"a":[1,{"b":2}]}"#,
+        ] {
+            assert_ne!(a, json::parse(other).unwrap(), "{other}");
+        }
     }
 }

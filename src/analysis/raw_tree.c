@@ -35,16 +35,23 @@
 #include "gramparse.h"
 
 /* Event tags: keep in step with src/analysis/raw.rs. */
-#define SG_OBJECT 1
-#define SG_ARRAY 2
+#define SG_OBJECT 1 /* u32 number of members (backpatched when the object ends) */
+#define SG_ARRAY 2	/* u32 number of elements (backpatched when the array ends) */
 #define SG_END 3
-#define SG_KEY 4    /* u32 length, bytes */
+#define SG_KEY 4	/* u8 length, bytes (a field name: ASCII, at most 255 bytes) */
 #define SG_STRING 5 /* u32 length, bytes */
-#define SG_INT 6    /* i64 */
+#define SG_INT 6	/* i64 */
 #define SG_TRUE 7
 #define SG_FALSE 8
 #define SG_NULL 9
 #define SG_NUMBER 10 /* u32 length, the number's text (not an i64) */
+
+/* An open container: where its count goes, and how many values it holds so far. */
+typedef struct
+{
+	size_t		at;
+	uint32_t	count;
+} SgOpen;
 
 typedef struct
 {
@@ -52,37 +59,104 @@ typedef struct
 	size_t		len;
 	size_t		cap;
 	bool		oom;
+	/* The open containers, innermost last: a value counts for the innermost one. */
+	SgOpen	   *open;
+	size_t		depth;
+	size_t		open_cap;
 } SgOut;
 
 static bool
+sg_grow(SgOut *o, size_t n)
+{
+	size_t		cap = o->cap ? o->cap : 4096;
+	char	   *data;
+
+	while (cap < o->len + n)
+		cap *= 2;
+	data = realloc(o->data, cap);
+	if (data == NULL)
+	{
+		o->oom = true;
+		return false;
+	}
+	o->data = data;
+	o->cap = cap;
+	return true;
+}
+
+static inline bool
 sg_reserve(SgOut *o, size_t n)
 {
 	if (o->oom)
 		return false;
 	if (o->len + n > o->cap)
-	{
-		size_t		cap = o->cap ? o->cap : 4096;
-		char	   *data;
-
-		while (cap < o->len + n)
-			cap *= 2;
-		data = realloc(o->data, cap);
-		if (data == NULL)
-		{
-			o->oom = true;
-			return false;
-		}
-		o->data = data;
-		o->cap = cap;
-	}
+		return sg_grow(o, n);
 	return true;
 }
 
+/* One more value in the innermost open container. */
+static inline void
+sg_counted(SgOut *o)
+{
+	if (o->depth > 0)
+		o->open[o->depth - 1].count++;
+}
+
+/* A value without a payload: true, false, null. */
 static inline void
 sg_tag(SgOut *o, uint8_t tag)
 {
+	sg_counted(o);
 	if (sg_reserve(o, 1))
 		o->data[o->len++] = (char) tag;
+}
+
+/* The start of an object or array: a value of its container, and the container of what follows. */
+static void
+sg_open(SgOut *o, uint8_t tag)
+{
+	uint32_t	zero = 0;
+
+	sg_counted(o);
+	if (!sg_reserve(o, 1 + sizeof(zero)))
+		return;
+	if (o->depth == o->open_cap)
+	{
+		size_t		cap = o->open_cap ? o->open_cap * 2 : 64;
+		SgOpen	   *open = realloc(o->open, cap * sizeof(SgOpen));
+
+		if (open == NULL)
+		{
+			o->oom = true;
+			return;
+		}
+		o->open = open;
+		o->open_cap = cap;
+	}
+	o->data[o->len++] = (char) tag;
+	o->open[o->depth].at = o->len;
+	o->open[o->depth].count = 0;
+	o->depth++;
+	memcpy(o->data + o->len, &zero, sizeof(zero));
+	o->len += sizeof(zero);
+}
+
+/* The end of the innermost container: its count is written where it started. */
+static void
+sg_close(SgOut *o)
+{
+	if (o->oom)
+		return;
+	if (o->depth == 0)
+	{
+		/* Unreachable: every close has its open. Fail closed: no events. */
+		o->oom = true;
+		return;
+	}
+	o->depth--;
+	memcpy(o->data + o->open[o->depth].at, &o->open[o->depth].count, sizeof(uint32_t));
+	if (sg_reserve(o, 1))
+		o->data[o->len++] = (char) SG_END;
 }
 
 static void
@@ -90,6 +164,7 @@ sg_bytes(SgOut *o, uint8_t tag, const char *s, size_t n)
 {
 	uint32_t	len = (uint32_t) n;
 
+	sg_counted(o);
 	if (n > UINT32_MAX)
 	{
 		o->oom = true;
@@ -107,6 +182,7 @@ sg_bytes(SgOut *o, uint8_t tag, const char *s, size_t n)
 static void
 sg_int(SgOut *o, int64_t v)
 {
+	sg_counted(o);
 	if (!sg_reserve(o, 1 + sizeof(v)))
 		return;
 	o->data[o->len++] = (char) SG_INT;
@@ -114,8 +190,24 @@ sg_int(SgOut *o, int64_t v)
 	o->len += sizeof(v);
 }
 
-/* A key is a string literal here: its length is known at compile time. */
-#define SG_KEY_LIT(o, lit) sg_bytes((o), SG_KEY, (lit), sizeof(lit) - 1)
+/* A key: a string literal, its length known at compile time (so the copy is inlined). */
+static inline __attribute__((always_inline)) void
+sg_key(SgOut *o, const char *lit, size_t n)
+{
+	if (n > UINT8_MAX)
+	{
+		o->oom = true;
+		return;
+	}
+	if (!sg_reserve(o, 2 + n))
+		return;
+	o->data[o->len++] = (char) SG_KEY;
+	o->data[o->len++] = (char) (uint8_t) n;
+	memcpy(o->data + o->len, lit, n);
+	o->len += n;
+}
+
+#define SG_KEY_LIT(o, lit) sg_key((o), (lit), sizeof(lit) - 1)
 
 /* The JSON writer's _outToken: a string, or null. */
 static void
@@ -132,9 +224,9 @@ sg_token(SgOut *o, const char *s)
 #define OUT_NODE(typename, typename_c, typename_underscore, typename_underscore_upcase, typename_cast, fldname) \
   { \
 	SG_KEY_LIT(out, CppAsString(typename)); \
-	sg_tag(out, SG_OBJECT); \
+	sg_open(out, SG_OBJECT); \
 	_out##typename_c(out, (const typename_cast *) obj); \
-	sg_tag(out, SG_END); \
+	sg_close(out); \
   }
 
 #define WRITE_INT_FIELD(msgtype, outname, outname_json, fldname) \
@@ -206,15 +298,15 @@ sg_token(SgOut *o, const char *s)
 	if (node->fldname != NULL) { \
 		const ListCell *lc; \
 		SG_KEY_LIT(out, CppAsString(outname_json)); \
-		sg_tag(out, SG_ARRAY); \
+		sg_open(out, SG_ARRAY); \
 		foreach(lc, node->fldname) { \
 			if (lfirst(lc) == NULL) { \
-				sg_tag(out, SG_OBJECT); \
-				sg_tag(out, SG_END); \
+				sg_open(out, SG_OBJECT); \
+				sg_close(out); \
 			} else \
 				_outNode(out, lfirst(lc)); \
 		} \
-		sg_tag(out, SG_END); \
+		sg_close(out); \
 	}
 
 #define WRITE_NODE_FIELD(msgtype, outname, outname_json, fldname) \
@@ -232,9 +324,9 @@ sg_token(SgOut *o, const char *s)
 #define WRITE_SPECIFIC_NODE_FIELD(msgtype, typename, typename_underscore, outname, outname_json, fldname) \
 	{ \
 		SG_KEY_LIT(out, CppAsString(outname_json)); \
-		sg_tag(out, SG_OBJECT); \
+		sg_open(out, SG_OBJECT); \
 		_out##typename(out, &node->fldname); \
-		sg_tag(out, SG_END); \
+		sg_close(out); \
 	}
 
 /* Recurses without _outNode (a long UNION chain): check the stack here, as libpg_query does. */
@@ -242,19 +334,19 @@ sg_token(SgOut *o, const char *s)
 	if (node->fldname != NULL) { \
 		check_stack_depth(); \
 		SG_KEY_LIT(out, CppAsString(outname_json)); \
-		sg_tag(out, SG_OBJECT); \
+		sg_open(out, SG_OBJECT); \
 		_out##typename(out, node->fldname); \
-		sg_tag(out, SG_END); \
+		sg_close(out); \
 	}
 
 #define WRITE_BITMAPSET_FIELD(msgtype, outname, outname_json, fldname) \
 	if (!bms_is_empty(node->fldname)) { \
 		int x = 0; \
 		SG_KEY_LIT(out, CppAsString(outname_json)); \
-		sg_tag(out, SG_ARRAY); \
+		sg_open(out, SG_ARRAY); \
 		while ((x = bms_next_member(node->fldname, x)) >= 0) \
 			sg_int(out, x); \
-		sg_tag(out, SG_END); \
+		sg_close(out); \
 	}
 
 static void _outNode(SgOut *out, const void *obj);
@@ -265,18 +357,18 @@ _outList(SgOut *out, const List *node)
 	const ListCell *lc;
 
 	SG_KEY_LIT(out, "items");
-	sg_tag(out, SG_ARRAY);
+	sg_open(out, SG_ARRAY);
 	foreach(lc, node)
 	{
 		if (lfirst(lc) == NULL)
 		{
-			sg_tag(out, SG_OBJECT);
-			sg_tag(out, SG_END);
+			sg_open(out, SG_OBJECT);
+			sg_close(out);
 		}
 		else
 			_outNode(out, lfirst(lc));
 	}
-	sg_tag(out, SG_END);
+	sg_close(out);
 }
 
 static void
@@ -285,10 +377,10 @@ _outIntList(SgOut *out, const List *node)
 	const ListCell *lc;
 
 	SG_KEY_LIT(out, "items");
-	sg_tag(out, SG_ARRAY);
+	sg_open(out, SG_ARRAY);
 	foreach(lc, node)
 		sg_int(out, lfirst_int(lc));
-	sg_tag(out, SG_END);
+	sg_close(out);
 }
 
 static void
@@ -297,10 +389,10 @@ _outOidList(SgOut *out, const List *node)
 	const ListCell *lc;
 
 	SG_KEY_LIT(out, "items");
-	sg_tag(out, SG_ARRAY);
+	sg_open(out, SG_ARRAY);
 	foreach(lc, node)
 		sg_int(out, (int64_t) lfirst_oid(lc));
-	sg_tag(out, SG_END);
+	sg_close(out);
 }
 
 static void
@@ -355,37 +447,37 @@ _outAConst(SgOut *out, const A_Const *node)
 		{
 			case T_Integer:
 				SG_KEY_LIT(out, "ival");
-				sg_tag(out, SG_OBJECT);
+				sg_open(out, SG_OBJECT);
 				_outInteger(out, &node->val.ival);
-				sg_tag(out, SG_END);
+				sg_close(out);
 				break;
 			case T_Float:
 				SG_KEY_LIT(out, "fval");
-				sg_tag(out, SG_OBJECT);
+				sg_open(out, SG_OBJECT);
 				_outFloat(out, &node->val.fval);
-				sg_tag(out, SG_END);
+				sg_close(out);
 				break;
 			case T_Boolean:
 				SG_KEY_LIT(out, "boolval");
-				sg_tag(out, SG_OBJECT);
+				sg_open(out, SG_OBJECT);
 				if (node->val.boolval.boolval)
 				{
 					SG_KEY_LIT(out, "boolval");
 					sg_tag(out, SG_TRUE);
 				}
-				sg_tag(out, SG_END);
+				sg_close(out);
 				break;
 			case T_String:
 				SG_KEY_LIT(out, "sval");
-				sg_tag(out, SG_OBJECT);
+				sg_open(out, SG_OBJECT);
 				_outString(out, &node->val.sval);
-				sg_tag(out, SG_END);
+				sg_close(out);
 				break;
 			case T_BitString:
 				SG_KEY_LIT(out, "bsval");
-				sg_tag(out, SG_OBJECT);
+				sg_open(out, SG_OBJECT);
 				_outBitString(out, &node->val.bsval);
-				sg_tag(out, SG_END);
+				sg_close(out);
 				break;
 			default:
 				/* Unreachable: the JSON writer asserts. Fail closed: no value. */
@@ -409,7 +501,7 @@ _outNode(SgOut *out, const void *obj)
 		sg_tag(out, SG_NULL);
 		return;
 	}
-	sg_tag(out, SG_OBJECT);
+	sg_open(out, SG_OBJECT);
 	switch (nodeTag(obj))
 	{
 #include "pg_query_outfuncs_conds.c"
@@ -419,7 +511,7 @@ _outNode(SgOut *out, const void *obj)
 			elog(WARNING, "could not dump unrecognized node type: %d", (int) nodeTag(obj));
 			break;
 	}
-	sg_tag(out, SG_END);
+	sg_close(out);
 }
 
 static void
@@ -427,19 +519,19 @@ sg_stmts(SgOut *out, const List *stmts)
 {
 	const ListCell *lc;
 
-	sg_tag(out, SG_OBJECT);
+	sg_open(out, SG_OBJECT);
 	SG_KEY_LIT(out, "version");
 	sg_int(out, PG_VERSION_NUM);
 	SG_KEY_LIT(out, "stmts");
-	sg_tag(out, SG_ARRAY);
+	sg_open(out, SG_ARRAY);
 	foreach(lc, stmts)
 	{
-		sg_tag(out, SG_OBJECT);
+		sg_open(out, SG_OBJECT);
 		_outRawStmt(out, lfirst(lc));
-		sg_tag(out, SG_END);
+		sg_close(out);
 	}
-	sg_tag(out, SG_END);
-	sg_tag(out, SG_END);
+	sg_close(out);
+	sg_close(out);
 }
 
 typedef struct
@@ -535,6 +627,9 @@ sqlguard_parse_events(const char *input)
 
 	if (result.error == NULL && out->oom)
 		result.error = sg_error("out of memory while writing the parse tree");
+	if (result.error == NULL && out->depth != 0)
+		result.error = sg_error("the parse tree's events were left unclosed");
+	free(out->open);
 	if (result.error != NULL)
 		free(out->data);
 	else

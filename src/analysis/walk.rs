@@ -100,10 +100,11 @@ fn new_facts(index: usize, node: &str, kind: StatementKind) -> StatementFacts {
 
 /// Is `{ "Type": {…} }` a generic node wrapper? Returns the type and the body.
 fn wrapper<'t>(tree: &'t Tree<'_>, id: Id) -> Option<(&'t str, Id)> {
+    if !tree.is_object(id) {
+        return None;
+    }
     match tree.members(id) {
-        [(k, v)] if tree.is_object(id) && k.starts_with(|c: char| c.is_ascii_uppercase()) => {
-            Some((k.as_ref(), *v))
-        }
+        [(k, v)] if k.as_bytes().first().is_some_and(u8::is_ascii_uppercase) => Some((k, *v)),
         _ => None,
     }
 }
@@ -252,17 +253,17 @@ impl<'t, 'a> Walker<'t, 'a> {
 
     /// Walks the value of field `field` of a node of type `parent`.
     fn value(&mut self, parent: &str, field: &str, id: Id, ctx: Ctx) {
-        match self.tree.value(id) {
+        let tree = self.tree;
+        match tree.value(id) {
             Value::Array { .. } => {
-                for i in 0..self.tree.members(id).len() {
-                    let el = self.tree.members(id)[i].1;
-                    self.value(parent, field, el, ctx);
+                for (_, el) in tree.members(id) {
+                    self.value(parent, field, *el, ctx);
                 }
             }
             // libpg_query writes a NIL list element (`DISTINCT` without `ON`) as `{}`.
             Value::Object { start, end } if start == end => {}
             Value::Object { .. } => {
-                if let Some((ty, body)) = wrapper(self.tree, id) {
+                if let Some((ty, body)) = wrapper(tree, id) {
                     self.node(ty, body, ctx, false);
                 } else if let Some(ty) = typed_field(parent, field) {
                     self.node(ty, id, ctx, false);
@@ -277,13 +278,12 @@ impl<'t, 'a> Walker<'t, 'a> {
 
     /// Walks every field of node `body` except those in `skip`.
     fn fields(&mut self, ty: &str, body: Id, ctx: Ctx, skip: &[&str]) {
-        for i in 0..self.tree.members(body).len() {
-            let (key, v) = &self.tree.members(body)[i];
-            if skip.contains(&key.as_ref()) {
+        let tree = self.tree;
+        for (key, v) in tree.members(body) {
+            if skip.contains(key) {
                 continue;
             }
-            let (key, v) = (key.clone(), *v);
-            self.value(ty, &key, v, ctx);
+            self.value(ty, key, *v, ctx);
         }
     }
 
@@ -672,7 +672,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
             for (key, v) in self.tree.members(id) {
-                if key == "ColumnRef" {
+                if *key == "ColumnRef" {
                     let fields = self.tree.get(*v, "fields");
                     let parts = fields.map(|f| self.name_list(f)).unwrap_or_default();
                     let n = fields.map_or(0, |f| self.tree.members(f).len());
@@ -965,10 +965,11 @@ impl<'t, 'a> Walker<'t, 'a> {
         let Some(fields) = self.tree.get(body, "fields") else {
             return;
         };
-        let mut parts: Vec<Option<String>> = Vec::new(); // None = `*`
-        for (_, el) in self.tree.members(fields) {
-            match wrapper(self.tree, *el) {
-                Some(("String", s)) => parts.push(self.tree.get_str(s, "sval").map(str::to_string)),
+        let tree = self.tree;
+        let mut parts: Vec<Option<&str>> = Vec::new(); // None = `*`
+        for (_, el) in tree.members(fields) {
+            match wrapper(tree, *el) {
+                Some(("String", s)) => parts.push(tree.get_str(s, "sval")),
                 Some(("A_Star", _)) => parts.push(None),
                 _ => parts.push(None),
             }
@@ -991,7 +992,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             [.., Some(qual), last] => {
                 let rels = self.lookup_alias(qual).unwrap_or_else(|| {
                     // `schema.table.col` or an unknown qualifier: name the table directly.
-                    let schema = parts.len().checked_sub(3).and_then(|i| parts[i].clone());
+                    let schema = parts.len().checked_sub(3).and_then(|i| parts[i]);
                     match schema {
                         Some(s) => vec![format!("{s}.{qual}")],
                         None => Vec::new(),
@@ -1223,15 +1224,19 @@ impl<'t, 'a> Walker<'t, 'a> {
             .get(body, "funcname")
             .map(|l| self.name_list(l))
             .unwrap_or_default();
-        let call = self.record_function_with(&names, context, Some(body));
-        if let Some(call) = call {
+        // Only a call of a settings function is looked at again (a copy: it reads the tree).
+        let setting = self
+            .record_function_with(&names, context, Some(body))
+            .filter(|c| matches!(c.name.as_str(), "current_setting" | "set_config"))
+            .cloned();
+        if let Some(call) = setting {
             self.setting_function(&call, body);
         }
         self.fields("FuncCall", body, READ, &["funcname"]);
     }
 
     /// Records a call of `names` (`[schema.]name`) and returns it.
-    fn record_function(&mut self, names: &[String], context: &str) -> Option<FunctionCall> {
+    fn record_function(&mut self, names: &[String], context: &str) -> Option<&FunctionCall> {
         self.record_function_with(names, context, None)
     }
 
@@ -1241,7 +1246,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         names: &[String],
         context: &str,
         node: Option<Id>,
-    ) -> Option<FunctionCall> {
+    ) -> Option<&FunctionCall> {
         let (schema, name) = match names {
             [name] => (None, name.clone()),
             [.., schema, name] => (Some(schema.clone()), name.clone()),
@@ -1284,8 +1289,8 @@ impl<'t, 'a> Walker<'t, 'a> {
                 format!("{}() ({})", call.name, call.risks.join(", ")),
             );
         }
-        self.facts.functions.push(call.clone());
-        Some(call)
+        self.facts.functions.push(call);
+        self.facts.functions.last()
     }
 
     /// A `FuncCall`'s arguments: the type of each when the query fixes it, and whether they
