@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         name: "teleport-databases".into(),
         command: "/bin/sqlguard".into(),
         uris: vec![uri.clone()],
-        overwrite: data.len() % 2 == 0,
+        overwrite: data.len().is_multiple_of(2),
         vscode: false,
         env: Vec::new(),
     };

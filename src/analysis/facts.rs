@@ -1,6 +1,8 @@
 //! The facts document: everything the analysis learned about one SQL text, in the shape the
 //! policies read as `input.query`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// What PostgreSQL's own grammar says one SQL text does.
@@ -285,8 +287,9 @@ pub struct ColumnRef {
     /// Column name; `*` for a star or a whole-row reference.
     pub name: String,
     /// `schema.table` of every relation the column may come from (more than one when an
-    /// unqualified column is not attributable without the database's catalog).
-    pub relations: Vec<String>,
+    /// unqualified column is not attributable without the database's catalog). Shared, not
+    /// copied: every column of a query level names the same few tables.
+    pub relations: Vec<Arc<str>>,
     /// True when every column of the relations may be read: `*`, `t.*`, a whole-row
     /// reference, a `NATURAL` join, a column alias list.
     pub star: bool,

@@ -7,6 +7,8 @@
 //! Relying on `pg_query`'s helpers instead is how other guards were bypassed (threat model,
 //! "known traps").
 
+use std::sync::Arc;
+
 use super::catalog::{catalog, is_system_schema};
 use super::facts::*;
 use super::json::{Id, Tree, Value};
@@ -38,7 +40,7 @@ struct ScopeItem<'t> {
     name: String,
     /// `schema.name` of the tables behind it: one for a table, every table of a join for a
     /// join alias, none for a CTE.
-    relations: Vec<String>,
+    relations: Vec<Arc<str>>,
     /// Its columns and their types, when the database's catalog knows them (a table or view
     /// named without column aliases); `None`: unknown.
     columns: Option<&'t [(String, String)]>,
@@ -760,7 +762,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         // The locked tables: those named in OF (by alias), else every table of this level.
         let level = self.levels.last();
-        let locked: Vec<String> = level
+        let locked: Vec<Arc<str>> = level
             .map(|items| {
                 items
                     .iter()
@@ -774,7 +776,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 .facts
                 .relations
                 .iter()
-                .find(|r| r.qualified_name == q)
+                .find(|r| *r.qualified_name == *q)
                 .cloned()
             {
                 self.facts.relations.push(Relation {
@@ -840,10 +842,11 @@ impl<'t, 'a> Walker<'t, 'a> {
             _ => None,
         };
         // A partition's or child table's columns are its parents' columns too.
-        let relations: Vec<String> = (!rel.cte)
-            .then(|| rel.qualified_name.clone())
+        let relations: Vec<Arc<str>> = (!rel.cte)
+            .then_some(rel.qualified_name.as_str())
             .into_iter()
-            .chain(rel.ancestors.iter().cloned())
+            .chain(rel.ancestors.iter().map(String::as_str))
+            .map(Arc::from)
             .collect();
         // `FROM vault AS v(a, b)` reads vault's first columns under new names: without the
         // catalog it is unknown which, so it counts as reading them all.
@@ -994,7 +997,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                     // `schema.table.col` or an unknown qualifier: name the table directly.
                     let schema = parts.len().checked_sub(3).and_then(|i| parts[i]);
                     match schema {
-                        Some(s) => vec![format!("{s}.{qual}")],
+                        Some(s) => vec![Arc::from(format!("{s}.{qual}"))],
                         None => Vec::new(),
                     }
                 });
@@ -1008,7 +1011,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.fields("ColumnRef", body, READ, &["fields"]);
     }
 
-    fn push_column(&mut self, name: &str, relations: Vec<String>, via: ColumnVia) {
+    fn push_column(&mut self, name: &str, relations: Vec<Arc<str>>, via: ColumnVia) {
         self.facts.columns.push(ColumnRef {
             name: name.to_string(),
             relations,
@@ -1018,13 +1021,13 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     /// Tables of the innermost query level (for `*`).
-    fn level_tables(&self) -> Vec<String> {
+    fn level_tables(&self) -> Vec<Arc<str>> {
         self.level_tables_from(0)
     }
 
     /// Tables of the innermost query level's FROM items `start..`.
-    fn level_tables_from(&self, start: usize) -> Vec<String> {
-        let mut v: Vec<String> = self
+    fn level_tables_from(&self, start: usize) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self
             .levels
             .last()
             .map(|l| {
@@ -1040,8 +1043,8 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     /// Tables of every enclosing level: an unqualified column may be an outer reference.
-    fn all_tables(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
+    fn all_tables(&self) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self
             .levels
             .iter()
             .flat_map(|l| l.iter().flat_map(|i| i.relations.iter().cloned()))
@@ -1053,7 +1056,7 @@ impl<'t, 'a> Walker<'t, 'a> {
 
     /// The tables behind FROM item `name`, innermost level first; `Some(vec![])` for a
     /// subquery, function or CTE item.
-    fn lookup_alias(&self, name: &str) -> Option<Vec<String>> {
+    fn lookup_alias(&self, name: &str) -> Option<Vec<Arc<str>>> {
         for level in self.levels.iter().rev() {
             if let Some(item) = level.iter().rev().find(|i| i.name == name) {
                 return Some(item.relations.clone());

@@ -81,7 +81,7 @@ pub fn holds(facts: &Facts, expectation: &str) -> bool {
             stmts.iter().any(|s| {
                 s.columns
                     .iter()
-                    .any(|c| c.name == col && c.relations.iter().any(|r| r == table))
+                    .any(|c| c.name == col && c.relations.iter().any(|r| **r == *table))
             })
         }
         // `via:HOW:S.T` — a column of S.T reached by HOW (`join_using`, `natural_join`, …).
@@ -90,7 +90,7 @@ pub fn holds(facts: &Facts, expectation: &str) -> bool {
             stmts.iter().any(|s| {
                 s.columns.iter().any(|c| {
                     serde_json::to_value(c.via).unwrap() == via
-                        && c.relations.iter().any(|r| r == table)
+                        && c.relations.iter().any(|r| **r == *table)
                 })
             })
         }
@@ -117,7 +117,7 @@ pub fn holds(facts: &Facts, expectation: &str) -> bool {
         "star" => stmts.iter().any(|s| {
             s.columns
                 .iter()
-                .any(|c| c.star && c.relations.iter().any(|r| r == arg))
+                .any(|c| c.star && c.relations.iter().any(|r| **r == *arg))
         }),
         "nested" => stmts.iter().any(|s| {
             s.nested_kinds
