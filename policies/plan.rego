@@ -29,8 +29,12 @@ explain_plan if {
 # whole decision. sqlguard evaluates plan_decision alone for the second decision when every
 # module that mentions plans is one it ships (the static decision, just made, stands for
 # the rest); a bundle of your own that reads input.plan elsewhere gets the whole decision
-# evaluated again.
-deny contains r if some r in plan_deny
+# evaluated again. Every plan rule judges input.plan: without one (the first decision, the
+# CLI) none can hold, and none is entered (each rule body entered costs time on every call).
+deny contains r if {
+	input.plan
+	some r in plan_deny
+}
 
 plan_by_key := {reason_key(d): d | some d in plan_deny}
 
