@@ -100,9 +100,16 @@ callee_qualified(f) := behind(f)
 
 callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if not behind(f)
 
+# The rules on suspect calls below run only when a call has one at all: most calls call
+# only plain built-ins, and every rule body entered costs time on each call.
+deny contains r if {
+	count(suspect) > 0
+	some r in suspect_denials
+}
+
 # Risk categories are denied whatever the volatility or origin (threat model, classes 8
 # and 9): a trusted extension's dblink, file or large-object function stays denied.
-deny contains reason("function_risk", i, msg) if {
+suspect_denials contains reason("function_risk", i, msg) if {
 	some [i, f] in suspect
 	some risk in f.risks
 	not risk in data.sqlguard.functions.allow_risks
@@ -110,7 +117,7 @@ deny contains reason("function_risk", i, msg) if {
 	msg := sprintf("%s is not allowed: category %s", [callee(f), risk])
 }
 
-deny contains reason("function_volatile", i, msg) if {
+suspect_denials contains reason("function_volatile", i, msg) if {
 	some [i, f] in suspect
 	source(f) in {"builtin", "extension"}
 	f.volatility == "volatile"
@@ -120,7 +127,7 @@ deny contains reason("function_volatile", i, msg) if {
 	msg := sprintf("%s is not allowed: it is volatile (it may change state); use a stable or immutable function", [callee(f)])
 }
 
-deny contains reason("function_unknown", i, msg) if {
+suspect_denials contains reason("function_unknown", i, msg) if {
 	some [i, f] in suspect
 	source(f) == "unknown"
 	count(f.risks) == 0
@@ -136,7 +143,7 @@ unknown_message(f, q) := sprintf("function %s does not exist in this database's 
 	q.catalog.source == "snapshot"
 }
 
-deny contains reason("function_extension_untrusted", i, msg) if {
+suspect_denials contains reason("function_extension_untrusted", i, msg) if {
 	some [i, f] in suspect
 	source(f) == "extension"
 	count(f.risks) == 0
@@ -145,7 +152,7 @@ deny contains reason("function_extension_untrusted", i, msg) if {
 	msg := sprintf("%s belongs to the extension %s, which is not in functions.trusted_extensions: use built-in functions, or ask for the extension to be trusted", [callee_qualified(f), f.extension])
 }
 
-deny contains reason("function_user", i, msg) if {
+suspect_denials contains reason("function_user", i, msg) if {
 	some [i, f] in suspect
 	source(f) == "user"
 	count(f.risks) == 0
@@ -153,7 +160,7 @@ deny contains reason("function_user", i, msg) if {
 	msg := sprintf("%s is defined by a user of this database (language %s) and is not in functions.allow: its body is not analyzed; use built-in functions, or ask for it to be allowed", [callee_qualified(f), object.get(f, "language", "unknown")])
 }
 
-deny contains reason("function_security_definer", i, msg) if {
+suspect_denials contains reason("function_security_definer", i, msg) if {
 	some [i, f] in suspect
 	f.security_definer == true
 	not function_allowed(f)
