@@ -1,4 +1,4 @@
-//! Compiles `src/analysis/raw_tree.c` (libpg_query's raw parse tree as events) against the
+//! Compiles `src/analysis/raw_tree.c` (libpg_query's raw parse tree as an arena) against the
 //! headers of the libpg_query that the `pg_query` crate builds and links.
 //!
 //! The headers are found through `cargo metadata` (the `pg_query` package this build locked),

@@ -153,7 +153,7 @@ fn hot_path(c: &mut Criterion) {
     let events = sqlguard::analysis::raw::parse(JOIN).unwrap();
     c.bench_function("analysis-parts/tree/join", |b| {
         b.iter(|| {
-            sqlguard::analysis::raw::tree(black_box(events.bytes()))
+            sqlguard::analysis::raw::tree(black_box(&events))
                 .unwrap()
                 .members(0)
                 .len()
@@ -162,10 +162,7 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("analysis-parts/events+tree/join", |b| {
         b.iter(|| {
             let e = sqlguard::analysis::raw::parse(black_box(JOIN)).unwrap();
-            sqlguard::analysis::raw::tree(e.bytes())
-                .unwrap()
-                .members(0)
-                .len()
+            sqlguard::analysis::raw::tree(&e).unwrap().members(0).len()
         })
     });
     // The shape cache's parts: the scanner's tokens and the shape key (a hit's cost before

@@ -1,15 +1,89 @@
-//! A small JSON reader for libpg_query's parse trees.
+//! A small JSON reader for libpg_query's parse trees, and the arena both readers fill.
 //!
-//! It builds a flat arena iteratively: any nesting depth costs heap, never stack, and
-//! strings without escapes borrow from the input. It reads what libpg_query writes; any
-//! other malformed text is an error, never a panic.
+//! The arena is flat: any nesting depth costs heap, never stack. Values are [`Node`]s in
+//! document order and containers' members are [`Member`]s, laid out as `raw_tree.c` writes
+//! them, so the raw parse tree is walked where C wrote it ([`super::raw`]); strings without
+//! escapes borrow from the JSON text. The reader reads what libpg_query writes; any other
+//! malformed text is an error, never a panic.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 /// Index of a value in a [`Tree`].
 pub type Id = u32;
 
-#[derive(Debug, Clone, PartialEq)]
+// Value tags: keep in step with raw_tree.c.
+pub const OBJECT: u32 = 1;
+pub const ARRAY: u32 = 2;
+pub const STRING: u32 = 5;
+pub const INT: u32 = 6;
+pub const TRUE: u32 = 7;
+pub const FALSE: u32 = 8;
+pub const NULL: u32 = 9;
+pub const NUMBER: u32 = 10;
+/// A string the JSON reader unescaped: `len` bytes from the tree's own text at `val`.
+const UNESCAPED: u32 = 11;
+
+/// One value of the arena (`SgNode` in raw_tree.c).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    pub tag: u32,
+    /// A container's number of members, or a text's number of bytes.
+    pub len: u32,
+    /// A container's first member, a text's first byte, or an integer's bits.
+    pub val: u64,
+}
+
+/// One member of a container (`SgMember` in raw_tree.c): its key (a field name; empty in an
+/// array) and its value's index. Only [`super::raw::read`] and the JSON reader make them,
+/// with keys that are ASCII and live for `'a`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Member<'a> {
+    pub(super) key: *const u8,
+    pub(super) key_len: u32,
+    pub(super) id: Id,
+    pub(super) life: PhantomData<&'a str>,
+}
+
+impl<'a> Member<'a> {
+    fn new(key: &'a str, id: Id) -> Self {
+        Member {
+            key: key.as_ptr(),
+            key_len: key.len() as u32,
+            id,
+            life: PhantomData,
+        }
+    }
+
+    pub fn key(&self) -> &'a str {
+        // SAFETY: every `Member` holds `key_len` bytes of UTF-8 (ASCII from raw_tree.c, a
+        // slice of the text from the JSON reader) that live for `'a`: `new` and
+        // `raw::read` (which checks them) are the only ways to make one.
+        unsafe {
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                self.key,
+                self.key_len as usize,
+            ))
+        }
+    }
+
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// Whether the key is `key`: field names are short, so a byte loop after the length
+    /// beats a call to memcmp.
+    #[inline]
+    fn key_is(&self, key: &str) -> bool {
+        self.key_len as usize == key.len()
+            && self.key().bytes().zip(key.bytes()).all(|(a, b)| a == b)
+    }
+}
+
+/// A value, as read from its [`Node`].
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
@@ -17,7 +91,7 @@ pub enum Value<'a> {
     Int(i64),
     /// Any other number, as written.
     Number(&'a str),
-    String(Cow<'a, str>),
+    String(&'a str),
     /// Elements are `members[start..end]` (keys empty).
     Array {
         start: u32,
@@ -30,15 +104,19 @@ pub enum Value<'a> {
     },
 }
 
-/// A parsed JSON document (or a parse tree read from libpg_query's events: [`super::raw`]).
-/// Values are numbered in document order; where a container's members lie in `members`
-/// depends on the reader (the JSON reader places them when the container closes, the events
-/// reader when it opens), so two trees are equal when they hold the same document: the same
-/// values in the same order, each container's members in the same order under the same keys.
+/// A parsed JSON document, or a raw parse tree ([`super::raw`]). Values are numbered in
+/// document order; where a container's members lie in `members` depends on the writer, so
+/// two trees are equal when they hold the same document: the same values in the same order,
+/// each container's members in the same order under the same keys.
 #[derive(Debug, Default)]
 pub struct Tree<'a> {
-    pub(super) values: Vec<Value<'a>>,
-    pub(super) members: Vec<(&'a str, Id)>,
+    pub(super) nodes: Cow<'a, [Node]>,
+    pub(super) members: Cow<'a, [Member<'a>]>,
+    /// Where texts' bytes are: the JSON text, or the raw tree's strings. Every text's range is
+    /// in bounds and UTF-8 (checked by whoever made the tree).
+    pub(super) strings: &'a [u8],
+    /// The strings the JSON reader unescaped.
+    pub(super) unescaped: String,
     /// When traced: which constants' values were read ([`Tree::trace_constants`]).
     pub(super) trace: Option<ConstTrace>,
 }
@@ -62,31 +140,54 @@ impl ConstTrace {
 
 impl PartialEq for Tree<'_> {
     fn eq(&self, other: &Self) -> bool {
-        if self.values.len() != other.values.len() || self.trace != other.trace {
+        if self.nodes.len() != other.nodes.len() || self.trace != other.trace {
             return false;
         }
-        self.values
-            .iter()
-            .zip(&other.values)
-            .all(|(a, b)| match (a, b) {
-                (Value::Array { .. }, Value::Array { .. })
-                | (Value::Object { .. }, Value::Object { .. }) => {
-                    let (a, b) = (self.slots(a), other.slots(b));
-                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
-                }
-                (a, b) => a == b,
-            })
+        (0..self.nodes.len() as Id).all(|id| match (self.decode(id), other.decode(id)) {
+            (Value::Array { .. }, Value::Array { .. })
+            | (Value::Object { .. }, Value::Object { .. }) => {
+                let (a, b) = (self.members_untraced(id), other.members_untraced(id));
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x.id == y.id && x.key() == y.key())
+            }
+            (a, b) => a == b,
+        })
     }
 }
 
 impl<'a> Tree<'a> {
-    /// A container's members (none for a scalar).
-    fn slots(&self, value: &Value<'a>) -> &[(&'a str, Id)] {
-        match value {
-            Value::Array { start, end } | Value::Object { start, end } => {
-                &self.members[*start as usize..*end as usize]
+    /// The value `id`, without recording a constant as read.
+    fn decode(&self, id: Id) -> Value<'_> {
+        let node = &self.nodes[id as usize];
+        fn text<'s>(bytes: &'s [u8], node: &Node) -> &'s str {
+            let (start, len) = (node.val as usize, node.len as usize);
+            // SAFETY: whoever made the tree checked every text's range and UTF-8.
+            unsafe { std::str::from_utf8_unchecked(bytes.get_unchecked(start..start + len)) }
+        }
+        match node.tag {
+            OBJECT => Value::Object {
+                start: node.val as u32,
+                end: node.val as u32 + node.len,
+            },
+            ARRAY => Value::Array {
+                start: node.val as u32,
+                end: node.val as u32 + node.len,
+            },
+            STRING => Value::String(text(self.strings, node)),
+            UNESCAPED => Value::String(text(self.unescaped.as_bytes(), node)),
+            NUMBER => {
+                let n = text(self.strings, node);
+                match n.parse::<i64>() {
+                    Ok(i) => Value::Int(i),
+                    Err(_) => Value::Number(n),
+                }
             }
-            _ => &[],
+            INT => Value::Int(node.val as i64),
+            TRUE => Value::Bool(true),
+            FALSE => Value::Bool(false),
+            _ => Value::Null,
         }
     }
 
@@ -94,7 +195,23 @@ impl<'a> Tree<'a> {
         0
     }
 
-    pub fn value(&self, id: Id) -> &Value<'a> {
+    /// How many values the tree holds.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn value(&self, id: Id) -> Value<'_> {
+        self.read(id);
+        self.decode(id)
+    }
+
+    /// Records that `id` was read, when it is part of a traced constant.
+    #[inline]
+    fn read(&self, id: Id) {
         if let Some(t) = &self.trace {
             if let Some(&o) = t.owner.get(id as usize) {
                 if o != 0 {
@@ -102,49 +219,49 @@ impl<'a> Tree<'a> {
                 }
             }
         }
-        &self.values[id as usize]
     }
 
     /// From now on, record which constants' values are read: every `{"A_Const": body}`'s
     /// body and everything under it (its value, its location, which fields it has).
     pub fn trace_constants(&mut self) {
         let mut trace = ConstTrace {
-            owner: vec![0; self.values.len()],
+            owner: vec![0; self.nodes.len()],
             constants: Vec::new(),
         };
         // Containers in document order: the constants are numbered the same whichever reader
         // built the tree.
-        let bodies = self.values.iter().flat_map(|v| self.slots(v));
-        for (key, body) in bodies {
-            if *key != "A_Const" {
-                continue;
-            }
-            // Values are numbered in document order: a body's subtree is `body..=last`.
-            let mut last = *body;
-            while let Value::Object { start, end } | Value::Array { start, end } =
-                self.values[last as usize]
-            {
-                if start == end {
-                    break;
+        for id in 0..self.nodes.len() as Id {
+            for m in self.members_untraced(id) {
+                if m.key() != "A_Const" {
+                    continue;
                 }
-                last = self.members[end as usize - 1].1;
-            }
-            let location = self
-                .members_untraced(*body)
-                .iter()
-                .find(|(k, _)| *k == "location")
-                .and_then(|(_, v)| match self.values[*v as usize] {
-                    Value::Int(n) => Some(n),
-                    _ => None,
-                })
-                // libpg_query leaves out a location of 0.
-                .unwrap_or(0);
-            trace
-                .constants
-                .push((location, std::cell::Cell::new(false)));
-            let index = trace.constants.len() as u32;
-            for o in &mut trace.owner[*body as usize..=last as usize] {
-                *o = index;
+                let body = m.id;
+                // Values are numbered in document order: a body's subtree is `body..=last`.
+                let mut last = body;
+                loop {
+                    let below = self.members_untraced(last);
+                    match below.last() {
+                        Some(m) => last = m.id,
+                        None => break,
+                    }
+                }
+                let location = self
+                    .members_untraced(body)
+                    .iter()
+                    .find(|m| m.key() == "location")
+                    .and_then(|m| match self.decode(m.id) {
+                        Value::Int(n) => Some(n),
+                        _ => None,
+                    })
+                    // libpg_query leaves out a location of 0.
+                    .unwrap_or(0);
+                trace
+                    .constants
+                    .push((location, std::cell::Cell::new(false)));
+                let index = trace.constants.len() as u32;
+                for o in &mut trace.owner[body as usize..=last as usize] {
+                    *o = index;
+                }
             }
         }
         self.trace = Some(trace);
@@ -155,41 +272,53 @@ impl<'a> Tree<'a> {
         self.trace.as_ref()
     }
 
-    fn members_untraced(&self, id: Id) -> &[(&'a str, Id)] {
-        self.slots(&self.values[id as usize])
+    /// A container's members (none for a scalar), without recording a constant as read.
+    fn members_untraced(&self, id: Id) -> &[Member<'a>] {
+        let node = &self.nodes[id as usize];
+        match node.tag {
+            OBJECT | ARRAY => {
+                let start = node.val as usize;
+                &self.members[start..start + node.len as usize]
+            }
+            _ => &[],
+        }
     }
 
     /// Which kind of constant an `A_Const` body holds (`ival`, `fval`, `sval`, `boolval`,
     /// `bsval`, `isnull`), without recording it as read: the kind follows from the scanner's
     /// token (`ICONST`, `FCONST`, `SCONST`, `TRUE_P`, …), which every shape key holds; only
     /// the value does not (`analysis::shape`).
-    pub fn constant_kind(&self, body: Id) -> Option<&str> {
+    pub fn constant_kind(&self, body: Id) -> Option<&'a str> {
         self.members_untraced(body)
             .iter()
-            .map(|(k, _)| k.as_ref())
+            .map(|m| m.key())
             .find(|k| *k != "location")
     }
 
     /// Members of an object (or elements of an array, with empty keys).
-    pub fn members(&self, id: Id) -> &[(&'a str, Id)] {
-        match self.value(id) {
-            Value::Array { start, end } | Value::Object { start, end } => {
-                &self.members[*start as usize..*end as usize]
-            }
-            _ => &[],
+    pub fn members(&self, id: Id) -> &[Member<'a>] {
+        self.read(id);
+        self.members_untraced(id)
+    }
+
+    /// The ids of a container's members (or of an array's elements).
+    pub fn ids(&self, id: Id) -> impl Iterator<Item = Id> + '_ {
+        fn shorter<'s>(members: &'s [Member<'_>]) -> &'s [Member<'s>] {
+            members
         }
+        shorter(self.members(id)).iter().map(|m| m.id)
     }
 
     /// The member `key` of an object.
     pub fn get(&self, id: Id, key: &str) -> Option<Id> {
-        match self.value(id) {
-            Value::Object { .. } => self
-                .members(id)
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| *v),
-            _ => None,
+        self.read(id);
+        if self.nodes[id as usize].tag != OBJECT {
+            return None;
         }
+        self.members_untraced(id)
+            .iter()
+            .find(|m| m.key_is(key))
+            .map(|m| m.id)
     }
 
     pub fn str(&self, id: Id) -> Option<&str> {
@@ -212,14 +341,15 @@ impl<'a> Tree<'a> {
 
     pub fn get_i64(&self, id: Id, key: &str) -> Option<i64> {
         match self.get(id, key).map(|v| self.value(v)) {
-            Some(Value::Int(n)) => Some(*n),
+            Some(Value::Int(n)) => Some(n),
             Some(Value::Number(n)) => n.parse().ok(),
             _ => None,
         }
     }
 
     pub fn is_object(&self, id: Id) -> bool {
-        matches!(self.value(id), Value::Object { .. })
+        self.read(id);
+        self.nodes[id as usize].tag == OBJECT
     }
 }
 
@@ -229,25 +359,23 @@ pub struct JsonError {
     pub what: &'static str,
 }
 
-pub(super) struct Frame<'a> {
-    pub(super) id: Id,
-    pub(super) object: bool,
-    pub(super) scratch_start: usize,
-    pub(super) key: Option<&'a str>,
+struct Frame<'a> {
+    id: Id,
+    object: bool,
+    scratch_start: usize,
+    key: Option<&'a str>,
 }
 
 /// Parses `text` into a [`Tree`].
 pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
-    let mut tree = Tree {
-        values: Vec::with_capacity(text.len() / 12 + 4),
-        members: Vec::with_capacity(text.len() / 12 + 4),
-        trace: None,
-    };
+    let mut nodes: Vec<Node> = Vec::with_capacity(text.len() / 12 + 4);
+    let mut members: Vec<Member<'_>> = Vec::with_capacity(text.len() / 12 + 4);
+    let mut unescaped = String::new();
     let bytes = text.as_bytes();
     let mut pos = 0usize;
     let mut stack: Vec<Frame<'_>> = Vec::new();
     // Members of open containers, moved into `tree.members` contiguously when they close.
-    let mut scratch: Vec<(&str, Id)> = Vec::new();
+    let mut scratch: Vec<Member<'_>> = Vec::new();
     let err = |offset, what| Err(JsonError { offset, what });
 
     loop {
@@ -257,7 +385,7 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
             if frame.object && frame.key.is_none() {
                 if bytes.get(pos) == Some(&b'}') {
                     pos += 1;
-                    close(&mut tree, &mut stack, &mut scratch);
+                    close(&mut nodes, &mut members, &mut stack, &mut scratch);
                     if !after_value(bytes, &mut pos, &mut stack)? {
                         break;
                     }
@@ -279,19 +407,24 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
                 skip_ws(bytes, &mut pos);
             } else if !frame.object && bytes.get(pos) == Some(&b']') {
                 pos += 1;
-                close(&mut tree, &mut stack, &mut scratch);
+                close(&mut nodes, &mut members, &mut stack, &mut scratch);
                 if !after_value(bytes, &mut pos, &mut stack)? {
                     break;
                 }
                 continue;
             }
         }
-        let id = tree.values.len() as Id;
+        let id = nodes.len() as Id;
+        let node = |tag, len: usize, val: usize| Node {
+            tag,
+            len: len as u32,
+            val: val as u64,
+        };
         match bytes.get(pos) {
             Some(b'{') | Some(b'[') => {
                 let object = bytes[pos] == b'{';
                 pos += 1;
-                tree.values.push(Value::Null);
+                nodes.push(node(NULL, 0, 0));
                 push_member(&mut stack, &mut scratch, id);
                 stack.push(Frame {
                     id,
@@ -301,21 +434,27 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
                 });
                 continue;
             }
-            Some(b'"') => {
-                let s = read_string(text, &mut pos)?;
-                tree.values.push(Value::String(s));
-            }
+            Some(b'"') => match read_string(text, &mut pos)? {
+                Cow::Borrowed(s) => {
+                    let at = s.as_ptr() as usize - text.as_ptr() as usize;
+                    nodes.push(node(STRING, s.len(), at));
+                }
+                Cow::Owned(s) => {
+                    nodes.push(node(UNESCAPED, s.len(), unescaped.len()));
+                    unescaped.push_str(&s);
+                }
+            },
             Some(b't') if bytes[pos..].starts_with(b"true") => {
                 pos += 4;
-                tree.values.push(Value::Bool(true));
+                nodes.push(node(TRUE, 0, 0));
             }
             Some(b'f') if bytes[pos..].starts_with(b"false") => {
                 pos += 5;
-                tree.values.push(Value::Bool(false));
+                nodes.push(node(FALSE, 0, 0));
             }
             Some(b'n') if bytes[pos..].starts_with(b"null") => {
                 pos += 4;
-                tree.values.push(Value::Null);
+                nodes.push(node(NULL, 0, 0));
             }
             Some(c) if *c == b'-' || c.is_ascii_digit() => {
                 let start = pos;
@@ -324,10 +463,13 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
                 {
                     pos += 1;
                 }
-                let number = &text[start..pos];
-                tree.values.push(match number.parse::<i64>() {
-                    Ok(n) => Value::Int(n),
-                    Err(_) => Value::Number(number),
+                nodes.push(match text[start..pos].parse::<i64>() {
+                    Ok(n) => Node {
+                        tag: INT,
+                        len: 0,
+                        val: n as u64,
+                    },
+                    Err(_) => node(NUMBER, pos - start, start),
                 });
             }
             _ => return err(pos, "expected a value"),
@@ -341,32 +483,41 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
     if pos != bytes.len() {
         return err(pos, "trailing characters");
     }
-    if tree.values.is_empty() {
+    if nodes.is_empty() {
         return err(0, "empty document");
     }
-    Ok(tree)
+    if nodes.len() > u32::MAX as usize || text.len() > u32::MAX as usize {
+        return err(0, "a document too large");
+    }
+    Ok(Tree {
+        nodes: Cow::Owned(nodes),
+        members: Cow::Owned(members),
+        strings: bytes,
+        unescaped,
+        trace: None,
+    })
 }
 
-pub(super) fn push_member<'a>(stack: &mut [Frame<'a>], scratch: &mut Vec<(&'a str, Id)>, id: Id) {
+fn push_member<'a>(stack: &mut [Frame<'a>], scratch: &mut Vec<Member<'a>>, id: Id) {
     if let Some(frame) = stack.last_mut() {
         let key = frame.key.take().unwrap_or("");
-        scratch.push((key, id));
+        scratch.push(Member::new(key, id));
     }
 }
 
-pub(super) fn close<'a>(
-    tree: &mut Tree<'a>,
+fn close<'a>(
+    nodes: &mut [Node],
+    members: &mut Vec<Member<'a>>,
     stack: &mut Vec<Frame<'a>>,
-    scratch: &mut Vec<(&'a str, Id)>,
+    scratch: &mut Vec<Member<'a>>,
 ) {
     if let Some(frame) = stack.pop() {
-        let start = tree.members.len() as u32;
-        tree.members.extend(scratch.drain(frame.scratch_start..));
-        let end = tree.members.len() as u32;
-        tree.values[frame.id as usize] = if frame.object {
-            Value::Object { start, end }
-        } else {
-            Value::Array { start, end }
+        let start = members.len();
+        members.extend(scratch.drain(frame.scratch_start..));
+        nodes[frame.id as usize] = Node {
+            tag: if frame.object { OBJECT } else { ARRAY },
+            len: (members.len() - start) as u32,
+            val: start as u64,
         };
     }
 }
@@ -493,7 +644,7 @@ mod tests {
         let t = parse(r#"{"a":[1,{"b":"x\"y"},true,null],"c":{}}"#).unwrap();
         let a = t.get(t.root(), "a").unwrap();
         assert_eq!(t.members(a).len(), 4);
-        let b = t.members(a)[1].1;
+        let b = t.members(a)[1].id();
         assert_eq!(t.get_str(b, "b"), Some("x\"y"));
         assert!(t.members(t.get(t.root(), "c").unwrap()).is_empty());
     }
@@ -509,7 +660,7 @@ mod tests {
     #[test]
     fn unicode_escapes_decode() {
         let t = parse(r#"["\u00e9\ud83d\ude00"]"#).unwrap();
-        let s = t.members(t.root())[0].1;
+        let s = t.members(t.root())[0].id();
         assert_eq!(t.str(s), Some("é😀"));
     }
 

@@ -1,5 +1,6 @@
 //! PostgreSQL's grammar without the JSON round trip: libpg_query's raw parse tree, written by
-//! `raw_tree.c` as typed events and read here into the same [`Tree`] the JSON reader builds.
+//! `raw_tree.c` straight into an arena of values and members, and read here (its structure
+//! checked) into the same [`Tree`] the JSON reader builds.
 //!
 //! `raw_tree.c` is libpg_query's own JSON writer with its output macros replaced (the
 //! generated per-node code is shared), so it writes every field the JSON writer writes, in
@@ -11,7 +12,9 @@ use std::borrow::Cow;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::OnceLock;
 
-use super::json::{self, Id, Tree, Value};
+use super::json::{
+    self, Member, Node, Tree, ARRAY, FALSE, INT, NULL, NUMBER, OBJECT, STRING, TRUE,
+};
 use super::AnalysisError;
 
 #[repr(C)]
@@ -25,9 +28,13 @@ struct PgQueryError {
 }
 
 #[repr(C)]
-struct SqlguardEvents {
-    events: *mut u8,
-    len: usize,
+struct SqlguardTree {
+    nodes: *mut Node,
+    n_nodes: usize,
+    members: *mut Member<'static>,
+    n_members: usize,
+    strings: *mut u8,
+    strings_len: usize,
     error: *mut PgQueryError,
 }
 
@@ -48,8 +55,8 @@ struct SqlguardTokens {
 }
 
 unsafe extern "C" {
-    fn sqlguard_parse_events(input: *const c_char) -> SqlguardEvents;
-    fn sqlguard_free_events(result: SqlguardEvents);
+    fn sqlguard_parse_tree(input: *const c_char) -> SqlguardTree;
+    fn sqlguard_free_tree(result: SqlguardTree);
     fn sqlguard_scan(input: *const c_char) -> SqlguardTokens;
     fn sqlguard_free_tokens(result: SqlguardTokens);
     fn sqlguard_token_kinds(out: *mut i32);
@@ -144,62 +151,65 @@ pub fn scan(sql: &str) -> Option<Tokens> {
     Some(tokens)
 }
 
-// Event tags: keep in step with raw_tree.c.
-const OBJECT: u8 = 1;
-const ARRAY: u8 = 2;
-const END: u8 = 3;
-const KEY: u8 = 4;
-const STRING: u8 = 5;
-const INT: u8 = 6;
-const TRUE: u8 = 7;
-const FALSE: u8 = 8;
-const NULL: u8 = 9;
-const NUMBER: u8 = 10;
-
-/// The events of one parse, owned until dropped.
-pub struct Events {
-    result: SqlguardEvents,
+/// The arena of one parse, owned until dropped.
+pub struct RawTree {
+    result: SqlguardTree,
 }
 
-// SAFETY: the events are plain malloc'd memory owned by this value, freed with free().
-unsafe impl Send for Events {}
+// SAFETY: plain malloc'd memory owned by this value, freed with free(); the keys point to
+// string literals (static storage).
+unsafe impl Send for RawTree {}
 
-impl Events {
-    pub fn bytes(&self) -> &[u8] {
-        if self.result.events.is_null() {
-            return &[];
-        }
-        // SAFETY: `events` points to `len` bytes written by sqlguard_parse_events, owned by
-        // `self` until drop.
-        unsafe { std::slice::from_raw_parts(self.result.events, self.result.len) }
+/// `len` elements at `data`, or none when C wrote none.
+///
+/// SAFETY: a non-null `data` points to `len` initialised elements that outlive `'a`.
+unsafe fn slice<'a, T>(data: *const T, len: usize) -> &'a [T] {
+    if data.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's.
+        unsafe { std::slice::from_raw_parts(data, len) }
     }
 }
 
-impl Drop for Events {
+impl RawTree {
+    pub fn nodes(&self) -> &[Node] {
+        // SAFETY: written by sqlguard_parse_tree, owned by `self` until drop.
+        unsafe { slice(self.result.nodes, self.result.n_nodes) }
+    }
+
+    pub fn members(&self) -> &[Member<'_>] {
+        // SAFETY: as `nodes`.
+        unsafe { slice(self.result.members, self.result.n_members) }
+    }
+
+    pub fn strings(&self) -> &[u8] {
+        // SAFETY: as `nodes`.
+        unsafe { slice(self.result.strings, self.result.strings_len) }
+    }
+}
+
+impl Drop for RawTree {
     fn drop(&mut self) {
-        let result = SqlguardEvents {
-            events: self.result.events,
-            len: self.result.len,
-            error: self.result.error,
-        };
-        // SAFETY: `result` came from sqlguard_parse_events and is freed exactly once.
-        unsafe { sqlguard_free_events(result) };
+        let result = SqlguardTree { ..self.result };
+        // SAFETY: `result` came from sqlguard_parse_tree and is freed exactly once.
+        unsafe { sqlguard_free_tree(result) };
     }
 }
 
-/// Parses `sql` (as [`super::parser::parse`] does, with the same errors) into events.
-pub fn parse(sql: &str) -> Result<Events, AnalysisError> {
+/// Parses `sql` (as [`super::parser::parse`] does, with the same errors) into an arena.
+pub fn parse(sql: &str) -> Result<RawTree, AnalysisError> {
     let input = CString::new(sql).map_err(|e| AnalysisError::NulByte {
         position: e.nul_position(),
     })?;
     // SAFETY: `input` is a valid NUL-terminated string for the duration of the call.
-    let result = unsafe { sqlguard_parse_events(input.as_ptr()) };
-    let events = Events { result };
-    if !events.result.error.is_null() {
+    let result = unsafe { sqlguard_parse_tree(input.as_ptr()) };
+    let raw = RawTree { result };
+    if !raw.result.error.is_null() {
         // SAFETY: a non-null error points to a PgQueryError with a NUL-terminated message
         // (or a null one, when even the message could not be allocated).
         let (message, cursor) = unsafe {
-            let e = &*events.result.error;
+            let e = &*raw.result.error;
             let message = if e.message.is_null() {
                 "out of memory".to_string()
             } else {
@@ -209,183 +219,118 @@ pub fn parse(sql: &str) -> Result<Events, AnalysisError> {
         };
         return Err(super::parser::error(message, cursor));
     }
-    Ok(events)
+    Ok(raw)
 }
 
-/// Why events could not be read.
+/// Why an arena could not be read: the value (or member) index, and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventError {
-    pub offset: usize,
+pub struct RawError {
+    pub index: usize,
     pub what: &'static str,
 }
 
-/// Reads `events` into a [`Tree`] equal to the one [`json::parse`] reads from the same tree's
-/// JSON. Each object and array starts with its number of members, so their slots in the
-/// arena are reserved when it opens and each value is written once, into its slot.
-pub fn tree(events: &[u8]) -> Result<Tree<'_>, EventError> {
-    let mut tree = Tree {
-        values: Vec::with_capacity(events.len() / 8 + 4),
-        members: Vec::with_capacity(events.len() / 8 + 4),
-        trace: None,
-    };
-    // The open containers, innermost last: the next free slot, the end of the slots, and
-    // whether it is an object (whose values each follow a key).
-    let mut open: Vec<(u32, u32, bool)> = Vec::with_capacity(64);
-    let mut key: Option<&str> = None;
-    let mut pos = 0usize;
-    let err = |offset, what| Err(EventError { offset, what });
-    while pos < events.len() {
-        let tag = events[pos];
-        let at = pos;
-        pos += 1;
-        if tag == KEY {
-            match open.last() {
-                Some(&(_, _, true)) if key.is_none() => key = Some(field_name(events, &mut pos)?),
-                _ => return err(at, "a key outside an object"),
-            }
-            continue;
-        }
-        if tag == END {
-            match open.pop() {
-                Some(_) if key.is_some() => return err(at, "a key without a value"),
-                Some((next, end, _)) if next != end => {
-                    return err(at, "a container with fewer values than its count")
-                }
-                Some(_) => {}
-                None => return err(at, "an end outside a container"),
-            }
-            if open.is_empty() {
-                break;
-            }
-            continue;
-        }
-        let id = tree.values.len() as Id;
-        match open.last_mut() {
-            Some((_, _, true)) if key.is_none() => return err(at, "a value without a key"),
-            Some((next, end, _)) => {
-                if next == end {
-                    return err(at, "a container with more values than its count");
-                }
-                tree.members[*next as usize] = (key.take().unwrap_or(""), id);
-                *next += 1;
-            }
-            None if !tree.values.is_empty() => return err(at, "a second root value"),
-            None => {}
-        }
-        match tag {
+/// The tree `raw` holds, equal to the one [`json::parse`] reads from the same tree's JSON
+/// (checked, then walked where C wrote it).
+pub fn tree(raw: &RawTree) -> Result<Tree<'_>, RawError> {
+    read(raw.nodes(), raw.members(), raw.strings())
+}
+
+/// The arena as a [`Tree`], after checking it is one: every value but the first is a member
+/// of exactly one container, the values are in document order (a container's members follow
+/// it, each after the last value under the one before), objects' members have ASCII keys
+/// and arrays' none, texts lie in `strings` and are UTF-8, tags are known. Anything else is
+/// an error, never a panic or a wrong tree.
+pub fn read<'a>(
+    nodes: &'a [Node],
+    members: &'a [Member<'a>],
+    strings: &'a [u8],
+) -> Result<Tree<'a>, RawError> {
+    let err = |index, what| Err(RawError { index, what });
+    let n = nodes.len();
+    if n == 0 {
+        return err(0, "no values");
+    }
+    if members.len() != n - 1 || n > u32::MAX as usize {
+        return err(
+            members.len(),
+            "members that are not each value but the first once",
+        );
+    }
+    // From the last value back: `last[i]` is the last value under `i`. A container's first
+    // member is the value after it, and each next member the value after the last one under
+    // the member before it. With the count above, the arena is one tree holding every value
+    // once, so each member is checked here exactly once.
+    let mut last = vec![0u32; n];
+    for (i, node) in nodes.iter().enumerate().rev() {
+        let mut next = i as u32 + 1;
+        match node.tag {
             OBJECT | ARRAY => {
-                let count = length(events, &mut pos)?;
-                // Each value is at least one event byte: a larger count is not a tree's.
-                if count > events.len() - pos {
-                    return err(at, "a count beyond the events");
-                }
-                let start = tree.members.len();
-                let end = start + count;
-                if end > u32::MAX as usize {
-                    return err(at, "too many values");
-                }
-                tree.members.resize(end, ("", 0));
-                let (start, end) = (start as u32, end as u32);
-                tree.values.push(if tag == OBJECT {
-                    Value::Object { start, end }
-                } else {
-                    Value::Array { start, end }
-                });
-                open.push((start, end, tag == OBJECT));
-                continue;
-            }
-            STRING => tree
-                .values
-                .push(Value::String(Cow::Borrowed(text(events, &mut pos)?))),
-            NUMBER => tree.values.push(match text(events, &mut pos)? {
-                n if n.parse::<i64>().is_ok() => Value::Int(n.parse().unwrap_or(0)),
-                n => Value::Number(n),
-            }),
-            INT => {
-                let Some(bytes) = events.get(pos..pos + 8) else {
-                    return err(at, "a truncated integer");
+                let object = node.tag == OBJECT;
+                let slots = usize::try_from(node.val)
+                    .ok()
+                    .and_then(|start| members.get(start..start.checked_add(node.len as usize)?));
+                let Some(slots) = slots else {
+                    return err(i, "a container's members beyond the members");
                 };
-                pos += 8;
-                let mut n = [0u8; 8];
-                n.copy_from_slice(bytes);
-                tree.values.push(Value::Int(i64::from_ne_bytes(n)));
+                for m in slots {
+                    // `next < n`: `last` holds it, and no member points past the values.
+                    let misplaced = m.id != next || next as usize >= n;
+                    if misplaced | m.key.is_null() | ((m.key_len == 0) == object) {
+                        return err(i, member_error(m, next, n, object));
+                    }
+                    // A key is trusted as its pointer is: a string literal of raw_tree.c, a
+                    // field name (ASCII). The agreement check holds the keys equal to the
+                    // JSON text's.
+                    debug_assert!(
+                        // SAFETY: as `Member::key`.
+                        unsafe { std::slice::from_raw_parts(m.key, m.key_len as usize) }.is_ascii()
+                    );
+                    next = last[next as usize] + 1;
+                }
             }
-            TRUE => tree.values.push(Value::Bool(true)),
-            FALSE => tree.values.push(Value::Bool(false)),
-            NULL => tree.values.push(Value::Null),
-            _ => return err(at, "an unknown event"),
+            STRING | NUMBER => {
+                let text = usize::try_from(node.val)
+                    .ok()
+                    .and_then(|start| strings.get(start..start.checked_add(node.len as usize)?));
+                let Some(bytes) = text else {
+                    return err(i, "a text beyond the strings");
+                };
+                if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+                    return err(i, NOT_UTF8);
+                }
+            }
+            INT | TRUE | FALSE | NULL => {}
+            _ => return err(i, "an unknown value"),
         }
-        if open.is_empty() {
-            break;
-        }
+        last[i] = next - 1;
     }
-    if !open.is_empty() {
-        return err(events.len(), "an unclosed container");
+    if last[0] as usize != n - 1 {
+        return err(0, "values outside the root");
     }
-    if pos != events.len() {
-        return err(pos, "events after the root value");
-    }
-    if tree.values.is_empty() {
-        return err(0, "no events");
-    }
-    Ok(tree)
-}
-
-/// [`EventError::what`] for a text that is not UTF-8.
-pub const NOT_UTF8: &str = "a text that is not UTF-8";
-
-/// A u32 length at `pos`.
-fn length(events: &[u8], pos: &mut usize) -> Result<usize, EventError> {
-    let at = *pos;
-    let bytes = events.get(at..at + 4).ok_or(EventError {
-        offset: at,
-        what: "a truncated length",
-    })?;
-    *pos = at + 4;
-    Ok(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
-}
-
-/// A length-prefixed UTF-8 text at `pos`.
-fn text<'a>(events: &'a [u8], pos: &mut usize) -> Result<&'a str, EventError> {
-    let at = *pos;
-    let len = length(events, pos)?;
-    let bytes = events.get(at + 4..at + 4 + len).ok_or(EventError {
-        offset: at,
-        what: "a truncated text",
-    })?;
-    *pos = at + 4 + len;
-    utf8(bytes).ok_or(EventError {
-        offset: at,
-        what: NOT_UTF8,
+    Ok(Tree {
+        nodes: Cow::Borrowed(nodes),
+        members: Cow::Borrowed(members),
+        strings,
+        unescaped: String::new(),
+        trace: None,
     })
 }
 
-/// A field name at `pos`: one length byte, then ASCII.
-fn field_name<'a>(events: &'a [u8], pos: &mut usize) -> Result<&'a str, EventError> {
-    let at = *pos;
-    let bad = |what| EventError { offset: at, what };
-    let len = *events.get(at).ok_or(bad("a truncated key"))? as usize;
-    let bytes = events
-        .get(at + 1..at + 1 + len)
-        .ok_or(bad("a truncated key"))?;
-    *pos = at + 1 + len;
-    if !bytes.is_ascii() {
-        return Err(bad("a key that is not ASCII"));
+/// What is wrong with member `m` where `next` was due, in a container of `object`s.
+fn member_error(m: &Member<'_>, next: u32, n: usize, object: bool) -> &'static str {
+    if m.id != next || next as usize >= n {
+        "values out of document order"
+    } else if m.key.is_null() {
+        "a member without a key"
+    } else if object {
+        "an object member without a key"
+    } else {
+        "an array element with a key"
     }
-    // SAFETY: ASCII is UTF-8.
-    Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
-/// `bytes` as text: ASCII (nearly every string of a parse tree) checked inline, anything else
-/// by the full UTF-8 check.
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-    } else {
-        std::str::from_utf8(bytes).ok()
-    }
-}
+/// [`RawError::what`] for a text that is not UTF-8.
+pub const NOT_UTF8: &str = "a text that is not UTF-8";
 
 /// Statements whose trees cover the node kinds, fields and values the analysis reads; the
 /// raw path is used only when it reads each of them exactly as the JSON path does.
@@ -442,11 +387,11 @@ pub fn disagreement(texts: &[&str]) -> Option<String> {
 /// Both paths on `sql`: equal trees, or the same kind of error.
 pub fn compare(sql: &str) -> Result<(), String> {
     let from_json = super::parser::parse(sql);
-    let from_events = parse(sql);
-    match (from_json, from_events) {
-        (Ok(parsed), Ok(events)) => {
+    let from_raw = parse(sql);
+    match (from_json, from_raw) {
+        (Ok(parsed), Ok(raw)) => {
             let a = json::parse(parsed.json()).map_err(|e| format!("{sql:?}: JSON: {e:?}"));
-            let b = tree(events.bytes()).map_err(|e| format!("{sql:?}: events: {e:?}"));
+            let b = tree(&raw).map_err(|e| format!("{sql:?}: raw tree: {e:?}"));
             match (a, b) {
                 (Ok(a), Ok(b)) if a == b => Ok(()),
                 (Ok(_), Ok(_)) => Err(format!("{sql:?}: the trees differ")),
@@ -456,7 +401,7 @@ pub fn compare(sql: &str) -> Result<(), String> {
         }
         (Err(a), Err(b)) if a.to_string() == b.to_string() => Ok(()),
         (a, b) => Err(format!(
-            "{sql:?}: JSON {:?}, events {:?}",
+            "{sql:?}: JSON {:?}, raw tree {:?}",
             a.err().map(|e| e.to_string()),
             b.err().map(|e| e.to_string())
         )),
@@ -466,6 +411,7 @@ pub fn compare(sql: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::json::Value;
 
     #[test]
     fn the_agreement_sample_reads_as_the_json_does() {
@@ -491,50 +437,199 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn malformed_events_are_errors() {
-        let int = |n: i64| {
-            let mut v = vec![INT];
-            v.extend(n.to_ne_bytes());
-            v
-        };
-        let open = |tag: u8, count: u32| {
-            let mut v = vec![tag];
-            v.extend(count.to_ne_bytes());
-            v
-        };
-        let key = |k: &[u8]| [&[KEY, k.len() as u8][..], k].concat();
-        for bad in [
-            vec![],
-            vec![OBJECT],
-            open(OBJECT, 0),
-            vec![END],
-            [open(OBJECT, 1), int(1)].concat(),
-            [open(OBJECT, 1), vec![STRING, 5, 0, 0, 0, b'a']].concat(),
-            [open(ARRAY, 0), key(b"a"), vec![END]].concat(),
-            [open(OBJECT, 0), key(b"a"), vec![END]].concat(),
-            [open(OBJECT, 1), vec![TRUE, END]].concat(),
-            [open(ARRAY, 1), vec![42, END]].concat(),
-            [open(ARRAY, 1), vec![STRING, 1, 0, 0, 0, 0xff, END]].concat(),
-            [open(ARRAY, 1), int(1), vec![END, NULL]].concat(),
-            // Counts that do not match the values, or that no events could hold.
-            [open(ARRAY, 2), int(1), vec![END]].concat(),
-            [open(ARRAY, 1), int(1), int(2), vec![END]].concat(),
-            [open(ARRAY, u32::MAX), vec![END]].concat(),
-            // A key that is not ASCII, or runs past the end.
-            [open(OBJECT, 1), key(&[0xc3, 0xa9]), vec![NULL, END]].concat(),
-            [open(OBJECT, 1), vec![KEY, 9, b'a']].concat(),
-        ] {
-            assert!(tree(&bad).is_err(), "{bad:?}");
+    fn node(tag: u32, len: u32, val: u64) -> Node {
+        Node { tag, len, val }
+    }
+
+    fn member(key: &'static str, id: u32) -> Member<'static> {
+        Member {
+            key: key.as_ptr(),
+            key_len: key.len() as u32,
+            id,
+            life: std::marker::PhantomData,
         }
-        let ok = [open(ARRAY, 3), int(-7), vec![NULL, FALSE, END]].concat();
-        let t = tree(&ok).unwrap();
-        assert_eq!(t.members(t.root()).len(), 3);
-        assert_eq!(t.value(t.members(t.root())[0].1), &Value::Int(-7));
-        // Non-ASCII UTF-8 text is read as text.
-        let text = [open(ARRAY, 1), vec![STRING, 2, 0, 0, 0, 0xc3, 0xa9, END]].concat();
-        let t = tree(&text).unwrap();
-        assert_eq!(t.str(t.members(t.root())[0].1), Some("é"));
+    }
+
+    fn check<'a>(
+        nodes: &'a [Node],
+        members: &'a [Member<'a>],
+        strings: &'a [u8],
+    ) -> Result<Tree<'a>, RawError> {
+        read(nodes, members, strings)
+    }
+
+    #[test]
+    fn malformed_arenas_are_errors() {
+        let array = |len| node(ARRAY, len, 0);
+        let object = |len| node(OBJECT, len, 0);
+        let int = node(INT, 0, 7);
+        let null = node(NULL, 0, 0);
+        // (case, values, members, strings, the error)
+        type Case = (
+            &'static str,
+            Vec<Node>,
+            Vec<Member<'static>>,
+            &'static [u8],
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            ("no values", vec![], vec![], &b""[..], "no values"),
+            (
+                "an unknown tag",
+                vec![node(42, 0, 0)],
+                vec![],
+                &b""[..],
+                "an unknown value",
+            ),
+            (
+                "a member too many",
+                vec![array(0)],
+                vec![member("", 0)],
+                &b""[..],
+                "members that are not each value but the first once",
+            ),
+            (
+                "a value in no container",
+                vec![array(0), int],
+                vec![],
+                &b""[..],
+                "members that are not each value but the first once",
+            ),
+            (
+                "members beyond the members",
+                vec![array(2), int],
+                vec![member("", 1)],
+                &b""[..],
+                "a container's members beyond the members",
+            ),
+            (
+                "a count that overflows",
+                vec![node(ARRAY, u32::MAX, u64::MAX), int],
+                vec![member("", 1)],
+                &b""[..],
+                "a container's members beyond the members",
+            ),
+            (
+                "an object member without a key",
+                vec![object(1), int],
+                vec![member("", 1)],
+                &b""[..],
+                "an object member without a key",
+            ),
+            (
+                "an array element with a key",
+                vec![array(1), int],
+                vec![member("a", 1)],
+                &b""[..],
+                "an array element with a key",
+            ),
+            (
+                "a text beyond the strings",
+                vec![array(1), node(STRING, 5, 0)],
+                vec![member("", 1)],
+                &b"a"[..],
+                "a text beyond the strings",
+            ),
+            (
+                "a text whose offset overflows",
+                vec![array(1), node(STRING, 1, u64::MAX)],
+                vec![member("", 1)],
+                &b"a"[..],
+                "a text beyond the strings",
+            ),
+            (
+                "a text that is not UTF-8",
+                vec![array(1), node(STRING, 1, 0)],
+                vec![member("", 1)],
+                &b"\xff"[..],
+                NOT_UTF8,
+            ),
+            (
+                "elements out of order",
+                vec![array(2), int, null],
+                vec![member("", 2), member("", 1)],
+                &b""[..],
+                "values out of document order",
+            ),
+            (
+                "a member that is its container",
+                vec![array(1), int],
+                vec![member("", 0)],
+                &b""[..],
+                "values out of document order",
+            ),
+            (
+                "a member past the last value",
+                vec![array(0), node(ARRAY, 1, 0)],
+                vec![member("", 2)],
+                &b""[..],
+                "values out of document order",
+            ),
+            (
+                "a value in two containers",
+                vec![array(2), node(ARRAY, 1, 0), int],
+                vec![member("", 1), member("", 2)],
+                &b""[..],
+                "values out of document order",
+            ),
+            (
+                "a scalar root with a value after it",
+                vec![int, int],
+                vec![member("", 1)],
+                &b""[..],
+                "values outside the root",
+            ),
+        ];
+        for (case, nodes, members, strings, what) in cases {
+            let got = check(&nodes, &members, strings).err();
+            assert_eq!(got.map(|e| e.what), Some(what), "{case}");
+        }
+        let null_key = Member {
+            key: std::ptr::null(),
+            key_len: 0,
+            id: 1,
+            life: std::marker::PhantomData,
+        };
+        let e = check(&[array(1), int], &[null_key], b"").err().unwrap();
+        assert_eq!(e.what, "a member without a key");
+    }
+
+    #[test]
+    fn well_formed_arenas_are_read() {
+        // [-7, null, false, {"a": "é", "b": [1e400, 12]}]
+        let nodes = [
+            node(ARRAY, 4, 4),
+            node(INT, 0, -7i64 as u64),
+            node(NULL, 0, 0),
+            node(FALSE, 0, 0),
+            node(OBJECT, 2, 2),
+            node(STRING, 2, 0),
+            node(ARRAY, 2, 0),
+            node(NUMBER, 5, 2),
+            node(NUMBER, 2, 7),
+        ];
+        let members = [
+            member("", 7),
+            member("", 8),
+            member("a", 5),
+            member("b", 6),
+            member("", 1),
+            member("", 2),
+            member("", 3),
+            member("", 4),
+        ];
+        let t = check(&nodes, &members, "\u{e9}1e40012".as_bytes()).unwrap();
+        let root = t.members(t.root());
+        assert_eq!(root.len(), 4);
+        assert_eq!(t.value(root[0].id()), Value::Int(-7));
+        assert_eq!(t.value(root[1].id()), Value::Null);
+        assert_eq!(t.value(root[2].id()), Value::Bool(false));
+        assert_eq!(t.get_str(root[3].id(), "a"), Some("\u{e9}"));
+        let b = t.members(t.get(root[3].id(), "b").unwrap());
+        assert_eq!(t.value(b[0].id()), Value::Number("1e400"));
+        assert_eq!(t.value(b[1].id()), Value::Int(12));
+        let json = json::parse(r#"[-7, null, false, {"a": "\u00e9", "b": [1e400, 12]}]"#).unwrap();
+        assert_eq!(t, json);
     }
 
     #[test]
@@ -542,8 +637,8 @@ mod tests {
         for sql in AGREEMENT_SQL {
             let parsed = super::super::parser::parse(sql).unwrap();
             let mut a = json::parse(parsed.json()).unwrap();
-            let events = parse(sql).unwrap();
-            let mut b = tree(events.bytes()).unwrap();
+            let raw = parse(sql).unwrap();
+            let mut b = tree(&raw).unwrap();
             assert_eq!(a, b, "{sql}");
             a.trace_constants();
             b.trace_constants();

@@ -1,14 +1,16 @@
 /*
- * sqlguard: libpg_query's raw parse tree as a compact event stream.
+ * sqlguard: libpg_query's raw parse tree as a flat arena.
  *
  * libpg_query's JSON writer (pg_query_outfuncs_json.c) formats every node as text, which
- * sqlguard then reads back: about two thirds of the analysis. This file walks the same
+ * sqlguard then read back: about two thirds of the analysis. This file walks the same
  * tree with the same generated per-node code (pg_query_outfuncs_defs.c, which calls the
- * WRITE_* macros below) but writes typed events instead of text: begin/end of an object or
- * array, a key, a string, an integer, a boolean, null. Every field is written exactly when
- * the JSON writer writes it, so the arena built from these events (src/analysis/raw.rs) is
- * the one the JSON reader builds: tests/raw_tree.rs holds the two equal over the corpora,
- * and the analysis checks them equal on its own sample before trusting this path.
+ * WRITE_* macros below) but writes the document the JSON text holds straight into the
+ * arena the analysis walks: an array of values in document order (an object, an array, a
+ * string, an integer, a boolean, null) and an array of members (a key and a value's index),
+ * each container's members contiguous. Every field is written exactly when the JSON writer
+ * writes it, so the arena is the one the JSON reader builds: tests/raw_tree.rs holds the
+ * two equal over the corpora, and the analysis checks them equal on its own sample before
+ * trusting this path. src/analysis/raw.rs checks the arena's structure before reading it.
  *
  * Compiled by build.rs against the headers of the very libpg_query the `pg_query` crate
  * links (located through `cargo metadata`).
@@ -34,177 +36,215 @@
 #include "parser/scanner.h"
 #include "gramparse.h"
 
-/* Event tags: keep in step with src/analysis/raw.rs. */
-#define SG_OBJECT 1 /* u32 number of members (backpatched when the object ends) */
-#define SG_ARRAY 2	/* u32 number of elements (backpatched when the array ends) */
-#define SG_END 3
-#define SG_KEY 4	/* u8 length, bytes (a field name: ASCII, at most 255 bytes) */
-#define SG_STRING 5 /* u32 length, bytes */
-#define SG_INT 6	/* i64 */
+/* Value tags: keep in step with src/analysis/raw.rs. */
+#define SG_OBJECT 1 /* len members from members[val] (written when the object ends) */
+#define SG_ARRAY 2	/* len elements from members[val] (written when the array ends) */
+#define SG_STRING 5 /* len bytes from strings[val] */
+#define SG_INT 6	/* val: the i64's bits */
 #define SG_TRUE 7
 #define SG_FALSE 8
 #define SG_NULL 9
-#define SG_NUMBER 10 /* u32 length, the number's text (not an i64) */
+#define SG_NUMBER 10 /* len bytes from strings[val]: a number's text (not an i64) */
 
-/* An open container: where its count goes, and how many values it holds so far. */
+/* One value of the document. */
 typedef struct
 {
-	size_t		at;
-	uint32_t	count;
+	uint32_t	tag;
+	uint32_t	len;
+	uint64_t	val;
+} SgNode;
+
+/* One member of a container: its key (a field name, a string literal of this file; "" in an
+ * array) and its value's index. */
+typedef struct
+{
+	const char *key;
+	uint32_t	key_len;
+	uint32_t	id;
+} SgMember;
+
+/* An open container: its value's index, and where its members start in `scratch`. */
+typedef struct
+{
+	uint32_t	id;
+	size_t		scratch_start;
 } SgOpen;
 
 typedef struct
 {
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-	bool		oom;
-	/* The open containers, innermost last: a value counts for the innermost one. */
+	SgNode	   *nodes;
+	size_t		n_nodes;
+	size_t		nodes_cap;
+	/* Members of closed containers, each container's contiguous. */
+	SgMember   *members;
+	size_t		n_members;
+	size_t		members_cap;
+	/* Members of the open containers, innermost last: moved to `members` when it closes. */
+	SgMember   *scratch;
+	size_t		n_scratch;
+	size_t		scratch_cap;
+	char	   *strings;
+	size_t		strings_len;
+	size_t		strings_cap;
 	SgOpen	   *open;
 	size_t		depth;
 	size_t		open_cap;
+	/* The key of the next value (set by sg_key; "" for an array's elements). */
+	const char *key;
+	uint32_t	key_len;
+	bool		oom;
 } SgOut;
 
+/* Room for `n` more elements of `size` bytes in `*data` (holding `len` of `*cap`); at most
+ * UINT32_MAX elements, so that every index fits a u32. */
 static bool
-sg_grow(SgOut *o, size_t n)
+sg_grow(SgOut *o, void **data, size_t *cap, size_t len, size_t n, size_t size)
 {
-	size_t		cap = o->cap ? o->cap : 4096;
-	char	   *data;
+	size_t		want = *cap ? *cap : 64;
+	void	   *grown;
 
-	while (cap < o->len + n)
-		cap *= 2;
-	data = realloc(o->data, cap);
-	if (data == NULL)
+	if (o->oom)
+		return false;
+	while (want < len + n)
+		want *= 2;
+	if (len + n > UINT32_MAX || want > SIZE_MAX / size)
 	{
 		o->oom = true;
 		return false;
 	}
-	o->data = data;
-	o->cap = cap;
-	return true;
-}
-
-static inline bool
-sg_reserve(SgOut *o, size_t n)
-{
-	if (o->oom)
+	grown = realloc(*data, want * size);
+	if (grown == NULL)
+	{
+		o->oom = true;
 		return false;
-	if (o->len + n > o->cap)
-		return sg_grow(o, n);
+	}
+	*data = grown;
+	*cap = want;
 	return true;
 }
 
-/* One more value in the innermost open container. */
+#define SG_ROOM(o, field, count, n) \
+	(likely((o)->count + (n) <= (o)->field##_cap) || \
+	 sg_grow((o), (void **) &(o)->field, &(o)->field##_cap, (o)->count, (n), sizeof(*(o)->field)))
+
+/*
+ * A value: the next index, a member of the innermost open container under the pending key.
+ * After running out of memory, writes still stay within what was allocated, and the result
+ * is discarded.
+ */
 static inline void
-sg_counted(SgOut *o)
+sg_node(SgOut *o, uint32_t tag, uint32_t len, uint64_t val)
 {
-	if (o->depth > 0)
-		o->open[o->depth - 1].count++;
+	SgNode	   *node;
+	SgMember   *member;
+
+	if (!SG_ROOM(o, nodes, n_nodes, 1))
+		return;
+	node = &o->nodes[o->n_nodes];
+	node->tag = tag;
+	node->len = len;
+	node->val = val;
+	if (likely(o->depth > 0))
+	{
+		if (!SG_ROOM(o, scratch, n_scratch, 1))
+			return;
+		member = &o->scratch[o->n_scratch++];
+		member->key = o->key;
+		member->key_len = o->key_len;
+		member->id = (uint32_t) o->n_nodes;
+	}
+	o->n_nodes++;
+	o->key = "";
+	o->key_len = 0;
 }
 
 /* A value without a payload: true, false, null. */
 static inline void
 sg_tag(SgOut *o, uint8_t tag)
 {
-	sg_counted(o);
-	if (sg_reserve(o, 1))
-		o->data[o->len++] = (char) tag;
+	sg_node(o, tag, 0, 0);
 }
 
 /* The start of an object or array: a value of its container, and the container of what follows. */
 static void
 sg_open(SgOut *o, uint8_t tag)
 {
-	uint32_t	zero = 0;
+	uint32_t	id = (uint32_t) o->n_nodes;
 
-	sg_counted(o);
-	if (!sg_reserve(o, 1 + sizeof(zero)))
+	sg_node(o, tag, 0, 0);
+	if (o->oom || !SG_ROOM(o, open, depth, 1))
 		return;
-	if (o->depth == o->open_cap)
-	{
-		size_t		cap = o->open_cap ? o->open_cap * 2 : 64;
-		SgOpen	   *open = realloc(o->open, cap * sizeof(SgOpen));
-
-		if (open == NULL)
-		{
-			o->oom = true;
-			return;
-		}
-		o->open = open;
-		o->open_cap = cap;
-	}
-	o->data[o->len++] = (char) tag;
-	o->open[o->depth].at = o->len;
-	o->open[o->depth].count = 0;
+	o->open[o->depth].id = id;
+	o->open[o->depth].scratch_start = o->n_scratch;
 	o->depth++;
-	memcpy(o->data + o->len, &zero, sizeof(zero));
-	o->len += sizeof(zero);
 }
 
-/* The end of the innermost container: its count is written where it started. */
+/* The end of the innermost container: its members move from `scratch` to `members`. */
 static void
 sg_close(SgOut *o)
 {
+	SgOpen		top;
+	size_t		n;
+	SgMember   *to;
+	const SgMember *from;
+
 	if (o->oom)
 		return;
 	if (o->depth == 0)
 	{
-		/* Unreachable: every close has its open. Fail closed: no events. */
+		/* Unreachable: every close has its open. Fail closed: no tree. */
 		o->oom = true;
 		return;
 	}
-	o->depth--;
-	memcpy(o->data + o->open[o->depth].at, &o->open[o->depth].count, sizeof(uint32_t));
-	if (sg_reserve(o, 1))
-		o->data[o->len++] = (char) SG_END;
+	top = o->open[--o->depth];
+	n = o->n_scratch - top.scratch_start;
+	if (!SG_ROOM(o, members, n_members, n))
+		return;
+	/* Most containers hold a few members: a loop beats a call to memcpy. */
+	to = o->members + o->n_members;
+	from = o->scratch + top.scratch_start;
+	for (size_t i = 0; i < n; i++)
+		to[i] = from[i];
+	o->nodes[top.id].len = (uint32_t) n;
+	o->nodes[top.id].val = o->n_members;
+	o->n_members += n;
+	o->n_scratch = top.scratch_start;
+	o->key = "";
+	o->key_len = 0;
 }
 
+/* A string or a number's text: its bytes go to `strings`. */
 static void
 sg_bytes(SgOut *o, uint8_t tag, const char *s, size_t n)
 {
-	uint32_t	len = (uint32_t) n;
+	size_t		at = o->strings_len;
 
-	sg_counted(o);
+	if (o->oom)
+		return;
 	if (n > UINT32_MAX)
 	{
 		o->oom = true;
 		return;
 	}
-	if (!sg_reserve(o, 1 + sizeof(len) + n))
+	if (!SG_ROOM(o, strings, strings_len, n))
 		return;
-	o->data[o->len++] = (char) tag;
-	memcpy(o->data + o->len, &len, sizeof(len));
-	o->len += sizeof(len);
-	memcpy(o->data + o->len, s, n);
-	o->len += n;
+	memcpy(o->strings + at, s, n);
+	o->strings_len += n;
+	sg_node(o, tag, (uint32_t) n, at);
 }
 
 static void
 sg_int(SgOut *o, int64_t v)
 {
-	sg_counted(o);
-	if (!sg_reserve(o, 1 + sizeof(v)))
-		return;
-	o->data[o->len++] = (char) SG_INT;
-	memcpy(o->data + o->len, &v, sizeof(v));
-	o->len += sizeof(v);
+	sg_node(o, SG_INT, 0, (uint64_t) v);
 }
 
-/* A key: a string literal, its length known at compile time (so the copy is inlined). */
+/* A key: a string literal of this file, its length known at compile time. */
 static inline __attribute__((always_inline)) void
 sg_key(SgOut *o, const char *lit, size_t n)
 {
-	if (n > UINT8_MAX)
-	{
-		o->oom = true;
-		return;
-	}
-	if (!sg_reserve(o, 2 + n))
-		return;
-	o->data[o->len++] = (char) SG_KEY;
-	o->data[o->len++] = (char) (uint8_t) n;
-	memcpy(o->data + o->len, lit, n);
-	o->len += n;
+	o->key = lit;
+	o->key_len = (uint32_t) n;
 }
 
 #define SG_KEY_LIT(o, lit) sg_key((o), (lit), sizeof(lit) - 1)
@@ -534,12 +574,17 @@ sg_stmts(SgOut *out, const List *stmts)
 	sg_close(out);
 }
 
+/* A parse's arena (or its error): freed with sqlguard_free_tree. */
 typedef struct
 {
-	char	   *events;
-	size_t		len;
+	SgNode	   *nodes;
+	size_t		n_nodes;
+	SgMember   *members;
+	size_t		n_members;
+	char	   *strings;
+	size_t		strings_len;
 	PgQueryError *error;
-} SqlguardEvents;
+} SqlguardTree;
 
 static PgQueryError *
 sg_error(const char *message)
@@ -591,13 +636,13 @@ sg_caught(MemoryContext ctx)
 
 /*
  * Parses `input` as pg_query_parse_opts(input, 0) does (raw_parser with the same settings),
- * and writes its tree as events.
- * The caller frees the result with sqlguard_free_events.
+ * and writes its tree into an arena.
+ * The caller frees the result with sqlguard_free_tree.
  */
-SqlguardEvents
-sqlguard_parse_events(const char *input)
+SqlguardTree
+sqlguard_parse_tree(const char *input)
 {
-	SqlguardEvents result = {0};
+	SqlguardTree result = {0};
 	/* On the heap: a local changed after PG_TRY's setjmp is indeterminate after its longjmp. */
 	SgOut	   *out = calloc(1, sizeof(SgOut));
 	MemoryContext ctx;
@@ -606,6 +651,22 @@ sqlguard_parse_events(const char *input)
 	{
 		result.error = sg_error("out of memory");
 		return result;
+	}
+	out->key = "";
+	/*
+	 * A parse tree holds about one value per byte of text: room for that up front saves the
+	 * arrays' growth on ordinary statements (bounded, so a large text costs no more than it
+	 * uses).
+	 */
+	{
+		size_t		guess = strlen(input) + 64;
+
+		if (guess > 65536)
+			guess = 65536;
+		if (!SG_ROOM(out, nodes, n_nodes, guess) || !SG_ROOM(out, members, n_members, guess) ||
+			!SG_ROOM(out, scratch, n_scratch, guess) ||
+			!SG_ROOM(out, strings, strings_len, guess) || !SG_ROOM(out, open, depth, 64))
+			out->oom = true;
 	}
 	ctx = pg_query_enter_memory_context();
 
@@ -627,15 +688,24 @@ sqlguard_parse_events(const char *input)
 
 	if (result.error == NULL && out->oom)
 		result.error = sg_error("out of memory while writing the parse tree");
-	if (result.error == NULL && out->depth != 0)
-		result.error = sg_error("the parse tree's events were left unclosed");
+	if (result.error == NULL && (out->depth != 0 || out->n_scratch != 0))
+		result.error = sg_error("the parse tree's containers were left unclosed");
 	free(out->open);
+	free(out->scratch);
 	if (result.error != NULL)
-		free(out->data);
+	{
+		free(out->nodes);
+		free(out->members);
+		free(out->strings);
+	}
 	else
 	{
-		result.events = out->data;
-		result.len = out->len;
+		result.nodes = out->nodes;
+		result.n_nodes = out->n_nodes;
+		result.members = out->members;
+		result.n_members = out->n_members;
+		result.strings = out->strings;
+		result.strings_len = out->strings_len;
 	}
 	free(out);
 	return result;
@@ -798,8 +868,10 @@ sqlguard_token_kinds(int32_t *out)
 }
 
 void
-sqlguard_free_events(SqlguardEvents result)
+sqlguard_free_tree(SqlguardTree result)
 {
-	free(result.events);
+	free(result.nodes);
+	free(result.members);
+	free(result.strings);
 	sg_free_error(result.error);
 }

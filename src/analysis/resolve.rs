@@ -76,7 +76,7 @@ pub fn function_for(
 /// one the call named).
 pub fn unknown(schema: Option<String>, name: String, context: &str) -> FunctionCall {
     let qualified_name = match &schema {
-        Some(s) => format!("{s}.{name}"),
+        Some(s) => super::dotted(s, &name),
         None => name.clone(),
     };
     FunctionCall {

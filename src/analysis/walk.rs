@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::catalog::{catalog, is_system_schema};
 use super::facts::*;
-use super::json::{Id, Tree, Value};
+use super::json::{Id, Member, Tree, Value};
 use super::node_schema::typed_field;
 use super::resolve::{self, Operands};
 use super::risk;
@@ -106,7 +106,14 @@ fn wrapper<'t>(tree: &'t Tree<'_>, id: Id) -> Option<(&'t str, Id)> {
         return None;
     }
     match tree.members(id) {
-        [(k, v)] if k.as_bytes().first().is_some_and(u8::is_ascii_uppercase) => Some((k, *v)),
+        [m] if m
+            .key()
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_uppercase) =>
+        {
+            Some((m.key(), m.id()))
+        }
         _ => None,
     }
 }
@@ -258,7 +265,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let tree = self.tree;
         match tree.value(id) {
             Value::Array { .. } => {
-                for (_, el) in tree.members(id) {
+                for Member { id: el, .. } in tree.members(id) {
                     self.value(parent, field, *el, ctx);
                 }
             }
@@ -281,11 +288,12 @@ impl<'t, 'a> Walker<'t, 'a> {
     /// Walks every field of node `body` except those in `skip`.
     fn fields(&mut self, ty: &str, body: Id, ctx: Ctx, skip: &[&str]) {
         let tree = self.tree;
-        for (key, v) in tree.members(body) {
-            if skip.contains(key) {
+        for m in tree.members(body) {
+            let key = m.key();
+            if skip.contains(&key) {
                 continue;
             }
-            self.value(ty, key, *v, ctx);
+            self.value(ty, key, m.id(), ctx);
         }
     }
 
@@ -454,7 +462,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 self.tree
                     .members(list)
                     .iter()
-                    .filter_map(|(_, el)| wrapper(self.tree, *el))
+                    .filter_map(|m| wrapper(self.tree, m.id()))
                     .filter(|(ty, _)| *ty == "CommonTableExpr")
                     .map(|(_, cte)| {
                         (
@@ -516,7 +524,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         if let Some(locks) = self.tree.get(body, "lockingClause") {
             for i in 0..self.tree.members(locks).len() {
-                let el = self.tree.members(locks)[i].1;
+                let el = self.tree.members(locks)[i].id();
                 match wrapper(self.tree, el) {
                     Some(("LockingClause", lc)) => self.locking_clause(lc),
                     _ => self.value("SelectStmt", "lockingClause", el, READ),
@@ -549,7 +557,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             return direct;
         }
         for i in 0..self.tree.members(from).len() {
-            let el = self.tree.members(from)[i].1;
+            let el = self.tree.members(from)[i].id();
             self.mark_from_item(el);
             let index = self.facts.relations.len();
             self.value("SelectStmt", "fromClause", el, READ);
@@ -614,7 +622,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             match wrapper(self.tree, id) {
                 Some(("BoolExpr", b)) if self.tree.get_str(b, "boolop") == Some("AND_EXPR") => {
                     if let Some(args) = self.tree.get(b, "args") {
-                        stack.extend(self.tree.members(args).iter().rev().map(|(_, v)| *v));
+                        stack.extend(self.tree.members(args).iter().rev().map(Member::id));
                     }
                 }
                 _ => out.push(id),
@@ -642,7 +650,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                     .tree
                     .members(items)
                     .iter()
-                    .map(|(_, v)| self.string_literal(*v))
+                    .map(|m| self.string_literal(m.id()))
                     .collect::<Option<Vec<_>>>()?;
                 (self.column_name(l)?, values)
             }
@@ -673,8 +681,9 @@ impl<'t, 'a> Walker<'t, 'a> {
     fn column_qualifiers(&self, id: Id, out: &mut Vec<Option<String>>) {
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
-            for (key, v) in self.tree.members(id) {
-                if *key == "ColumnRef" {
+            for m in self.tree.members(id) {
+                let v = &m.id;
+                if m.key() == "ColumnRef" {
                     let fields = self.tree.get(*v, "fields");
                     let parts = fields.map(|f| self.name_list(f)).unwrap_or_default();
                     let n = fields.map_or(0, |f| self.tree.members(f).len());
@@ -701,7 +710,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             if let Some(items) = self.tree.get(body, f) {
                 if matches!(self.tree.value(items), Value::Array { .. }) {
                     for i in 0..self.tree.members(items).len() {
-                        self.mark_from_item(self.tree.members(items)[i].1);
+                        self.mark_from_item(self.tree.members(items)[i].id());
                     }
                 } else {
                     self.mark_from_item(items);
@@ -753,7 +762,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         };
         let mut of = Vec::new();
         if let Some(rels) = self.tree.get(lc, "lockedRels") {
-            for (_, el) in self.tree.members(rels) {
+            for Member { id: el, .. } in self.tree.members(rels) {
                 let body = wrapper(self.tree, *el).map(|(_, b)| b).unwrap_or(*el);
                 if let Some(n) = self.tree.get_str(body, "relname") {
                     of.push(n.to_string());
@@ -934,7 +943,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         .unwrap_or_default();
         Relation {
-            qualified_name: format!("{schema}.{name}"),
+            qualified_name: super::dotted(&schema, &name),
             schema: Some(schema),
             name,
             candidates,
@@ -970,7 +979,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         };
         let tree = self.tree;
         let mut parts: Vec<Option<&str>> = Vec::new(); // None = `*`
-        for (_, el) in tree.members(fields) {
+        for Member { id: el, .. } in tree.members(fields) {
             match wrapper(tree, *el) {
                 Some(("String", s)) => parts.push(tree.get_str(s, "sval")),
                 Some(("A_Star", _)) => parts.push(None),
@@ -997,7 +1006,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                     // `schema.table.col` or an unknown qualifier: name the table directly.
                     let schema = parts.len().checked_sub(3).and_then(|i| parts[i]);
                     match schema {
-                        Some(s) => vec![Arc::from(format!("{s}.{qual}"))],
+                        Some(s) => vec![Arc::from(super::dotted(s, qual))],
                         None => Vec::new(),
                     }
                 });
@@ -1089,7 +1098,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let t = self.tree;
         let mut parts: [Option<&str>; 2] = [None, None];
         let mut count = 0;
-        for (_, el) in t.members(t.get(body, "fields")?) {
+        for Member { id: el, .. } in t.members(t.get(body, "fields")?) {
             match wrapper(t, *el) {
                 Some(("String", s)) => parts = [parts[1], Some(t.get_str(s, "sval")?)],
                 _ => return None,
@@ -1215,7 +1224,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.tree
             .members(list)
             .iter()
-            .filter_map(|(_, el)| wrapper(self.tree, *el))
+            .filter_map(|m| wrapper(self.tree, m.id()))
             .filter(|(ty, _)| *ty == "String")
             .filter_map(|(_, s)| self.tree.get_str(s, "sval").map(str::to_string))
             .collect()
@@ -1303,7 +1312,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let mut unpositional = t.get_bool(body, "func_variadic");
         let mut types = Vec::new();
         if let Some(args) = t.get(body, "args") {
-            for (_, arg) in t.members(args) {
+            for Member { id: arg, .. } in t.members(args) {
                 if matches!(wrapper(t, *arg), Some(("NamedArgExpr", _))) {
                     unpositional = true;
                 }
@@ -1356,7 +1365,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 language: None,
                 operator: None,
                 cast: None,
-                qualified_name: format!("{s}.{name}"),
+                qualified_name: super::dotted(&s, &name),
                 schema: Some(s),
                 name,
                 qualified,
@@ -1376,7 +1385,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let args: Vec<Id> = self
             .tree
             .get(body, "args")
-            .map(|a| self.tree.members(a).iter().map(|(_, v)| *v).collect())
+            .map(|a| self.tree.members(a).iter().map(Member::id).collect())
             .unwrap_or_default();
         let literal = |i: usize| args.get(i).and_then(|a| self.string_literal(*a));
         match call.name.as_str() {
@@ -1448,9 +1457,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 | "AEXPR_NOT_BETWEEN"
                 | "AEXPR_BETWEEN_SYM"
                 | "AEXPR_NOT_BETWEEN_SYM" => {
-                    let bounds: Vec<Id> = rexpr
-                        .map(|r| self.list_items(r).collect())
-                        .unwrap_or_default();
+                    let bounds: Vec<Id> = rexpr.map(|r| self.list_items(r)).unwrap_or_default();
                     let symmetric = kind.ends_with("_SYM");
                     let bound = |i: usize| {
                         if symmetric {
@@ -1490,9 +1497,8 @@ impl<'t, 'a> Walker<'t, 'a> {
                         // (each pair, or all coerced to one of them): known when they are
                         // all the same.
                         "AEXPR_IN" => {
-                            let items: Vec<Id> = rexpr
-                                .map(|r| self.list_items(r).collect())
-                                .unwrap_or_default();
+                            let items: Vec<Id> =
+                                rexpr.map(|r| self.list_items(r)).unwrap_or_default();
                             let left = typed(lexpr);
                             let same =
                                 left.is_some() && items.iter().all(|i| typed(Some(*i)) == left);
@@ -1538,13 +1544,12 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     /// The elements of a `List` node (or of a plain array).
-    fn list_items(&self, id: Id) -> impl Iterator<Item = Id> + '_ {
+    fn list_items(&self, id: Id) -> Vec<Id> {
         let list = match wrapper(self.tree, id) {
             Some(("List", body)) => self.tree.get(body, "items"),
             _ => Some(id),
         };
-        list.into_iter()
-            .flat_map(|l| self.tree.members(l).iter().map(|(_, el)| *el))
+        list.map(|l| self.tree.ids(l).collect()).unwrap_or_default()
     }
 
     /// The types an operand may have, when the query fixes them: a numeric or boolean
@@ -1586,7 +1591,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
         let mut names: [Option<&str>; 3] = [None, None, None];
         let mut count = 0;
-        for (_, el) in t.members(t.get(body, "names")?) {
+        for Member { id: el, .. } in t.members(t.get(body, "names")?) {
             if let Some(("String", s)) = wrapper(t, *el) {
                 names = [names[1], names[2], t.get_str(s, "sval")];
                 count += 1;
@@ -1619,7 +1624,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         // `[schema.]type`: the last two names, read in place (every type in every query
         // comes here).
         let mut names: [Option<&str>; 2] = [None, None];
-        for (_, el) in tree.members(list) {
+        for Member { id: el, .. } in tree.members(list) {
             if let Some(("String", s)) = wrapper(tree, *el) {
                 names = [names[1], tree.get_str(s, "sval")];
             }
@@ -1697,7 +1702,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let mut options = Vec::new();
         let mut analyze = false;
         if let Some(list) = self.tree.get(body, "options") {
-            for (_, el) in self.tree.members(list) {
+            for Member { id: el, .. } in self.tree.members(list) {
                 let Some(("DefElem", d)) = wrapper(self.tree, *el) else {
                     continue;
                 };
@@ -1791,7 +1796,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         let args: Vec<Id> = self
             .tree
             .get(body, "args")
-            .map(|a| self.tree.members(a).iter().map(|(_, v)| *v).collect())
+            .map(|a| self.tree.members(a).iter().map(Member::id).collect())
             .unwrap_or_default();
         match name.as_deref() {
             // SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION carry DefElems.
@@ -1881,7 +1886,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         };
         let mut read_only = None;
         if let Some(opts) = self.tree.get(body, "options") {
-            for (_, el) in self.tree.members(opts) {
+            for Member { id: el, .. } in self.tree.members(opts) {
                 if let Some(("DefElem", d)) = wrapper(self.tree, *el) {
                     if self.tree.get_str(d, "defname") == Some("transaction_read_only") {
                         let v = self.tree.get(d, "arg").map(|a| self.def_value(a));
