@@ -92,6 +92,12 @@ typedef struct
 	/* The key of the next value (set by sg_key; "" for an array's elements). */
 	const char *key;
 	uint32_t	key_len;
+	/*
+	 * A node's wrapper (`{"SelectStmt": {…}}`) whose one member is the next value: it is
+	 * written in place, as the wrapper is never open (see _outNode).
+	 */
+	bool		wrapping;
+	uint32_t	wrapper;
 	bool		oom;
 } SgOut;
 
@@ -144,7 +150,21 @@ sg_node(SgOut *o, uint32_t tag, uint32_t len, uint64_t val)
 	node->tag = tag;
 	node->len = len;
 	node->val = val;
-	if (likely(o->depth > 0))
+	if (unlikely(o->wrapping))
+	{
+		/* A wrapper's body: the wrapper's one member, straight into `members`. */
+		if (!SG_ROOM(o, members, n_members, 1))
+			return;
+		member = &o->members[o->n_members];
+		member->key = o->key;
+		member->key_len = o->key_len;
+		member->id = (uint32_t) o->n_nodes;
+		o->nodes[o->wrapper].len = 1;
+		o->nodes[o->wrapper].val = o->n_members;
+		o->n_members++;
+		o->wrapping = false;
+	}
+	else if (likely(o->depth > 0))
 	{
 		if (!SG_ROOM(o, scratch, n_scratch, 1))
 			return;
@@ -541,7 +561,16 @@ _outNode(SgOut *out, const void *obj)
 		sg_tag(out, SG_NULL);
 		return;
 	}
-	sg_open(out, SG_OBJECT);
+
+	/*
+	 * The wrapper `{"Type": body}`: an object with one member, the body that OUT_NODE opens
+	 * next. It is not opened and closed as other containers are: its member is written in
+	 * place when the body starts (sg_node), so that the most common container costs no
+	 * stack entry and no copy.
+	 */
+	out->wrapper = (uint32_t) out->n_nodes;
+	sg_node(out, SG_OBJECT, 0, out->n_members);
+	out->wrapping = !out->oom;
 	switch (nodeTag(obj))
 	{
 #include "pg_query_outfuncs_conds.c"
@@ -551,7 +580,8 @@ _outNode(SgOut *out, const void *obj)
 			elog(WARNING, "could not dump unrecognized node type: %d", (int) nodeTag(obj));
 			break;
 	}
-	sg_close(out);
+	/* An unknown type wrote no body: the wrapper stays empty. */
+	out->wrapping = false;
 }
 
 static void

@@ -144,14 +144,15 @@ impl DecisionCache {
 
 /// A hash of `v` consistent with its equality: numbers hash by their `f64` value (equal
 /// numbers have equal `f64`s; unequal ones that collide are told apart by equality), objects
-/// and sets independently of iteration order.
+/// and sets by their entries in sorted order, the order in which regorus compares them
+/// element by element (`Object`'s and `Set`'s equality), whatever their storage.
 fn hash_value<S: BuildHasher>(state: &S, v: &Value) -> u64 {
     let mut h = state.build_hasher();
-    feed(state, v, &mut h);
+    feed(v, &mut h);
     h.finish()
 }
 
-fn feed<S: BuildHasher, H: Hasher>(state: &S, v: &Value, h: &mut H) {
+fn feed<H: Hasher>(v: &Value, h: &mut H) {
     match v {
         Value::Null => h.write_u8(0),
         Value::Bool(b) => {
@@ -173,27 +174,23 @@ fn feed<S: BuildHasher, H: Hasher>(state: &S, v: &Value, h: &mut H) {
             h.write_u8(4);
             h.write_usize(a.len());
             for item in a.iter() {
-                feed(state, item, h);
+                feed(item, h);
             }
         }
         Value::Set(s) => {
             h.write_u8(5);
             h.write_usize(s.len());
-            h.write_u64(
-                s.iter()
-                    .map(|item| hash_value(state, item))
-                    .fold(0u64, |acc, x| acc.wrapping_add(x)),
-            );
+            for item in s.iter_sorted() {
+                feed(item, h);
+            }
         }
         Value::Object(o) => {
             h.write_u8(6);
             h.write_usize(o.len());
-            h.write_u64(o.iter().fold(0u64, |acc, (k, v)| {
-                let mut e = state.build_hasher();
-                feed(state, k, &mut e);
-                feed(state, v, &mut e);
-                acc.wrapping_add(e.finish())
-            }));
+            for (k, v) in o.iter_sorted() {
+                feed(k, h);
+                feed(v, h);
+            }
         }
         Value::Undefined => h.write_u8(7),
     }
@@ -226,6 +223,37 @@ mod tests {
             hash_value(&*S, &v(r#"["ab", "c"]"#)),
             hash_value(&*S, &v(r#"["a", "bc"]"#))
         );
+    }
+
+    #[test]
+    fn objects_and_sets_hash_by_their_entries_however_they_were_built() {
+        // Inserted in another order, and read from JSON (the input's route).
+        let mut object = Value::new_object();
+        let mut set = Value::new_set();
+        for (k, n) in [("zeta", 3u64), ("a", 1), ("mid", 2)] {
+            object
+                .as_object_mut()
+                .unwrap()
+                .insert(Value::from(k), Value::from(n));
+            set.as_set_mut().unwrap().insert(Value::from(k));
+        }
+        let json = v(r#"{"a": 1, "mid": 2, "zeta": 3}"#);
+        assert_eq!(object, json);
+        assert_eq!(hash_value(&*S, &object), hash_value(&*S, &json));
+        let mut other = Value::new_set();
+        for k in ["mid", "zeta", "a"] {
+            other.as_set_mut().unwrap().insert(Value::from(k));
+        }
+        assert_eq!(set, other);
+        assert_eq!(hash_value(&*S, &set), hash_value(&*S, &other));
+        // Entries that differ, or move from key to value, hash apart.
+        for (a, b) in [
+            (r#"{"a": 1, "b": 2}"#, r#"{"a": 2, "b": 1}"#),
+            (r#"{"a": "b"}"#, r#"{"b": "a"}"#),
+            (r#"{"a": {"b": 1}}"#, r#"{"a": {"c": 1}}"#),
+        ] {
+            assert_ne!(hash_value(&*S, &v(a)), hash_value(&*S, &v(b)), "{a} {b}");
+        }
     }
 
     #[test]
