@@ -379,3 +379,57 @@ fn the_compiled_plan_decision_agrees_with_the_interpreter() {
         }
     }
 }
+
+/// The speed patch writes out `Ord for regorus::Value` (strings told apart by their first byte
+/// before `memcmp`). `PartialOrd` is still derived, so the two agreeing on every pair proves the
+/// written order is the derived one: variants in declaration order, then their contents.
+#[test]
+fn the_patched_value_order_is_the_derived_order() {
+    use regorus::Value;
+    let json = [
+        "null",
+        "false",
+        "true",
+        "-1",
+        "0",
+        "1.5",
+        "1e300",
+        r#""""#,
+        r#""a""#,
+        r#""ab""#,
+        r#""b""#,
+        r#""é""#,
+        r#""z""#,
+        "[]",
+        "[1]",
+        r#"["a", 1]"#,
+        "{}",
+        r#"{"a": 1}"#,
+        r#"{"a": 1, "b": [2]}"#,
+        r#"{"b": 1}"#,
+    ];
+    let mut values: Vec<Value> = json
+        .iter()
+        .map(|j| Value::from_json_str(j).unwrap())
+        .collect();
+    let mut set = Value::new_set();
+    set.as_set_mut().unwrap().insert(Value::from("a"));
+    values.extend([Value::new_set(), set, Value::Undefined]);
+    for a in &values {
+        for b in &values {
+            assert_eq!(Some(a.cmp(b)), a.partial_cmp(b), "{a:?} {b:?}");
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, .. Default::default() })]
+
+    /// Strings, the patched case, order as `str` does, prefixes and non-ASCII included.
+    #[test]
+    fn patched_strings_order_as_str(a in "[ab\u{e9}\u{0}-\u{7f}]{0,6}", b in "[ab\u{e9}\u{0}-\u{7f}]{0,6}") {
+        let (x, y) = (regorus::Value::from(a.as_str()), regorus::Value::from(b.as_str()));
+        proptest::prop_assert_eq!(x.cmp(&y), a.as_str().cmp(b.as_str()));
+        proptest::prop_assert_eq!(Some(x.cmp(&y)), x.partial_cmp(&y));
+    }
+}
