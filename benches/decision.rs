@@ -149,7 +149,8 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("analysis-parts/events/join", |b| {
         b.iter(|| sqlguard::analysis::raw::parse(black_box(JOIN)).unwrap())
     });
-    // The raw path's parts: libpg_query's parse writing events, and reading them into the arena.
+    // The raw path's parts (ids kept from when C wrote events): libpg_query's parse writing the
+    // arena, and the arena's check before the walk.
     let events = sqlguard::analysis::raw::parse(JOIN).unwrap();
     c.bench_function("analysis-parts/tree/join", |b| {
         b.iter(|| {

@@ -1,6 +1,6 @@
 //! What the analysis costs: the bench's join (and TPC-H when `../shared` is present) analysed
-//! many times, whole and by part (libpg_query's parse writing events, the events read into the
-//! walker's arena, the walk and the facts), so that callgrind can count each part's
+//! many times, whole and by part (libpg_query's parse writing the walker's arena, the arena's
+//! check, the walk and the facts), so that callgrind can count each part's
 //! instructions without the bench harness around it.
 //!
 //!   cargo run --release --example analysis_cost -- [--repeat N]
@@ -47,14 +47,14 @@ fn main() -> Result<(), String> {
             std::hint::black_box(raw::parse(std::hint::black_box(join)).unwrap());
         }
     });
-    rows.push(("join: parse + events".into(), repeat, d));
+    rows.push(("join: parse + writing the arena".into(), repeat, d));
     let events = raw::parse(join).map_err(|e| e.to_string())?;
     let d = timed(repeat, &mut || {
         for _ in 0..repeat {
             std::hint::black_box(raw::tree(&events).unwrap().members(0).len());
         }
     });
-    rows.push(("join: events -> arena".into(), repeat, d));
+    rows.push(("join: the arena checked".into(), repeat, d));
     let d = timed(repeat, &mut || {
         for _ in 0..repeat {
             std::hint::black_box(analyze_with(std::hint::black_box(join), &opts).unwrap());

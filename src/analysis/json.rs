@@ -36,8 +36,9 @@ pub struct Node {
 }
 
 /// One member of a container (`SgMember` in raw_tree.c): its key (a field name; empty in an
-/// array) and its value's index. Only [`super::raw::read`] and the JSON reader make them,
-/// with keys that are ASCII and live for `'a`.
+/// array) and its value's index. Only `raw_tree.c` (whose keys are its own string literals,
+/// ASCII field names) and the JSON reader (slices of the text) make them, so every key is UTF-8
+/// and lives for `'a`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct Member<'a> {
@@ -58,9 +59,10 @@ impl<'a> Member<'a> {
     }
 
     pub fn key(&self) -> &'a str {
-        // SAFETY: every `Member` holds `key_len` bytes of UTF-8 (ASCII from raw_tree.c, a
-        // slice of the text from the JSON reader) that live for `'a`: `new` and
-        // `raw::read` (which checks them) are the only ways to make one.
+        // SAFETY: every `Member` holds `key_len` bytes of UTF-8 that live for `'a`: the JSON
+        // reader's `new` takes a `&'a str`, and raw_tree.c points at its own string literals
+        // (field names: ASCII, static; `raw::read` checks they are not null, and debug builds
+        // that they are ASCII).
         unsafe {
             std::str::from_utf8_unchecked(std::slice::from_raw_parts(
                 self.key,

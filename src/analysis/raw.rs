@@ -237,10 +237,11 @@ pub fn tree(raw: &RawTree) -> Result<Tree<'_>, RawError> {
 
 /// The arena as a [`Tree`], after checking it is one: every value but the first is a member
 /// of exactly one container, the values are in document order (a container's members follow
-/// it, each after the last value under the one before), objects' members have ASCII keys
-/// and arrays' none, texts lie in `strings` and are UTF-8, tags are known. Anything else is
-/// an error, never a panic or a wrong tree.
-pub fn read<'a>(
+/// it, each after the last value under the one before), objects' members have keys and
+/// arrays' none, texts lie in `strings` and are UTF-8, tags are known. Anything else is an
+/// error, never a panic or a wrong tree. (Keys are raw_tree.c's own string literals, trusted
+/// as their pointers are.)
+fn read<'a>(
     nodes: &'a [Node],
     members: &'a [Member<'a>],
     strings: &'a [u8],
