@@ -197,15 +197,6 @@ impl<'a> Tree<'a> {
         0
     }
 
-    /// How many values the tree holds.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     pub fn value(&self, id: Id) -> Value<'_> {
         self.read(id);
         self.decode(id)
