@@ -275,6 +275,11 @@ const DESCRIBE_RELATIONS: &str = "SELECT n.nspname || '.' || c.relname AS name, 
 
 /// Largest EXPLAIN output read (a plan is a few kB; one this large is refused).
 /// The prepared statement a planned execution explains, then runs.
+/// Sent after every `ROLLBACK`, before the same Sync: session-level advisory locks are the state
+/// a statement can create that a rollback does not undo (a function calling
+/// `pg_advisory_lock`), so no pooled session keeps one a call took (threat model, class 22).
+const RELEASE_SESSION_STATE: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
+
 const PLANNED: &str = "sqlguard_planned";
 
 const EXPLAIN_PLANNED: &str = "EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE sqlguard_planned";
@@ -789,6 +794,7 @@ impl Connection {
     fn queue_statement_and_rollback(&mut self, sql: &str, fetch: i32) -> Result<(), ExecError> {
         self.push_statement(sql, true, fetch)?;
         self.push_statement("ROLLBACK", false, 0)?;
+        self.push_statement(RELEASE_SESSION_STATE, false, 0)?;
         frontend::sync(&mut self.write_buf);
         Ok(())
     }
@@ -976,6 +982,7 @@ impl Connection {
     /// transaction).
     fn queue_rollback_closing_planned(&mut self) -> Result<(), ExecError> {
         self.push_statement("ROLLBACK", false, 0)?;
+        self.push_statement(RELEASE_SESSION_STATE, false, 0)?;
         frontend::close(b'S', PLANNED, &mut self.write_buf).map_err(proto)?;
         frontend::sync(&mut self.write_buf);
         Ok(())
@@ -1006,7 +1013,7 @@ impl Connection {
     /// Reads up to the first ReadyForQuery: BEGIN, SET LOCAL, and the statement's rows.
     async fn read_statement(&mut self, r: &mut ResultReader) -> Result<(), ExecError> {
         loop {
-            if r.in_statement {
+            if r.in_statement && !r.done {
                 // A row larger than what is left of the byte budget is skipped on the wire,
                 // never buffered: memory per call stays O(max_result_bytes).
                 if let Some((len, field, field_len)) =
@@ -1026,7 +1033,9 @@ impl Connection {
                 }
                 Message::RowDescription(desc) => r.describe(&desc)?,
                 Message::NoData => r.in_statement = true,
-                Message::DataRow(row) => r.row(&row)?,
+                Message::DataRow(row) if !r.done => r.row(&row)?,
+                // The row of `RELEASE_SESSION_STATE`, after the statement's end.
+                Message::DataRow(_) => {}
                 // The server stopped at max_rows + 1 rows and produced no more.
                 Message::PortalSuspended | Message::EmptyQueryResponse => r.done = r.in_statement,
                 Message::ErrorResponse(e) => {
