@@ -92,13 +92,22 @@ behind(f) := sprintf("operator %s (function %s)", [f.operator, f.qualified_name]
 
 behind(f) := sprintf("a cast to %s (function %s)", [f.cast, f.qualified_name]) if f.cast
 
-callee(f) := behind(f)
+own_callee(f) := behind(f)
 
-callee(f) := sprintf("function %s", [f.name]) if not behind(f)
+own_callee(f) := sprintf("function %s", [f.name]) if not behind(f)
 
-callee_qualified(f) := behind(f)
+own_callee_qualified(f) := behind(f)
 
-callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if not behind(f)
+own_callee_qualified(f) := sprintf("function %s", [f.qualified_name]) if not behind(f)
+
+# A function a view's definition calls runs whenever the view is read: named with the view.
+callee(f) := sprintf("%s, called by the definition of view %s,", [own_callee(f), f.view]) if f.view
+
+callee(f) := own_callee(f) if not f.view
+
+callee_qualified(f) := sprintf("%s, called by the definition of view %s,", [own_callee_qualified(f), f.view]) if f.view
+
+callee_qualified(f) := own_callee_qualified(f) if not f.view
 
 # The rules on suspect calls below run only when a call has one at all: most calls call
 # only plain built-ins, and every rule body entered costs time on each call.

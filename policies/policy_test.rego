@@ -173,17 +173,48 @@ stats_read(pins) := one({
 	"columns": [col("pg_catalog.pg_stats", "histogram_bounds", "named")],
 })
 
+# pg_stats as the analysis writes it with the database's catalog: what its pinned rows sample.
+stats_of(tables, columns, unmapped) := one({
+	"relations": [object.union(rel("pg_catalog.pg_stats", "read"), {"stats_of": {"tables": tables, "columns": columns, "unmapped": unmapped}})],
+	"columns": [col("pg_catalog.pg_stats", "histogram_bounds", "named")],
+})
+
+test_statistics_without_the_catalog_are_denied if {
+	denied_by("column_side_channel", stats_read({}))
+	denied_by("column_side_channel", stats_read({"tablename": ["users"], "attname": ["id"]}))
+}
+
 test_statistics_of_a_denied_column_are_denied if {
-	denied_by("column_side_channel", stats_read({})) with data.sqlguard.columns.deny as ["public.users.ssn"]
-	denied_by("column_side_channel", stats_read({"tablename": ["users"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
-	denied_by("column_side_channel", stats_read({"attname": ["id", "ssn"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
+	deny := ["public.users.ssn"]
+	denied_by("column_side_channel", stats_of(["public.users"], ["public.users.ssn"], [])) with data.sqlguard.columns.deny as deny
+	denied_by("column_side_channel", stats_of(["public.users"], ["public.users.*"], [])) with data.sqlguard.columns.deny as deny
+	# An expression index's row: its table's column.
+	denied_by("column_side_channel", stats_of(["public.users", "public.users_lower_ssn"], ["public.users.ssn", "public.users_lower_ssn.lower"], [])) with data.sqlguard.columns.deny as deny
+	some m in reason_for("column_side_channel", stats_of(["public.users"], ["public.users.ssn"], [])) with data.sqlguard.columns.deny as deny
+	contains(m, "public.users.ssn")
+}
+
+test_statistics_of_protected_tables_are_denied if {
+	denied_by("column_side_channel", stats_of(["public.secret"], ["public.secret.x"], [])) with data.sqlguard.tables.deny as ["public.secret"]
+	denied_by("column_side_channel", stats_of(["hr.salaries"], ["hr.salaries.salary"], [])) with data.sqlguard.tables.allow as ["public.*"]
+	denied_by("column_side_channel", stats_of(["pg_catalog.pg_authid"], ["pg_catalog.pg_authid.rolpassword"], []))
+	# A side channel's own statistics show its values.
+	denied_by("column_side_channel", stats_of(["pg_catalog.pg_db_role_setting"], ["pg_catalog.pg_db_role_setting.setconfig"], []))
+	denied_by("column_side_channel", stats_of(["pg_catalog.pg_db_role_setting"], ["pg_catalog.pg_db_role_setting.*"], []))
+}
+
+test_statistics_that_cannot_be_mapped_are_denied if {
+	denied_by("column_side_channel", stats_of([], [], ["every relation (tablename is not pinned)"]))
+	denied_by("column_side_channel", stats_of(["public.orders"], ["public.orders.id"], ["public.gone (not in the catalog)"]))
 }
 
 test_statistics_pinned_to_readable_columns_are_allowed if {
-	allowed(stats_read({"attname": ["id"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
-	allowed(stats_read({"tablename": ["orders"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
-	allowed(stats_read({"schemaname": ["app"]})) with data.sqlguard.columns.deny as ["public.users.ssn"]
-	allowed(stats_read({})) with data.sqlguard.columns.deny as []
+	deny := ["public.users.ssn"]
+	allowed(stats_of(["public.users"], ["public.users.id"], [])) with data.sqlguard.columns.deny as deny
+	allowed(stats_of(["public.orders"], ["public.orders.*"], [])) with data.sqlguard.columns.deny as deny
+	allowed(stats_of(["pg_catalog.pg_class"], ["pg_catalog.pg_class.*"], [])) with data.sqlguard.columns.deny as deny
+	allowed(stats_of(["pg_catalog.pg_db_role_setting"], ["pg_catalog.pg_db_role_setting.setdatabase"], []))
+	allowed(stats_of(["app.t"], ["app.t.x"], [])) with data.sqlguard.tables.allow as ["app.*", "pg_catalog.*"]
 }
 
 test_statistics_counts_are_allowed if {
@@ -212,7 +243,41 @@ test_settings_view_follows_settings_sensitive if {
 	denied_by("setting_sensitive", settings_read({}))
 	denied_by("setting_sensitive", settings_read({"name": ["work_mem", "data_directory"]}))
 	allowed(settings_read({"name": ["work_mem"]}))
-	allowed(settings_read({})) with data.sqlguard.settings.sensitive as []
+	allowed(settings_read({})) with data.sqlguard.settings.sensitive as [] with data.sqlguard.settings.readable as ["*"]
+}
+
+test_custom_settings_are_sensitive_unless_readable if {
+	denied_by("setting_sensitive", settings_read({}))
+	denied_by("setting_sensitive", settings_read({"name": ["work_mem", "app.api_key"]}))
+	allowed(settings_read({"name": ["work_mem", "app.region"]})) with data.sqlguard.settings.readable as ["app.region"]
+	show := one({"settings": [{"action": "show", "name": "app.api_key"}]})
+	denied_by("setting_sensitive", show)
+	read := one({"settings": [{"action": "read", "name": "app.api_key"}]})
+	denied_by("setting_sensitive", read)
+	allowed(read) with data.sqlguard.settings.readable as ["app.*"]
+	allowed(one({"settings": [{"action": "show", "name": "work_mem"}]}))
+}
+
+test_views_are_held_to_the_allow_list if {
+	view := object.union(rel("public.salaries", "read"), {"kind": "view", "view_tables": ["hr.salaries"], "view_reads": ["hr.salaries", "hr.salaries.salary"]})
+	inp := one({"relations": [view]})
+	denied_by("view_reads_not_allowed", inp) with data.sqlguard.tables.allow as ["public.*"]
+	allowed(inp) with data.sqlguard.tables.allow as ["public.*"] with data.sqlguard.tables.exposing_views as ["public.salaries"]
+	# An exposing view still obeys deny rules.
+	denied_by("view_reads_denied", inp) with data.sqlguard.tables.exposing_views as ["public.salaries"] with data.sqlguard.tables.deny as ["hr.*"]
+}
+
+test_rules_on_a_child_apply_to_its_parent if {
+	parent := object.union(rel("public.ledger", "read"), {"descendants": ["public.ledger_secret"]})
+	denied_by("table_denied", one({"relations": [parent]})) with data.sqlguard.tables.deny as ["public.ledger_secret"]
+	# ONLY: the analysis lists no descendants.
+	allowed(one({"relations": [rel("public.ledger", "read")]})) with data.sqlguard.tables.deny as ["public.ledger_secret"]
+}
+
+test_a_view_definition_call_is_named_with_its_view if {
+	f := object.union(fn("reveal", "volatile", false, []), {"schema": "public", "qualified_name": "public.reveal", "source": "user", "language": "sql", "view": "public.customer_cards"})
+	some m in reason_for("function_user", one({"functions": [f]}))
+	contains(m, "called by the definition of view public.customer_cards")
 }
 
 test_role_settings_are_denied if {

@@ -20,6 +20,17 @@ setting_denials contains reason("setting_sensitive", i, msg) if {
 	msg := sensitive_message(x.name)
 }
 
+# A custom (dotted) setting (`app.api_key`, set by ALTER DATABASE / ALTER ROLE … SET) is
+# sensitive unless settings.readable names it.
+setting_denials contains reason("setting_sensitive", i, msg) if {
+	some i, s in input.query.statements
+	some x in s.settings
+	x.action in {"show", "read"}
+	x.name != null
+	custom_setting_hidden(x.name)
+	msg := sprintf("setting %s is a custom setting, which can hold secrets (API keys are kept in ALTER DATABASE … SET): it cannot be read unless settings.readable names it", [x.name])
+}
+
 sensitive_message("all") := "SHOW ALL lists sensitive settings: SHOW the setting you need"
 
 sensitive_message(name) := sprintf("setting %s is sensitive (file paths, commands or keys) and cannot be read", [name]) if name != "all"

@@ -37,12 +37,6 @@ pinned_away(r, keys) if {
 	not value in p.values
 }
 
-# columns.deny as [schema, table, column] (a table name with dots stays whole).
-denied_column_parts contains [parts[0], concat(".", array.slice(parts, 1, count(parts))), column] if {
-	some [table, column] in denied_columns
-	parts := split(table, ".")
-}
-
 # The rules below run only when a call reads a side-channel view at all: most calls read none,
 # and every rule body entered costs time on each call.
 deny contains r if {
@@ -51,19 +45,90 @@ deny contains r if {
 }
 
 # Statistics (pg_stats' most common values, histogram bounds, …) are samples of real values.
-side_channel_denials contains reason("column_side_channel", i, msg) if {
+# With the database's catalog, the analysis maps the rows a query's WHERE pins (schemaname,
+# tablename, attname) to what they sample (`stats_of`): an index's row to its table's columns,
+# a materialized view's to its base columns, a partition's or child's to its parents' and a
+# parent's to its children's. Every rule on those tables and columns applies; a row that
+# cannot be mapped, or a read without the catalog, is refused.
+stats_reads contains [i, r] if {
 	some [i, name] in side_channel_reads
-	view := data.sqlguard.side_channels.relations[name]
-	view.shows == "column_values"
-	exposed := {concat(".", [s, t, c]) |
-		some [s, t, c] in denied_column_parts
-		shows_row(i, name, {view.keys.schema: s, view.keys.table: t, view.keys.column: c})
-	}
+	data.sqlguard.side_channels.relations[name].shows == "column_values"
+	some r in input.query.statements[i].relations
+	not r.cte
+	some schema in r.candidates
+	concat(".", [schema, r.name]) == name
+}
+
+side_channel_denials contains reason("column_side_channel", i, msg) if {
+	some [i, r] in stats_reads
+	not r.stats_of
+	msg := sprintf(
+		"%s shows sample values of columns, and without the database's catalog sqlguard cannot tell which tables and columns its rows sample (indexes, materialized views and child tables hold values of others): run with the database's catalog, or leave its value columns out",
+		[r.qualified_name],
+	)
+}
+
+side_channel_denials contains reason("column_side_channel", i, msg) if {
+	some [i, r] in stats_reads
+	count(r.stats_of.unmapped) > 0
+	msg := sprintf(
+		"%s rows of %s cannot be mapped to the columns they sample: pin schemaname and tablename to relations of the catalog with WHERE schemaname = '…' AND tablename = '…'",
+		[r.qualified_name, few({u | some u in r.stats_of.unmapped})],
+	)
+}
+
+side_channel_denials contains reason("column_side_channel", i, msg) if {
+	some [i, r] in stats_reads
+	exposed := {t | some t in r.stats_of.tables; stats_table_protected(t)}
 	count(exposed) > 0
 	msg := sprintf(
-		"%s shows sample values of columns (%s), the denied %s included: leave those columns out, or pin %s and %s to readable columns with WHERE %s = '…' AND %s = '…'",
-		[name, few({c | some c in view.columns}), few(exposed), view.keys.table, view.keys.column, view.keys.table, view.keys.column],
+		"%s rows pinned this way sample values of %s, which the policy does not let you read: pin tablename to readable tables",
+		[r.qualified_name, few(exposed)],
 	)
+}
+
+side_channel_denials contains reason("column_side_channel", i, msg) if {
+	some [i, r] in stats_reads
+	exposed := stats_exposed(r) | stats_side_channel_exposed(r)
+	count(exposed) > 0
+	msg := sprintf(
+		"%s rows pinned this way sample values of the protected column %s: pin tablename and attname to readable columns with WHERE tablename = '…' AND attname = '…'",
+		[r.qualified_name, few(exposed)],
+	)
+}
+
+stats_table_protected(t) if {
+	some pattern in data.sqlguard.tables.deny
+	name_matches(pattern, t)
+}
+
+stats_table_protected(t) if {
+	not "*" in data.sqlguard.tables.allow
+	not matches_any(data.sqlguard.tables.allow, t)
+}
+
+stats_table_protected(t) if t in data.sqlguard.tables.sensitive
+
+# "schema.table.column" (or "schema.table.*") as [schema.table, column].
+stats_column(e) := [concat(".", array.slice(parts, 0, count(parts) - 1)), parts[count(parts) - 1]] if {
+	parts := split(e, ".")
+}
+
+# The denied columns a statistics read samples ("schema.table.*": every column of the table).
+stats_exposed(r) := {concat(".", [table, column]) |
+	some e in r.stats_of.columns
+	[sampled, which] := stats_column(e)
+	some [table, column] in denied_columns
+	table == sampled
+	which in {"*", column}
+}
+
+# A side channel's own statistics: pg_db_role_setting's setconfig values, say.
+stats_side_channel_exposed(r) := {concat(".", [sampled, column]) |
+	some e in r.stats_of.columns
+	[sampled, which] := stats_column(e)
+	some column in data.sqlguard.side_channels.relations[sampled].columns
+	which in {"*", column}
 }
 
 # Other sessions' SQL text carries the values they wrote and compared.
@@ -94,6 +159,52 @@ side_channel_denials contains reason("setting_sensitive", i, msg) if {
 	)
 }
 
+# Custom (dotted) settings, set by ALTER DATABASE / ALTER ROLE … SET or by an extension, are
+# where people keep API keys: pg_settings shows them unless its WHERE pins `name` to names in
+# settings.readable (or to built-in settings).
+side_channel_denials contains reason("setting_sensitive", i, msg) if {
+	some [i, name] in side_channel_reads
+	view := data.sqlguard.side_channels.relations[name]
+	view.shows == "setting_values"
+	some r in input.query.statements[i].relations
+	not r.cte
+	some schema in r.candidates
+	concat(".", [schema, r.name]) == name
+	exposed := custom_settings_shown(r, view.keys.name)
+	count(exposed) > 0
+	msg := sprintf(
+		"%s can show custom settings (%s), which can hold secrets: pin the settings you need with WHERE %s = '…', or ask for them to be listed in settings.readable",
+		[name, few(exposed), view.keys.name],
+	)
+}
+
+custom_settings_shown(r, column) := {"every custom (dotted) setting"} if {
+	not pinned_column(r, column)
+	not "*" in object.get(data.sqlguard.settings, "readable", [])
+}
+
+custom_settings_shown(r, column) := set() if {
+	not pinned_column(r, column)
+	"*" in object.get(data.sqlguard.settings, "readable", [])
+}
+
+custom_settings_shown(r, column) := {v |
+	some p in r.pinned
+	p.column == column
+	some v in p.values
+	custom_setting_hidden(v)
+} if pinned_column(r, column)
+
+pinned_column(r, column) if {
+	some p in object.get(r, "pinned", [])
+	p.column == column
+}
+
+custom_setting_hidden(name) if {
+	contains(name, ".")
+	not matches_any(object.get(data.sqlguard.settings, "readable", []), lower(name))
+}
+
 # ALTER ROLE / ALTER DATABASE … SET values: free-form, where people do keep secrets.
 side_channel_denials contains reason("setting_sensitive", i, msg) if {
 	some [i, name] in side_channel_reads
@@ -109,6 +220,9 @@ deny contains reason(rule, i, msg) if {
 	some i, s in input.query.statements
 	some f in s.functions
 	shows := data.sqlguard.side_channels.functions[f.qualified_name]
+	# The function behind a side-channel view (pg_stat_statements) is judged by the view's
+	# columns the query reads, above.
+	not data.sqlguard.side_channels.relations[object.get(f, "view", "")]
 	[rule, msg] := side_channel_function(shows, f.qualified_name)
 }
 

@@ -21,6 +21,15 @@ table_refs contains [i, name] if {
 	some name in r.ancestors
 }
 
+# Reading a parent without ONLY reads its partitions and children (transitively): their rules
+# apply to every query that can reach them, its EXPLAIN included (needs the database's
+# catalog: `descendants`).
+table_refs contains [i, name] if {
+	some i, s in input.query.statements
+	some r in s.relations
+	some name in r.descendants
+}
+
 # The names one relation could resolve to (for rules of your own).
 relation_names(r) := {concat(".", [c, r.name]) | some c in r.candidates}
 
@@ -118,6 +127,21 @@ deny contains reason("view_reads_denied", i, msg) if {
 	denied_base(table)
 	msg := sprintf("view %s reads %s, which the policy does not let you read: query allowed tables directly", [r.qualified_name, table])
 }
+
+# tables.allow holds through views too: a view's base tables must be allowed, unless the
+# view is named in tables.exposing_views, a deliberate exposure of what it shows (deny rules,
+# sensitive catalogs and denied columns still hold through it).
+deny contains reason("view_reads_not_allowed", i, msg) if {
+	not "*" in data.sqlguard.tables.allow
+	some i, s in input.query.statements
+	some r in s.relations
+	some table in r.view_tables
+	not matches_any(data.sqlguard.tables.allow, table)
+	not exposing_view(r)
+	msg := sprintf("view %s reads %s, which is not in the allowed tables (%s): query allowed tables directly, or ask for the view to be listed in tables.exposing_views", [r.qualified_name, table, concat(", ", data.sqlguard.tables.allow)])
+}
+
+exposing_view(r) if matches_any(object.get(data.sqlguard.tables, "exposing_views", []), r.qualified_name)
 
 denied_base(table) if {
 	some pattern in data.sqlguard.tables.deny

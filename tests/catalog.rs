@@ -130,6 +130,8 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
         ("SELECT pg_current_wal_insert_lsn() IS NOT NULL AS ok", "\"ok\":true"),
         ("SELECT owner FROM vault_p1", "\"owner\":\"ann\""),
         ("SELECT owner FROM vault_owners", "\"owner\":\"ann\""),
+        // A text column can never be public.upper(int)'s argument: pg_catalog.upper runs.
+        ("SELECT upper(name) FROM people ORDER BY id LIMIT 1", "\"upper\":\"JON\""),
     ];
     for (sql, expect) in allowed {
         let (is_error, text) = query(&client, sql).await;
@@ -161,11 +163,12 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
             &["function_user", "operator === (function public.noisy_eq)"],
         ),
         (
-            // public.upper(int) beside pg_catalog.upper(text): which one runs depends on
-            // argument types the analysis cannot see, so the worst case is judged.
-            "SELECT upper(name) FROM people",
+            // public.upper(int) beside pg_catalog.upper(text): an integer column or an untyped
+            // literal can reach the user's function, so it is judged.
+            "SELECT upper(id) FROM people",
             &["function_user", "public.upper"],
         ),
+        ("SELECT upper('x')", &["function_user", "public.upper"]),
         (
             "SELECT id FROM people WHERE id IN (SELECT 1) OR id === ANY (SELECT 2)",
             &["operator === (function public.noisy_eq)"],

@@ -11,6 +11,7 @@ mod clientconfig;
 mod doctor;
 mod evaluator;
 mod execution;
+mod live_catalog;
 mod mcp;
 mod oracle;
 mod plan;

@@ -203,6 +203,30 @@ pub struct Relation {
     /// The tables of `view_reads` (`schema.table`), once each: what the table rules check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub view_tables: Vec<String>,
+    /// From the catalog snapshot: the partitions and child tables (transitively) whose rows a
+    /// read without `ONLY` reads too. Their rules apply to it; its columns are listed under
+    /// these names too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub descendants: Vec<String>,
+    /// For a statistics view (`pg_catalog.pg_stats`) read with the database's catalog: what
+    /// its rows, as the query pins them, sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats_of: Option<Box<StatsOf>>,
+}
+
+/// What the rows of a statistics view (`pg_stats`) pinned to some relations and columns can
+/// show, mapped to the relations and columns whose values they sample.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsOf {
+    /// The relations whose rows are sampled (`schema.table`): their table rules apply.
+    pub tables: Vec<String>,
+    /// The columns whose values are sampled: `schema.table.column`, or `schema.table.*` when
+    /// any of its columns may be (an index expression over the whole row, an unpinned
+    /// `attname`).
+    pub columns: Vec<String>,
+    /// Rows that cannot be mapped: an unpinned `tablename`, or a name this catalog lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped: Vec<String>,
 }
 
 /// A column of a relation compared with constants only: its rows are those with these values.
@@ -244,6 +268,10 @@ pub struct FunctionCall {
     /// domain's check (`context` is then `cast`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cast: Option<String>,
+    /// The view (`schema.name`) whose definition runs it: a read of a view runs what its
+    /// definition calls (a materialized view holds what it returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<String>,
 }
 
 /// Where a function comes from.

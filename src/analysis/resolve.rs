@@ -64,6 +64,7 @@ pub fn function_for(
         language: Some(f.language.clone()),
         operator: None,
         cast: None,
+        view: None,
         qualified_name: format!("{}.{name}", f.schema),
         schema: Some(f.schema.clone()),
         name,
@@ -89,6 +90,7 @@ pub fn unknown(schema: Option<String>, name: String, context: &str) -> FunctionC
         language: None,
         operator: None,
         cast: None,
+        view: None,
         qualified: schema.is_some(),
         schema,
         name,
@@ -105,7 +107,7 @@ pub enum OperatorResolution {
     /// No operator of that name: PostgreSQL will refuse it; the policy denies it.
     Missing,
     /// Some operators of an extension or a user, the most dangerous first (see
-    /// [`OperatorResolution::pick`]).
+    /// [`OperatorResolution::candidates`]).
     Other(Box<[Candidate]>),
 }
 
@@ -152,16 +154,19 @@ impl Candidate {
 }
 
 impl OperatorResolution {
-    /// The most dangerous operator PostgreSQL could pick for `operands`; `None` when it can
-    /// only pick one of its own (or none: then it refuses the query).
-    pub fn pick(&self, operands: &Operands) -> Option<&Operator> {
-        match self {
-            OperatorResolution::Other(candidates) => candidates
-                .iter()
-                .find(|c| c.may_take(operands))
-                .map(|c| &c.operator),
-            _ => None,
-        }
+    /// Every operator PostgreSQL could pick for `operands`, the most dangerous first; none
+    /// when it can only pick one of its own (or none: then it refuses the query). Which one it
+    /// picks among several depends on types the analysis does not know, so the worst case
+    /// counts every candidate.
+    pub fn candidates<'a>(&'a self, operands: &'a Operands) -> impl Iterator<Item = &'a Operator> {
+        let candidates: &[Candidate] = match self {
+            OperatorResolution::Other(c) => c,
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .filter(move |c| c.may_take(operands))
+            .map(|c| &c.operator)
     }
 }
 
@@ -284,10 +289,10 @@ mod tests {
         }
     }
 
-    /// The worst operator PostgreSQL could pick: a less dangerous one when the worst cannot
-    /// take the operands, none when no candidate can.
+    /// Every operator PostgreSQL could pick for the operands, the most dangerous first;
+    /// none when no candidate can take them.
     #[test]
-    fn the_worst_candidate_the_operands_allow_is_picked() {
+    fn every_candidate_the_operands_allow_is_counted() {
         let snap = Snapshot::new(
             Server {
                 version_num: 150000,
@@ -312,39 +317,35 @@ mod tests {
         );
         let path = ["pg_catalog".to_string(), "public".to_string()];
         let r = operator_resolution(&snap, &path);
-        let picked = |left: Option<&'static [&'static str]>,
-                      right: Option<&'static [&'static str]>| {
-            r.pick(&Operands {
-                prefix: false,
-                left,
-                right,
-            })
-            .and_then(|o| o.function.as_ref())
-            .map(|f| f.name.clone())
+        let names = |r: &OperatorResolution, operands: Operands| -> Vec<String> {
+            r.candidates(&operands)
+                .filter_map(|o| o.function.as_ref())
+                .map(|f| f.name.clone())
+                .collect()
         };
-        // Unknown operands: the volatile one.
-        assert_eq!(picked(None, None).as_deref(), Some("volatile_lt"));
+        let infix = |left: Option<&'static [&'static str]>,
+                     right: Option<&'static [&'static str]>| Operands {
+            prefix: false,
+            left,
+            right,
+        };
+        // Unknown operands: both infix ones, the volatile one first.
+        assert_eq!(names(&r, infix(None, None)), ["volatile_lt", "stable_lt"]);
         // An integer reaches `mood` by an implicit cast, not `level`.
+        assert_eq!(names(&r, infix(Some(&["integer"]), None)), ["stable_lt"]);
         assert_eq!(
-            picked(Some(&["integer"]), None).as_deref(),
-            Some("stable_lt")
+            names(&r, infix(None, Some(&["bigint", "numeric", "integer"]))),
+            ["stable_lt"]
         );
-        assert_eq!(
-            picked(None, Some(&["bigint", "numeric", "integer"])).as_deref(),
-            Some("stable_lt")
-        );
-        assert_eq!(picked(Some(&["date"]), None), None);
-        assert_eq!(picked(None, Some(&["boolean"])), None);
+        assert!(names(&r, infix(Some(&["date"]), None)).is_empty());
+        assert!(names(&r, infix(None, Some(&["boolean"]))).is_empty());
         // The prefix operator only where there is no left operand.
-        let prefix = r
-            .pick(&Operands {
-                prefix: true,
-                left: None,
-                right: None,
-            })
-            .and_then(|o| o.function.as_ref())
-            .map(|f| f.name.clone());
-        assert_eq!(prefix.as_deref(), Some("neg"));
+        let prefix = Operands {
+            prefix: true,
+            left: None,
+            right: None,
+        };
+        assert_eq!(names(&r, prefix), ["neg"]);
         // A snapshot that does not say what a type accepts keeps every candidate.
         let mut old = snap.operators.clone();
         for o in &mut old {
@@ -360,15 +361,9 @@ mod tests {
             vec![],
         );
         let r = operator_resolution(&old, &path);
-        let any = r.pick(&Operands {
-            prefix: false,
-            left: Some(&["date"]),
-            right: Some(&["boolean"]),
-        });
         assert_eq!(
-            any.and_then(|o| o.function.as_ref())
-                .map(|f| f.name.as_str()),
-            Some("volatile_lt")
+            names(&r, infix(Some(&["date"]), Some(&["boolean"]))),
+            ["volatile_lt", "stable_lt"]
         );
     }
 

@@ -13,11 +13,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::facts::{FunctionSource, Volatility};
+use super::facts::{FunctionSource, StatsOf, Volatility};
 
-/// The snapshot file format's version (`sqlguard catalog dump`). Format 2 added `casts`: a
-/// format 1 file cannot say which casts run a user's function, so it is refused.
-pub const FORMAT: u32 = 2;
+/// The snapshot file format's version (`sqlguard catalog dump`). Format 3 holds indexes (with
+/// the columns they are built on) and each view's definition: an older file cannot say what a
+/// statistics row of an index shows or what a view's definition runs, so it is refused.
+pub const FORMAT: u32 = 3;
 
 /// One database's catalog at one moment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,9 +77,9 @@ pub struct Function {
     pub defaults: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variadic: Option<bool>,
-    /// For a function not built into PostgreSQL, per argument: when its type is an
-    /// extension's or a user's own base type, the types with an implicit cast to it (as
-    /// [`OperatorDef::left_accepts`]); `None` for an argument any operand may reach.
+    /// For a function not built into PostgreSQL, per argument: the types an operand of a
+    /// built-in type may have to reach it (as [`OperatorDef::left_accepts`]); `None` for an
+    /// argument any operand may reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepts: Option<Vec<Option<Vec<String>>>>,
 }
@@ -176,11 +177,13 @@ pub struct OperatorDef {
     pub left: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub right: Option<String>,
-    /// When the left argument's type is an extension's or a user's own base type (not a
-    /// domain, not a pseudo-type): the types with an implicit cast to it (`pg_cast`,
-    /// `castcontext = 'i'`), as `format_type` writes them. PostgreSQL can pick this operator
-    /// for an operand of a built-in type only if that type is listed. `None`: any operand
-    /// may reach it (also for snapshots written before this field existed).
+    /// When the left argument's type is a base, enum, range or multirange type: the types an
+    /// operand of a built-in type may have for PostgreSQL to pick this operator, as
+    /// `format_type` writes them. For an extension's or a user's own type, those with an
+    /// implicit cast to it (`pg_cast`, `castcontext = 'i'`); for a built-in type of an
+    /// operator not PostgreSQL's own (intarray's `integer[] + integer`), the type itself, those
+    /// with an implicit cast to it and, for an array, arrays of those of its element. `None`:
+    /// any operand may reach it (a domain, a pseudo-type, a snapshot without this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_accepts: Option<Vec<String>>,
     /// The same for the right argument.
@@ -199,7 +202,7 @@ pub struct RelationDef {
     pub schema: String,
     pub name: String,
     /// `table`, `view`, `materialized_view`, `foreign_table`, `partitioned_table`,
-    /// `sequence`, `composite_type`.
+    /// `sequence`, `composite_type`, `index`.
     pub kind: String,
     /// `reltuples` (-1 when never analyzed).
     pub rows_estimate: i64,
@@ -211,9 +214,14 @@ pub struct RelationDef {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<String>,
     /// For a view or materialized view: the relations (`schema.table`) and columns
-    /// (`schema.table.column`) its definition reads (`pg_depend` of its rewrite rule).
+    /// (`schema.table.column`) its definition reads (`pg_depend` of its rewrite rule); for an
+    /// index, its table and the columns its keys, expressions and predicate use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<String>,
+    /// For a view or materialized view: its definition (`pg_get_viewdef`, every name outside
+    /// `pg_catalog` schema-qualified), analyzed like a query wherever the view is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
     /// Its columns in order: name, and type as `format_type` writes it (`integer`, `citext`).
@@ -296,6 +304,28 @@ pub struct Lineage {
     /// The `schema.table` of every `view_reads` entry, once each (sorted): what a table rule
     /// looks at, without splitting names per call.
     pub view_tables: Vec<String>,
+    /// Every partition and child table below it, transitively: a read of it without `ONLY`
+    /// reads their rows too.
+    pub descendants: Vec<String>,
+}
+
+/// Every partition and child table below `table`, transitively (nearest first).
+fn descendants(table: &str, children: &HashMap<&str, Vec<String>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut todo: Vec<&str> = children
+        .get(table)
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    while let Some(c) = todo.pop() {
+        if out.iter().any(|o| o == c) || out.len() > 10_000 {
+            continue;
+        }
+        out.push(c.to_string());
+        todo.extend(children.get(c).into_iter().flatten().map(String::as_str));
+    }
+    out
 }
 
 /// The distinct `schema.table` of `schema.table[.column]` entries.
@@ -323,7 +353,12 @@ struct Index {
     unwritten_casts: Vec<(u32, CastContext)>,
     /// Per relation (same positions as `relations`): its ancestors and what it reads as a view.
     lineage: Vec<Lineage>,
+    /// Per relation: its definition's facts, analyzed at the first read of the view.
+    pub(crate) view_facts: Vec<std::sync::OnceLock<ViewFacts>>,
 }
+
+/// A view definition's facts, or why it could not be analyzed.
+pub(crate) type ViewFacts = Result<std::sync::Arc<super::facts::StatementFacts>, String>;
 
 fn index_by<T>(items: &[T], name: impl Fn(&T) -> &str) -> HashMap<Box<str>, Vec<u32>> {
     let mut map: HashMap<Box<str>, Vec<u32>> = HashMap::new();
@@ -440,20 +475,26 @@ impl Snapshot {
                 .filter_map(|(i, c)| Some((i, c.runs_unwritten()?)))
                 .collect(),
             lineage: Vec::new(),
+            view_facts: Vec::new(),
         };
+        let children = self.children();
         let lineage = self
             .relations
             .iter()
             .map(|r| {
-                let view_reads = self.view_reads(r);
+                let view_reads = self.view_reads(r, &children);
                 Lineage {
                     ancestors: self.ancestors(r),
                     view_tables: tables_of(&view_reads),
                     view_reads,
+                    descendants: descendants(&super::dotted(&r.schema, &r.name), &children),
                 }
             })
             .collect();
         self.index.lineage = lineage;
+        self.index.view_facts = (0..self.relations.len())
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
         self
     }
 
@@ -638,9 +679,116 @@ impl Snapshot {
         out
     }
 
+    /// Each relation's direct partitions and child tables (`schema.table` of the parent →
+    /// `schema.table` of each child).
+    fn children(&self) -> HashMap<&str, Vec<String>> {
+        let mut map: HashMap<&str, Vec<String>> = HashMap::new();
+        for r in &self.relations {
+            for p in &r.parents {
+                map.entry(p.as_str())
+                    .or_default()
+                    .push(super::dotted(&r.schema, &r.name));
+            }
+        }
+        map
+    }
+
+    /// The position of `schema.name`, for [`Index::view_facts`].
+    pub(crate) fn view_facts_cell(
+        &self,
+        schema: &str,
+        name: &str,
+    ) -> Option<(usize, &std::sync::OnceLock<ViewFacts>)> {
+        let i = self.relation_position(schema, name)?;
+        Some((i, self.index.view_facts.get(i)?))
+    }
+
+    /// What the rows of `pg_stats` with these pins can show. `schemas`, `tables`, `columns`:
+    /// the constants `schemaname`, `tablename` and `attname` are pinned to (`None`: not
+    /// pinned).
+    pub fn stats_of(
+        &self,
+        schemas: Option<&[String]>,
+        tables: Option<&[String]>,
+        columns: Option<&[String]>,
+    ) -> StatsOf {
+        let mut out = StatsOf::default();
+        let Some(tables) = tables else {
+            out.unmapped
+                .push("every relation (tablename is not pinned)".into());
+            return out;
+        };
+        let each_column = |out: &mut StatsOf, table: &str| {
+            out.tables.push(table.to_string());
+            match columns {
+                Some(cols) => out
+                    .columns
+                    .extend(cols.iter().map(|c| format!("{table}.{c}"))),
+                None => out.columns.push(format!("{table}.*")),
+            }
+        };
+        for t in tables {
+            let found: Vec<usize> = self
+                .index
+                .relations
+                .get(t.as_str())
+                .into_iter()
+                .flatten()
+                .map(|&i| i as usize)
+                .filter(|&i| schemas.is_none_or(|s| s.contains(&self.relations[i].schema)))
+                .collect();
+            // A pinned schema that holds no such relation shows nothing; a name missing
+            // everywhere may be one created since the snapshot was read.
+            if found.is_empty() {
+                match schemas {
+                    Some(s) => out
+                        .unmapped
+                        .extend(s.iter().map(|s| format!("{s}.{t} (not in the catalog)"))),
+                    None => out.unmapped.push(format!("{t} (not in the catalog)")),
+                }
+                continue;
+            }
+            for i in found {
+                let r = &self.relations[i];
+                let lineage = &self.index.lineage[i];
+                let own = super::dotted(&r.schema, &r.name);
+                each_column(&mut out, &own);
+                // Stats of a child are its parents' rows; a parent's (inherited) stats hold
+                // its children's values.
+                for a in lineage.ancestors.iter().chain(&lineage.descendants) {
+                    each_column(&mut out, a);
+                }
+                // An index's expressions and a materialized view's columns are values of
+                // what they are built on: which of those columns a row shows is not known.
+                for table in &lineage.view_tables {
+                    out.tables.push(table.clone());
+                    let prefix_len = table.len() + 1;
+                    let mut any = false;
+                    for e in &lineage.view_reads {
+                        if e.len() > prefix_len
+                            && e.starts_with(table.as_str())
+                            && e.as_bytes()[table.len()] == b'.'
+                        {
+                            out.columns.push(e.clone());
+                            any = true;
+                        }
+                    }
+                    if !any {
+                        out.columns.push(format!("{table}.*"));
+                    }
+                }
+            }
+        }
+        for v in [&mut out.tables, &mut out.columns, &mut out.unmapped] {
+            v.sort();
+            v.dedup();
+        }
+        out
+    }
+
     /// What a view reads, through the views it reads too: `schema.table` and
     /// `schema.table.column` entries of the relations underneath (empty for a table).
-    fn view_reads(&self, r: &RelationDef) -> Vec<String> {
+    fn view_reads(&self, r: &RelationDef, children: &HashMap<&str, Vec<String>>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut seen_views: Vec<(&str, &str)> = Vec::new();
         let mut todo: Vec<&str> = r.reads.iter().map(String::as_str).collect();
@@ -673,7 +821,10 @@ impl Snapshot {
             };
             let column = parts.next();
             if let Some(def) = self.relation(schema, table) {
-                for a in self.ancestors(def) {
+                // A read of a parent (the catalog does not say whether with ONLY) reads its
+                // partitions and children too.
+                let below = descendants(&super::dotted(schema, table), children);
+                for a in self.ancestors(def).into_iter().chain(below) {
                     inherited.push(match column {
                         Some(c) => format!("{a}.{c}"),
                         None => a,
@@ -822,6 +973,7 @@ mod tests {
             server: None,
             parents: parents.iter().map(|p| p.to_string()).collect(),
             reads: reads.iter().map(|p| p.to_string()).collect(),
+            definition: None,
             extension: None,
             columns: None,
         }

@@ -76,6 +76,58 @@ pub struct Walker<'t, 'a> {
     pub too_deep: bool,
 }
 
+thread_local! {
+    /// The views whose definitions are being analyzed on this thread (a view read by a view
+    /// whose definition is being analyzed): a cycle is refused, never waited on.
+    static IN_PROGRESS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The facts of view `schema.name`'s definition, analyzed once per snapshot.
+fn view_facts(
+    opts: &AnalysisOptions,
+    snap: &super::snapshot::Snapshot,
+    schema: &str,
+    name: &str,
+) -> Result<Arc<StatementFacts>, String> {
+    let Some((i, cell)) = snap.view_facts_cell(schema, name) else {
+        return Err("is not in the catalog".into());
+    };
+    if let Some(done) = cell.get() {
+        return done.clone();
+    }
+    let cyclic = IN_PROGRESS.with(|p| {
+        let p = p.borrow();
+        p.contains(&i) || p.len() >= 32
+    });
+    if cyclic {
+        return Err("reads itself through other views, or views nested over 32 deep".into());
+    }
+    IN_PROGRESS.with(|p| p.borrow_mut().push(i));
+    let analyzed = match snap.relations[i].definition.as_deref() {
+        None => Err("the catalog snapshot does not hold (read the catalog again)".into()),
+        Some(sql) => match super::analyze_with(sql, opts) {
+            Ok(mut facts) if facts.statements.len() == 1 => {
+                Ok(Arc::new(facts.statements.remove(0)))
+            }
+            Ok(_) => Err("is not one statement".into()),
+            Err(e) => Err(format!("cannot be analyzed ({e})")),
+        },
+    };
+    IN_PROGRESS.with(|p| p.borrow_mut().retain(|&x| x != i));
+    // A view reached through a cycle is not kept: its facts are those of this path only.
+    cell.get_or_init(|| analyzed).clone()
+}
+
+/// Functions that convert values to the row type of their first argument.
+const RECORD_BUILDERS: &[&str] = &[
+    "json_populate_record",
+    "json_populate_recordset",
+    "jsonb_populate_record",
+    "jsonb_populate_recordset",
+    "jsonb_populate_record_valid",
+    "populate_record",
+];
+
 fn new_facts(index: usize, node: &str, kind: StatementKind) -> StatementFacts {
     StatementFacts {
         index,
@@ -149,8 +201,76 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
             None => self.facts.unclassified.push("statement".into()),
         }
+        self.catalog_objects();
         self.unwritten_casts();
         self.finish()
+    }
+
+    /// With the database's catalog, what the statement's relations bring along: the rows a
+    /// statistics view can show, mapped to the relations and columns they sample, and each
+    /// view's own definition, analyzed like a query (cached per view and snapshot), whose
+    /// functions, operators, settings and constructs are the statement's own.
+    fn catalog_objects(&mut self) {
+        let Some(snap) = self.opts.snapshot() else {
+            return;
+        };
+        let mut views: Vec<(String, String)> = Vec::new();
+        for r in &mut self.facts.relations {
+            if r.cte || r.access == Access::Create {
+                continue;
+            }
+            if r.builtin && r.stats_of.is_none() && r.qualified_name == "pg_catalog.pg_stats" {
+                let pin = |column: &str| {
+                    r.pinned
+                        .iter()
+                        .find(|p| p.column == column)
+                        .map(|p| p.values.as_slice())
+                };
+                let stats = snap.stats_of(pin("schemaname"), pin("tablename"), pin("attname"));
+                r.stats_of = Some(Box::new(stats));
+            } else if !r.builtin && matches!(r.kind.as_deref(), Some("view" | "materialized_view"))
+            {
+                // PostgreSQL's own views (pg_settings, pg_stats, …) are judged by the
+                // side-channel rules on what they show, not by the functions behind them.
+                if let Some(schema) = &r.schema {
+                    let key = (schema.clone(), r.name.clone());
+                    if !views.contains(&key) {
+                        views.push(key);
+                    }
+                }
+            }
+        }
+        for (schema, name) in views {
+            let qualified = super::dotted(&schema, &name);
+            match view_facts(self.opts, snap, &schema, &name) {
+                Ok(v) => {
+                    let f = &mut self.facts;
+                    f.functions.extend(v.functions.iter().map(|c| FunctionCall {
+                        view: Some(c.view.clone().unwrap_or_else(|| qualified.clone())),
+                        ..c.clone()
+                    }));
+                    f.operators.extend(v.operators.iter().map(|o| Operator {
+                        function: o.function.as_ref().map(|c| FunctionCall {
+                            view: Some(c.view.clone().unwrap_or_else(|| qualified.clone())),
+                            ..c.clone()
+                        }),
+                        ..o.clone()
+                    }));
+                    f.settings.extend(v.settings.iter().cloned());
+                    f.not_read_only.extend(v.not_read_only.iter().cloned());
+                    f.locking.extend(v.locking.iter().cloned());
+                    f.unclassified.extend(
+                        v.unclassified
+                            .iter()
+                            .map(|u| format!("{u} (in the definition of view {qualified})")),
+                    );
+                }
+                Err(why) => self
+                    .facts
+                    .unclassified
+                    .push(format!("the definition of view {qualified}, which {why}")),
+            }
+        }
     }
 
     /// Casts PostgreSQL applies by itself (`CREATE CAST … AS IMPLICIT` or `AS ASSIGNMENT`
@@ -838,9 +958,16 @@ impl<'t, 'a> Walker<'t, 'a> {
                 ancestors: Vec::new(),
                 view_reads: Vec::new(),
                 view_tables: Vec::new(),
+                descendants: Vec::new(),
+                stats_of: None,
             }
         } else {
-            self.resolve_relation(schema, name.clone(), access)
+            let mut rel = self.resolve_relation(schema, name.clone(), access);
+            // `ONLY t` reads none of t's partitions and children.
+            if !t.get_bool(body, "inh") {
+                rel.descendants.clear();
+            }
+            rel
         };
         // Its columns' types, unless column aliases rename them.
         let opts: &'t AnalysisOptions = self.opts;
@@ -850,11 +977,13 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
             _ => None,
         };
-        // A partition's or child table's columns are its parents' columns too.
+        // A partition's or child table's columns are its parents' columns too, and a parent's
+        // are those of the partitions and children it reads.
         let relations: Vec<Arc<str>> = (!rel.cte)
             .then_some(rel.qualified_name.as_str())
             .into_iter()
             .chain(rel.ancestors.iter().map(String::as_str))
+            .chain(rel.descendants.iter().map(String::as_str))
             .map(Arc::from)
             .collect();
         // `FROM vault AS v(a, b)` reads vault's first columns under new names: without the
@@ -959,6 +1088,8 @@ impl<'t, 'a> Walker<'t, 'a> {
             ancestors: lineage.ancestors,
             view_reads: lineage.view_reads,
             view_tables: lineage.view_tables,
+            descendants: lineage.descendants,
+            stats_of: None,
         }
     }
 
@@ -1244,7 +1375,43 @@ impl<'t, 'a> Walker<'t, 'a> {
         if let Some(call) = setting {
             self.setting_function(&call, body);
         }
+        if let Some(name) = names.last() {
+            if RECORD_BUILDERS.contains(&name.as_str()) {
+                self.record_builder(name, body);
+            }
+        }
         self.fields("FuncCall", body, READ, &["funcname"]);
+    }
+
+    /// `json_populate_record(base, …)` and its kin convert values to the row type of their
+    /// first argument, which runs the `CHECK` of every domain inside it. Written as a cast
+    /// (`NULL::t`), the type is named and [`Walker::type_name`] counts its checks; any other
+    /// argument (a whole-row reference `w`, a column, a subquery) has a type the analysis does
+    /// not know, so every domain check of the database counts.
+    fn record_builder(&mut self, name: &str, body: Id) {
+        let Some(snap) = self.opts.snapshot() else {
+            return;
+        };
+        let first = self
+            .tree
+            .get(body, "args")
+            .and_then(|l| self.tree.members(l).first().map(|m| m.id));
+        if let Some(("TypeCast", _)) = first.and_then(|f| wrapper(self.tree, f)) {
+            return;
+        }
+        let path = self.opts.effective_path();
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for cast in snap.casts.iter().filter(|c| c.via == "domain_check") {
+            let key = (cast.function_schema.as_str(), cast.function_name.as_str());
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let what = format!("the row type of {name}()'s first argument");
+            self.facts
+                .functions
+                .push(resolve::cast(snap, path, cast, what));
+        }
     }
 
     /// Records a call of `names` (`[schema.]name`) and returns it.
@@ -1365,6 +1532,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 language: None,
                 operator: None,
                 cast: None,
+                view: None,
                 qualified_name: super::dotted(&s, &name),
                 schema: Some(s),
                 name,
@@ -1553,7 +1721,8 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     /// The types an operand may have, when the query fixes them: a numeric or boolean
-    /// constant, a cast to one of PostgreSQL's own types, or a column of such a type. Only the constant's kind is
+    /// constant, a cast to one of PostgreSQL's own types, a keyword such as `current_date`, or
+    /// a column of such a type. Only the constant's kind is
     /// read, never its value (see [`Tree::constant_kind`]).
     fn operand_type(&self, id: Id) -> Option<&'static [&'static str]> {
         let (ty, body) = wrapper(self.tree, id)?;
@@ -1568,6 +1737,20 @@ impl<'t, 'a> Walker<'t, 'a> {
             },
             "TypeCast" => self.builtin_type(self.tree.get(body, "typeName")?),
             "ColumnRef" => self.column_type(body),
+            // `current_date`, `now`'s keywords and the like: keywords, never looked up by
+            // name, so their type is fixed by the grammar.
+            "SQLValueFunction" => match self.tree.get_str(body, "op")? {
+                "SVFOP_CURRENT_DATE" => Some(&["date"]),
+                "SVFOP_CURRENT_TIME" | "SVFOP_CURRENT_TIME_N" => Some(&["time with time zone"]),
+                "SVFOP_CURRENT_TIMESTAMP" | "SVFOP_CURRENT_TIMESTAMP_N" => {
+                    Some(&["timestamp with time zone"])
+                }
+                "SVFOP_LOCALTIME" | "SVFOP_LOCALTIME_N" => Some(&["time without time zone"]),
+                "SVFOP_LOCALTIMESTAMP" | "SVFOP_LOCALTIMESTAMP_N" => {
+                    Some(&["timestamp without time zone"])
+                }
+                _ => Some(&["name"]),
+            },
             _ => None,
         }
     }
@@ -1645,7 +1828,7 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     /// Records an operator that is not certainly PostgreSQL's own: with the database's
-    /// catalog, the most dangerous one PostgreSQL could pick for these operands.
+    /// catalog, every one PostgreSQL could pick for these operands.
     fn operator(&mut self, names: &[String], operands: Operands) {
         let (schema, name) = match names {
             [n] => (None, n.clone()),
@@ -1678,7 +1861,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         };
         match resolution {
             Some(r @ resolve::OperatorResolution::Other(_)) => {
-                if let Some(op) = r.pick(&operands) {
+                for op in r.candidates(&operands) {
                     if !self.facts.operators.iter().any(|o| o == op) {
                         self.facts.operators.push(op.clone());
                     }

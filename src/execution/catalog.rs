@@ -37,7 +37,16 @@ const FUNCTIONS: &str = "SELECT n.nspname AS schema, p.proname AS name, \
      CASE WHEN p.oid >= 16384 THEN (SELECT pg_catalog.json_agg( \
           CASE WHEN t.oid >= 16384 AND t.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
                pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
-               FROM pg_catalog.pg_cast c WHERE c.casttarget = t.oid AND c.castcontext = 'i'), '[]') END \
+               FROM pg_catalog.pg_cast c WHERE c.casttarget = t.oid AND c.castcontext = 'i'), '[]') \
+          WHEN t.oid < 16384 AND t.typtype IN ('b', 'r', 'm') AND true THEN (SELECT \
+               pg_catalog.json_agg(DISTINCT w.name) FROM (SELECT pg_catalog.format_type(t.oid, NULL) \
+               UNION ALL SELECT pg_catalog.format_type(c.castsource, NULL) FROM pg_catalog.pg_cast c \
+                    WHERE c.casttarget = t.oid AND c.castcontext = 'i' \
+               UNION ALL SELECT pg_catalog.format_type(st.typarray, NULL) FROM pg_catalog.pg_cast c \
+                    JOIN pg_catalog.pg_type st ON st.oid = c.castsource \
+                    WHERE t.typelem <> 0 AND t.typsubscript <> 0 AND c.casttarget = t.typelem \
+                    AND c.castcontext = 'i' AND st.typarray <> 0) w(name)) \
+          END \
           ORDER BY a.n) \
           FROM unnest(p.proargtypes::pg_catalog.oid[]) WITH ORDINALITY AS a(oid, n) \
           LEFT JOIN pg_catalog.pg_type t ON t.oid = a.oid) END AS accepts \
@@ -56,10 +65,28 @@ const OPERATORS: &str = "SELECT n.nspname AS schema, o.oprname AS name, \
      CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN o.oid < 16384 THEN 'builtin' ELSE 'user' END AS source, \
      CASE WHEN lt.oid >= 16384 AND lt.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
           pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
-          FROM pg_catalog.pg_cast c WHERE c.casttarget = lt.oid AND c.castcontext = 'i'), '[]') END AS left_accepts, \
+          FROM pg_catalog.pg_cast c WHERE c.casttarget = lt.oid AND c.castcontext = 'i'), '[]') \
+          WHEN lt.oid < 16384 AND lt.typtype IN ('b', 'r', 'm') AND o.oid >= 16384 THEN (SELECT \
+               pg_catalog.json_agg(DISTINCT w.name) FROM (SELECT pg_catalog.format_type(lt.oid, NULL) \
+               UNION ALL SELECT pg_catalog.format_type(c.castsource, NULL) FROM pg_catalog.pg_cast c \
+                    WHERE c.casttarget = lt.oid AND c.castcontext = 'i' \
+               UNION ALL SELECT pg_catalog.format_type(st.typarray, NULL) FROM pg_catalog.pg_cast c \
+                    JOIN pg_catalog.pg_type st ON st.oid = c.castsource \
+                    WHERE lt.typelem <> 0 AND lt.typsubscript <> 0 AND c.casttarget = lt.typelem \
+                    AND c.castcontext = 'i' AND st.typarray <> 0) w(name)) \
+          END AS left_accepts, \
      CASE WHEN rt.oid >= 16384 AND rt.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
           pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
-          FROM pg_catalog.pg_cast c WHERE c.casttarget = rt.oid AND c.castcontext = 'i'), '[]') END AS right_accepts \
+          FROM pg_catalog.pg_cast c WHERE c.casttarget = rt.oid AND c.castcontext = 'i'), '[]') \
+          WHEN rt.oid < 16384 AND rt.typtype IN ('b', 'r', 'm') AND o.oid >= 16384 THEN (SELECT \
+               pg_catalog.json_agg(DISTINCT w.name) FROM (SELECT pg_catalog.format_type(rt.oid, NULL) \
+               UNION ALL SELECT pg_catalog.format_type(c.castsource, NULL) FROM pg_catalog.pg_cast c \
+                    WHERE c.casttarget = rt.oid AND c.castcontext = 'i' \
+               UNION ALL SELECT pg_catalog.format_type(st.typarray, NULL) FROM pg_catalog.pg_cast c \
+                    JOIN pg_catalog.pg_type st ON st.oid = c.castsource \
+                    WHERE rt.typelem <> 0 AND rt.typsubscript <> 0 AND c.casttarget = rt.typelem \
+                    AND c.castcontext = 'i' AND st.typarray <> 0) w(name)) \
+          END AS right_accepts \
      FROM pg_catalog.pg_operator o \
      JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
      LEFT JOIN pg_catalog.pg_type lt ON lt.oid = o.oprleft \
@@ -74,14 +101,25 @@ const OPERATORS: &str = "SELECT n.nspname AS schema, o.oprname AS name, \
 const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
      CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view' \
           WHEN 'f' THEN 'foreign_table' WHEN 'p' THEN 'partitioned_table' WHEN 'S' THEN 'sequence' \
-          ELSE 'composite_type' END AS kind, \
+          WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' ELSE 'composite_type' END AS kind, \
      c.reltuples::int8 AS rows_estimate, \
      c.relpages::int8 * pg_catalog.current_setting('block_size')::int8 AS bytes, \
      s.srvname AS server, e.extname AS extension, \
      COALESCE((SELECT pg_catalog.json_agg(pn.nspname || '.' || p.relname ORDER BY i.inhseqno) \
           FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
           JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid), '[]') AS parents, \
-     COALESCE((SELECT pg_catalog.json_agg(DISTINCT rn.nspname || '.' || rc.relname \
+     CASE WHEN c.relkind IN ('i', 'I') THEN COALESCE((SELECT pg_catalog.json_agg(DISTINCT \
+                 rn.nspname || '.' || rc.relname || CASE WHEN d.refobjsubid > 0 THEN '.' || a.attname ELSE '' END) \
+          FROM pg_catalog.pg_depend d \
+          JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid \
+          JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+          LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+          WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid \
+            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> c.oid), \
+          (SELECT pg_catalog.json_agg(tn.nspname || '.' || t.relname) FROM pg_catalog.pg_index x \
+           JOIN pg_catalog.pg_class t ON t.oid = x.indrelid JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
+           WHERE x.indexrelid = c.oid)) \
+     ELSE COALESCE((SELECT pg_catalog.json_agg(DISTINCT rn.nspname || '.' || rc.relname \
                  || CASE WHEN d.refobjsubid > 0 THEN '.' || a.attname ELSE '' END) \
           FROM pg_catalog.pg_rewrite rw \
           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
@@ -90,7 +128,7 @@ const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
           JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid \
           JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
-          WHERE rw.ev_class = c.oid AND c.relkind IN ('v', 'm')), '[]') AS reads, \
+          WHERE rw.ev_class = c.oid AND c.relkind IN ('v', 'm')), '[]') END AS reads, \
      COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, \
                  pg_catalog.format_type(a.atttypid, NULL)) ORDER BY a.attnum) \
           FROM pg_catalog.pg_attribute a \
@@ -102,15 +140,31 @@ const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
      LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
           AND d.objid = c.oid AND d.deptype = 'e' \
      LEFT JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
-     WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S', 'c') \
+     WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S', 'c', 'i', 'I') \
+       AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+     ORDER BY 1, 2";
+
+/// Each view's and materialized view's definition, with every name outside `pg_catalog`
+/// schema-qualified: the transaction's `search_path` is emptied (by `CASE`, before the first
+/// definition is written; the ROLLBACK restores it), so the text means the same whatever
+/// path it is analyzed under. A query of its own: `format_type` in the others would qualify
+/// types too.
+const VIEWS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
+     CASE WHEN pg_catalog.set_config('search_path', '', true) = '' \
+          THEN pg_catalog.pg_get_viewdef(c.oid) END AS definition \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('v', 'm') \
        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
      ORDER BY 1, 2";
 
 /// Casts whose function is not PostgreSQL's own (`CREATE CAST … WITH FUNCTION`, by users and
 /// extensions) with the context PostgreSQL applies them in by itself (`implicit`: wherever
-/// the types meet; `assignment`: storing into a column; `explicit`: only when written), and the non-built-in functions a domain's `CHECK` constraints call: what a
-/// cast to such a type runs. Domains over domains run their base domain's checks too, so
-/// each domain is listed with every check up its chain.
+/// the types meet; `assignment`: storing into a column; `explicit`: only when written), and
+/// the non-built-in functions a domain's `CHECK` constraints call: what a conversion to a
+/// type runs. A conversion checks every domain inside the value too, so each type not
+/// PostgreSQL's own is listed with the checks of every domain it is made of: up a chain of
+/// domains, in a composite type's fields (a table's row type included), a range's subtype, a
+/// multirange's range and an array's elements, at any depth.
 const CASTS: &str = "SELECT tn.nspname AS type_schema, t.typname AS type_name, \
      pg_catalog.format_type(c.castsource, NULL) AS source, \
      pn.nspname AS function_schema, p.proname AS function_name, 'cast' AS via, \
@@ -127,19 +181,28 @@ const CASTS: &str = "SELECT tn.nspname AS type_schema, t.typname AS type_name, \
      SELECT DISTINCT tn.nspname, t.typname, NULL, pn.nspname, p.proname, 'domain_check', NULL::text, NULL::text, NULL::bool, NULL::bool \
      FROM pg_catalog.pg_type t \
      JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
-     JOIN LATERAL (WITH RECURSIVE chain(oid, depth) AS ( \
+     JOIN LATERAL (WITH RECURSIVE part(oid, depth) AS ( \
             SELECT t.oid, 0 \
-            UNION ALL \
-            SELECT b.typbasetype, chain.depth + 1 FROM chain \
-            JOIN pg_catalog.pg_type b ON b.oid = chain.oid \
-            WHERE b.typtype = 'd' AND chain.depth < 64) \
-          SELECT oid FROM chain) up ON true \
-     JOIN pg_catalog.pg_constraint k ON k.contypid = up.oid \
+            UNION \
+            SELECT x.oid, part.depth + 1 FROM part \
+            JOIN pg_catalog.pg_type b ON b.oid = part.oid \
+            CROSS JOIN LATERAL ( \
+                 SELECT b.typbasetype WHERE b.typtype = 'd' \
+                 UNION ALL SELECT b.typelem WHERE b.typelem <> 0 AND b.typsubscript <> 0 \
+                 UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = b.oid \
+                 UNION ALL SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = b.oid \
+                 UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+                      WHERE b.typtype = 'c' AND a.attrelid = b.typrelid AND a.attnum > 0 AND NOT a.attisdropped \
+            ) x(oid) \
+            WHERE part.depth < 32 AND x.oid >= 16384) \
+          SELECT oid FROM part) up ON true \
+     JOIN pg_catalog.pg_type dt ON dt.oid = up.oid AND dt.typtype = 'd' \
+     JOIN pg_catalog.pg_constraint k ON k.contypid = dt.oid \
      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass \
           AND d.objid = k.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
      JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid \
      JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
-     WHERE t.typtype = 'd' AND p.oid >= 16384 \
+     WHERE t.oid >= 16384 AND p.oid >= 16384 \
      ORDER BY 1, 2, 3, 4, 5";
 
 /// A catalog read's caps: large catalogs (tens of thousands of relations) still fit.
@@ -166,10 +229,31 @@ impl Database {
             self.catalog_rows::<Function>("pg_proc", FUNCTIONS).await?,
             self.catalog_rows::<OperatorDef>("pg_operator", OPERATORS)
                 .await?,
-            self.catalog_rows::<RelationDef>("pg_class", RELATIONS)
-                .await?,
+            self.relations().await?,
             self.catalog_rows::<CastDef>("pg_cast", CASTS).await?,
         ))
+    }
+
+    /// `pg_class`, with each view's definition.
+    async fn relations(&self) -> Result<Vec<RelationDef>, ExecError> {
+        #[derive(serde::Deserialize)]
+        struct View {
+            schema: String,
+            name: String,
+            definition: Option<String>,
+        }
+        let mut relations: Vec<RelationDef> = self.catalog_rows("pg_class", RELATIONS).await?;
+        let views: Vec<View> = self.catalog_rows("pg_get_viewdef", VIEWS).await?;
+        let mut views: std::collections::HashMap<(String, String), Option<String>> = views
+            .into_iter()
+            .map(|v| ((v.schema, v.name), v.definition))
+            .collect();
+        for r in &mut relations {
+            if let Some(d) = views.remove(&(r.schema.clone(), r.name.clone())) {
+                r.definition = d;
+            }
+        }
+        Ok(relations)
     }
 
     async fn catalog_rows<T: DeserializeOwned>(
