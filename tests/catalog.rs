@@ -132,6 +132,8 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
         ("SELECT owner FROM vault_owners", "\"owner\":\"ann\""),
         // A text column can never be public.upper(int)'s argument: pg_catalog.upper runs.
         ("SELECT upper(name) FROM people ORDER BY id LIMIT 1", "\"upper\":\"JON\""),
+        // A view over a view that only renames columns reads the base columns it uses: `id`.
+        ("SELECT id FROM vault_all_again", "\"id\":1"),
     ];
     for (sql, expect) in allowed {
         let (is_error, text) = query(&client, sql).await;
@@ -190,10 +192,6 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
                 "view public.vault_all",
                 "public.vault.secret",
             ],
-        ),
-        (
-            "SELECT id FROM vault_all_again",
-            &["view_reads_denied_column", "view public.vault_all_again"],
         ),
         (
             "SELECT * FROM stats_peek",

@@ -156,6 +156,79 @@ impl Function {
     }
 }
 
+/// For a view whose definition only renames the columns of its one table (`SELECT t.a, t.b AS
+/// c FROM s.t`, what `pg_get_viewdef` writes for `SELECT * FROM t`): the base column
+/// (`schema.table.column`) each of its columns is. `None` for any other definition (a
+/// condition, a join, an expression, an ordering, …): which base columns feed which of its
+/// columns is then not known.
+fn column_map(definition: &str) -> Option<HashMap<String, String>> {
+    use pg_query::NodeEnum;
+    let parsed = pg_query::parse(definition, 0).ok()?;
+    let [raw] = parsed.protobuf.stmts.as_slice() else {
+        return None;
+    };
+    let Some(NodeEnum::SelectStmt(s)) = raw.stmt.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    let plain = s.op == pg_query::protobuf::SetOperation::SetopNone as i32
+        && s.where_clause.is_none()
+        && s.group_clause.is_empty()
+        && s.having_clause.is_none()
+        && s.window_clause.is_empty()
+        && s.distinct_clause.is_empty()
+        && s.values_lists.is_empty()
+        && s.sort_clause.is_empty()
+        && s.limit_count.is_none()
+        && s.limit_offset.is_none()
+        && s.locking_clause.is_empty()
+        && s.with_clause.is_none()
+        && s.into_clause.is_none();
+    let [from] = s.from_clause.as_slice() else {
+        return None;
+    };
+    let Some(NodeEnum::RangeVar(table)) = from.node.as_ref() else {
+        return None;
+    };
+    if !plain || table.schemaname.is_empty() {
+        return None;
+    }
+    let qualifier = table
+        .alias
+        .as_ref()
+        .map_or(table.relname.as_str(), |a| a.aliasname.as_str());
+    let mut map = HashMap::new();
+    for t in &s.target_list {
+        let Some(NodeEnum::ResTarget(target)) = t.node.as_ref() else {
+            return None;
+        };
+        let Some(NodeEnum::ColumnRef(c)) = target.val.as_ref()?.node.as_ref() else {
+            return None;
+        };
+        let names = c
+            .fields
+            .iter()
+            .map(|f| match f.node.as_ref() {
+                Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+                _ => None,
+            })
+            .collect::<Option<Vec<&str>>>()?;
+        let [q, column] = names.as_slice() else {
+            return None;
+        };
+        if *q != qualifier || !target.indirection.is_empty() {
+            return None;
+        }
+        let name = if target.name.is_empty() {
+            column
+        } else {
+            target.name.as_str()
+        };
+        let base = format!("{}.{}.{column}", table.schemaname, table.relname);
+        map.insert(name.to_string(), base);
+    }
+    Some(map)
+}
+
 /// Can an operand of one of the types `known` be an argument of a parameter that accepts
 /// `accepts`? PostgreSQL considers an operator or function only when each argument can be
 /// coerced implicitly (`can_coerce_type`); to an extension's or user's own base type, a
@@ -791,26 +864,39 @@ impl Snapshot {
     fn view_reads(&self, r: &RelationDef, children: &HashMap<&str, Vec<String>>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut seen_views: Vec<(&str, &str)> = Vec::new();
-        let mut todo: Vec<&str> = r.reads.iter().map(String::as_str).collect();
+        let mut maps: HashMap<(&str, &str), Option<HashMap<String, String>>> = HashMap::new();
+        let mut todo: Vec<String> = r.reads.clone();
         while let Some(entry) = todo.pop() {
-            if out.iter().any(|o| o == entry) || out.len() > 10_000 {
+            if out.iter().any(|o| *o == entry) || out.len() > 10_000 {
                 continue;
             }
-            out.push(entry.to_string());
             // An entry of another view (the view or one of its columns): what that view reads
-            // is read too (which of its columns comes from which base column is not known).
+            // is read too. A column of a view that only renames its table's columns is that
+            // one base column; of any other view, every column the view reads.
             let mut parts = entry.splitn(3, '.');
             let table = match (parts.next(), parts.next()) {
                 (Some(schema), Some(table)) => self.relation(schema, table),
                 _ => None,
             };
-            if let Some(def) = table {
+            let column = parts.next().map(str::to_string);
+            if let Some(def) = table.filter(|d| !d.reads.is_empty()) {
                 let key = (def.schema.as_str(), def.name.as_str());
-                if !def.reads.is_empty() && !seen_views.contains(&key) {
-                    seen_views.push(key);
-                    todo.extend(def.reads.iter().map(String::as_str));
+                let map = maps
+                    .entry(key)
+                    .or_insert_with(|| def.definition.as_deref().and_then(column_map));
+                match (map.as_ref(), column) {
+                    (Some(map), Some(column)) if map.contains_key(&column) => {
+                        todo.push(map[&column].clone());
+                    }
+                    _ => {
+                        if !seen_views.contains(&key) {
+                            seen_views.push(key);
+                            todo.extend(def.reads.iter().cloned());
+                        }
+                    }
                 }
             }
+            out.push(entry);
         }
         // A partition's or child table's columns are its parents' too.
         let mut inherited: Vec<String> = Vec::new();
@@ -1157,5 +1243,31 @@ mod tests {
         assert!(level("SELECT x FROM (SELECT ls AS x FROM t) s"));
         assert!(level("SELECT 'low'::level || 'x' AS v"));
         assert!(level("SELECT id FROM u JOIN t USING (id) WHERE ls IS NULL"));
+    }
+
+    /// A view's columns map to base columns only where its definition just renames one
+    /// table's columns.
+    #[test]
+    fn only_plain_renaming_views_map_columns() {
+        let map = column_map("SELECT t.a, t.b AS c FROM s.t").unwrap();
+        assert_eq!(map["a"], "s.t.a");
+        assert_eq!(map["c"], "s.t.b");
+        assert!(!map.contains_key("b"));
+        let aliased = column_map("SELECT x.a FROM s.t x").unwrap();
+        assert_eq!(aliased["a"], "s.t.a");
+        for other in [
+            "SELECT t.a FROM s.t WHERE t.b = 1",
+            "SELECT t.a FROM s.t ORDER BY t.b LIMIT 1",
+            "SELECT t.a FROM s.t, s.u",
+            "SELECT t.a || t.b AS a FROM s.t",
+            "SELECT DISTINCT t.a FROM s.t",
+            "SELECT t.a FROM t",
+            "SELECT t.a FROM s.t UNION SELECT u.b FROM s.u",
+            "SELECT u.a FROM s.t",
+            "SELECT (t.c).f AS a FROM s.t",
+            "not sql",
+        ] {
+            assert!(column_map(other).is_none(), "{other}");
+        }
     }
 }
