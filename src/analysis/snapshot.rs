@@ -867,7 +867,7 @@ impl Snapshot {
         let mut maps: HashMap<(&str, &str), Option<HashMap<String, String>>> = HashMap::new();
         let mut todo: Vec<String> = r.reads.clone();
         while let Some(entry) = todo.pop() {
-            if out.iter().any(|o| *o == entry) || out.len() > 10_000 {
+            if out.contains(&entry) || out.len() > 10_000 {
                 continue;
             }
             // An entry of another view (the view or one of its columns): what that view reads
