@@ -183,11 +183,6 @@ custom_settings_shown(r, column) := {"every custom (dotted) setting"} if {
 	not "*" in object.get(data.sqlguard.settings, "readable", [])
 }
 
-custom_settings_shown(r, column) := set() if {
-	not pinned_column(r, column)
-	"*" in object.get(data.sqlguard.settings, "readable", [])
-}
-
 custom_settings_shown(r, column) := {v |
 	some p in r.pinned
 	p.column == column

@@ -114,7 +114,8 @@ fn view_facts(
         },
     };
     IN_PROGRESS.with(|p| p.borrow_mut().retain(|&x| x != i));
-    // A view reached through a cycle is not kept: its facts are those of this path only.
+    // Kept whatever the path: a view that reaches a cycle, or nests too deep from here, is
+    // refused however it is read.
     cell.get_or_init(|| analyzed).clone()
 }
 

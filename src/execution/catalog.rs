@@ -26,28 +26,42 @@ const EXTENSIONS: &str = "SELECT e.extname AS name, e.extversion AS version, n.n
      FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
      ORDER BY 1";
 
+/// What an argument whose type is the `pg_type` row `$t` accepts (see
+/// `OperatorDef::left_accepts`), as a JSON array: for an extension's or a user's own type, the
+/// types with an implicit cast to it; for a built-in type (only where `$own` holds: the function
+/// or operator is not PostgreSQL's own), itself, those with an implicit cast to it and, for an
+/// array, arrays of those of its element. NULL: any operand (a domain, a pseudo-type).
+macro_rules! accepts {
+    ($t:literal, $own:literal) => {
+        concat!(
+            "CASE WHEN ", $t, ".oid >= 16384 AND ", $t, ".typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
+             pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
+             FROM pg_catalog.pg_cast c WHERE c.casttarget = ", $t, ".oid AND c.castcontext = 'i'), '[]') \
+             WHEN ", $t, ".oid < 16384 AND ", $t, ".typtype IN ('b', 'r', 'm') AND ", $own, " THEN (SELECT \
+             pg_catalog.json_agg(DISTINCT w.name) FROM (SELECT pg_catalog.format_type(", $t, ".oid, NULL) \
+             UNION ALL SELECT pg_catalog.format_type(c.castsource, NULL) FROM pg_catalog.pg_cast c \
+             WHERE c.casttarget = ", $t, ".oid AND c.castcontext = 'i' \
+             UNION ALL SELECT pg_catalog.format_type(st.typarray, NULL) FROM pg_catalog.pg_cast c \
+             JOIN pg_catalog.pg_type st ON st.oid = c.castsource \
+             WHERE ", $t, ".typelem <> 0 AND ", $t, ".typsubscript <> 0 AND c.casttarget = ", $t, ".typelem \
+             AND c.castcontext = 'i' AND st.typarray <> 0) w(name)) \
+             END"
+        )
+    };
+}
+
 /// Objects below this OID were created by `initdb`: PostgreSQL's own.
-const FUNCTIONS: &str = "SELECT n.nspname AS schema, p.proname AS name, \
+const FUNCTIONS: &str = concat!(
+    "SELECT n.nspname AS schema, p.proname AS name, \
      pg_catalog.pg_get_function_identity_arguments(p.oid) AS arguments, \
      CASE p.prokind WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' WHEN 'p' THEN 'procedure' ELSE 'function' END AS kind, \
      CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END AS volatility, \
      p.prosecdef AS security_definer, l.lanname AS language, e.extname AS extension, \
      CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN p.oid < 16384 THEN 'builtin' ELSE 'user' END AS source, \
      p.pronargs AS nargs, p.pronargdefaults AS defaults, p.provariadic <> 0 AS variadic, \
-     CASE WHEN p.oid >= 16384 THEN (SELECT pg_catalog.json_agg( \
-          CASE WHEN t.oid >= 16384 AND t.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
-               pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
-               FROM pg_catalog.pg_cast c WHERE c.casttarget = t.oid AND c.castcontext = 'i'), '[]') \
-          WHEN t.oid < 16384 AND t.typtype IN ('b', 'r', 'm') AND true THEN (SELECT \
-               pg_catalog.json_agg(DISTINCT w.name) FROM (SELECT pg_catalog.format_type(t.oid, NULL) \
-               UNION ALL SELECT pg_catalog.format_type(c.castsource, NULL) FROM pg_catalog.pg_cast c \
-                    WHERE c.casttarget = t.oid AND c.castcontext = 'i' \
-               UNION ALL SELECT pg_catalog.format_type(st.typarray, NULL) FROM pg_catalog.pg_cast c \
-                    JOIN pg_catalog.pg_type st ON st.oid = c.castsource \
-                    WHERE t.typelem <> 0 AND t.typsubscript <> 0 AND c.casttarget = t.typelem \
-                    AND c.castcontext = 'i' AND st.typarray <> 0) w(name)) \
-          END \
-          ORDER BY a.n) \
+     CASE WHEN p.oid >= 16384 THEN (SELECT pg_catalog.json_agg(",
+    accepts!("t", "true"),
+    " ORDER BY a.n) \
           FROM unnest(p.proargtypes::pg_catalog.oid[]) WITH ORDINALITY AS a(oid, n) \
           LEFT JOIN pg_catalog.pg_type t ON t.oid = a.oid) END AS accepts \
      FROM pg_catalog.pg_proc p \
@@ -56,37 +70,19 @@ const FUNCTIONS: &str = "SELECT n.nspname AS schema, p.proname AS name, \
      LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
           AND d.objid = p.oid AND d.deptype = 'e' \
      LEFT JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
-     ORDER BY 1, 2, 3";
+     ORDER BY 1, 2, 3"
+);
 
-const OPERATORS: &str = "SELECT n.nspname AS schema, o.oprname AS name, \
+const OPERATORS: &str = concat!(
+    "SELECT n.nspname AS schema, o.oprname AS name, \
      pg_catalog.format_type(NULLIF(o.oprleft, 0), NULL) AS \"left\", \
      pg_catalog.format_type(NULLIF(o.oprright, 0), NULL) AS \"right\", \
      fn.nspname AS function_schema, p.proname AS function_name, e.extname AS extension, \
-     CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN o.oid < 16384 THEN 'builtin' ELSE 'user' END AS source, \
-     CASE WHEN lt.oid >= 16384 AND lt.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
-          pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
-          FROM pg_catalog.pg_cast c WHERE c.casttarget = lt.oid AND c.castcontext = 'i'), '[]') \
-          WHEN lt.oid < 16384 AND lt.typtype IN ('b', 'r', 'm') AND o.oid >= 16384 THEN (SELECT \
-               pg_catalog.json_agg(DISTINCT w.name) FROM (SELECT pg_catalog.format_type(lt.oid, NULL) \
-               UNION ALL SELECT pg_catalog.format_type(c.castsource, NULL) FROM pg_catalog.pg_cast c \
-                    WHERE c.casttarget = lt.oid AND c.castcontext = 'i' \
-               UNION ALL SELECT pg_catalog.format_type(st.typarray, NULL) FROM pg_catalog.pg_cast c \
-                    JOIN pg_catalog.pg_type st ON st.oid = c.castsource \
-                    WHERE lt.typelem <> 0 AND lt.typsubscript <> 0 AND c.casttarget = lt.typelem \
-                    AND c.castcontext = 'i' AND st.typarray <> 0) w(name)) \
-          END AS left_accepts, \
-     CASE WHEN rt.oid >= 16384 AND rt.typtype IN ('b', 'e', 'r', 'm') THEN COALESCE((SELECT \
-          pg_catalog.json_agg(pg_catalog.format_type(c.castsource, NULL) ORDER BY c.castsource) \
-          FROM pg_catalog.pg_cast c WHERE c.casttarget = rt.oid AND c.castcontext = 'i'), '[]') \
-          WHEN rt.oid < 16384 AND rt.typtype IN ('b', 'r', 'm') AND o.oid >= 16384 THEN (SELECT \
-               pg_catalog.json_agg(DISTINCT w.name) FROM (SELECT pg_catalog.format_type(rt.oid, NULL) \
-               UNION ALL SELECT pg_catalog.format_type(c.castsource, NULL) FROM pg_catalog.pg_cast c \
-                    WHERE c.casttarget = rt.oid AND c.castcontext = 'i' \
-               UNION ALL SELECT pg_catalog.format_type(st.typarray, NULL) FROM pg_catalog.pg_cast c \
-                    JOIN pg_catalog.pg_type st ON st.oid = c.castsource \
-                    WHERE rt.typelem <> 0 AND rt.typsubscript <> 0 AND c.casttarget = rt.typelem \
-                    AND c.castcontext = 'i' AND st.typarray <> 0) w(name)) \
-          END AS right_accepts \
+     CASE WHEN e.extname IS NOT NULL THEN 'extension' WHEN o.oid < 16384 THEN 'builtin' ELSE 'user' END AS source, ",
+    accepts!("lt", "o.oid >= 16384"),
+    " AS left_accepts, ",
+    accepts!("rt", "o.oid >= 16384"),
+    " AS right_accepts \
      FROM pg_catalog.pg_operator o \
      JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
      LEFT JOIN pg_catalog.pg_type lt ON lt.oid = o.oprleft \
@@ -96,7 +92,8 @@ const OPERATORS: &str = "SELECT n.nspname AS schema, o.oprname AS name, \
      LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass \
           AND d.objid = o.oid AND d.deptype = 'e' \
      LEFT JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
-     ORDER BY 1, 2, 3, 4";
+     ORDER BY 1, 2, 3, 4"
+);
 
 const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
      CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view' \

@@ -273,17 +273,17 @@ const PROBE_TEMP_FILE_GRANT: &str = "SELECT has_parameter_privilege('temp_file_l
 /// for a JSON array of `[schema, name]` pairs bound as `$1` (never spliced into the text).
 const DESCRIBE_RELATIONS: &str = "SELECT n.nspname || '.' || c.relname AS name, c.reltuples::float8 AS rows_estimate, c.relkind::text AS kind, ARRAY(SELECT DISTINCT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = c.oid AND i.indisvalid ORDER BY 1) AS indexed_columns FROM json_array_elements($1::json) AS r(v) JOIN pg_catalog.pg_namespace n ON n.nspname = r.v->>0 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.v->>1";
 
-/// Largest EXPLAIN output read (a plan is a few kB; one this large is refused).
-/// The prepared statement a planned execution explains, then runs.
 /// Sent after every `ROLLBACK`, before the same Sync: session-level advisory locks are the state
 /// a statement can create that a rollback does not undo (a function calling
 /// `pg_advisory_lock`), so no pooled session keeps one a call took (threat model, class 22).
 const RELEASE_SESSION_STATE: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 
+/// The prepared statement a planned execution explains, then runs.
 const PLANNED: &str = "sqlguard_planned";
 
 const EXPLAIN_PLANNED: &str = "EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE sqlguard_planned";
 
+/// Largest EXPLAIN output read (a plan is a few kB; one this large is refused).
 const MAX_PLAN_BYTES: usize = 16 << 20;
 
 pub struct Connection {
