@@ -84,6 +84,7 @@ fn hot_path(c: &mut Criterion) {
         user: "alice".into(),
         roles: vec!["dev".into()],
         traits: Default::default(),
+        ..Default::default()
     };
     for (name, sql) in inputs() {
         assert!(

@@ -27,6 +27,8 @@ effective_limits := data.sqlguard.limits.default if count(applicable_limits) == 
 
 effective_limits := {name: min(values) |
 	some name in limit_names
-	values := [v | some l in applicable_limits; v := l[name]]
+	# `some k, v in l` rather than `l[name]`: regorus' RVM keeps an undefined lookup as an
+	# element of the array.
+	values := [v | some l in applicable_limits; some k, v in l; k == name]
 	count(values) > 0
 } if count(applicable_limits) > 1

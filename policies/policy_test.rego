@@ -11,6 +11,8 @@ stmt(fields) := object.union(
 		"nested_kinds": [], "read_only": true, "not_read_only": [], "relations": [],
 		"functions": [], "operators": [], "columns": [], "settings": [], "locking": [],
 		"into": [], "explain": null, "transaction": null, "unclassified": [], "parameters": [],
+		"aggregates": [], "aggregate": false, "group_by": false, "distinct": false, "window": false,
+		"order_by": false,
 	},
 	fields,
 )

@@ -45,7 +45,9 @@ deny contains reason("table_not_allowed", i, msg) if {
 	not "*" in data.sqlguard.tables.allow
 	some [i, name] in table_refs
 	not matches_any(data.sqlguard.tables.allow, name)
-	msg := sprintf("table %s is not in the allowed tables (%s): query only those", [name, concat(", ", data.sqlguard.tables.allow)])
+	# The allow list is not shown: other rules (per role, per database) may deny some of its
+	# entries to this caller, and the schema resource lists exactly what the caller may read.
+	msg := sprintf("table %s is not in the policy's allowed tables (tables.allow): query the tables the database's schema resource lists, which are the ones you may read", [name])
 }
 
 deny contains reason("sensitive_catalog", i, msg) if {
@@ -138,7 +140,7 @@ deny contains reason("view_reads_not_allowed", i, msg) if {
 	some table in r.view_tables
 	not matches_any(data.sqlguard.tables.allow, table)
 	not exposing_view(r)
-	msg := sprintf("view %s reads %s, which is not in the allowed tables (%s): query allowed tables directly, or ask for the view to be listed in tables.exposing_views", [r.qualified_name, table, concat(", ", data.sqlguard.tables.allow)])
+	msg := sprintf("view %s reads %s, which is not in the policy's allowed tables (tables.allow): query the tables the database's schema resource lists, or ask for the view to be listed in tables.exposing_views", [r.qualified_name, table])
 }
 
 exposing_view(r) if matches_any(object.get(data.sqlguard.tables, "exposing_views", []), r.qualified_name)

@@ -424,42 +424,60 @@ impl AuditLog {
 /// Checks the log at `path` (with the key if the chain is keyed): returns the number of
 /// records, or the first problem with its line number.
 pub fn verify(path: &Path, key: Option<Vec<u8>>) -> Result<usize, String> {
+    verify_log(path, key).map_err(|e| match e {
+        VerifyError::NeedsKey => NEEDS_KEY.to_string(),
+        VerifyError::Broken(m) => m,
+    })
+}
+
+/// What `verify` says of a keyed log checked without its key.
+pub const NEEDS_KEY: &str = "the chain is keyed (HMAC) and no key was given, so it cannot be checked: pass the key with --key-file FILE or --key-env VARIABLE";
+
+/// Why a log does not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The chain is keyed and no key was given: nothing is known to be wrong.
+    NeedsKey,
+    /// The log, or its head anchor, is not what sqlguard wrote.
+    Broken(String),
+}
+
+/// Like [`verify`], telling a missing key from a broken log.
+pub fn verify_log(path: &Path, key: Option<Vec<u8>>) -> Result<usize, VerifyError> {
+    let broken = VerifyError::Broken;
     let chain = Chain { key };
-    let text = std::fs::read(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let text =
+        std::fs::read(path).map_err(|e| broken(format!("cannot open {}: {e}", path.display())))?;
     let mut prev = GENESIS.to_string();
     let mut n = 0usize;
     let mut line_no = 0usize;
     for line in text.split_inclusive(|&b| b == b'\n') {
         line_no += 1;
         let Some(line) = line.strip_suffix(b"\n") else {
-            return Err(format!(
+            return Err(broken(format!(
                 "line {line_no}: torn (no line end): the writer crashed or the disk filled; the next start of sqlguard moves it aside"
-            ));
+            )));
         };
         if line.is_empty() {
             continue;
         }
-        let v: Value =
-            serde_json::from_slice(line).map_err(|e| format!("line {line_no}: not JSON: {e}"))?;
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| broken(format!("line {line_no}: not JSON: {e}")))?;
         match (v.get("chain").and_then(Value::as_str), chain.key.is_some()) {
-            (Some("hmac-sha256"), false) => {
-                return Err(format!(
-                    "line {line_no}: the chain is keyed (HMAC): give the key with --key-file or --key-env"
-                ))
-            }
+            (Some("hmac-sha256"), false) => return Err(VerifyError::NeedsKey),
             (Some("hmac-sha256"), true) => {}
             (_, true) => {
-                return Err(format!(
+                return Err(broken(format!(
                     "line {line_no}: not keyed, but a key was given: the line was rewritten without the key"
-                ))
+                )))
             }
             _ => {}
         }
         if v.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
-            return Err(format!(
+            return Err(broken(format!(
                 "line {line_no}: the chain is broken: the line before it was changed, removed or inserted{}",
                 if chain.key.is_some() { ", or this line was re-chained without the key" } else { "" }
-            ));
+            )));
         }
         prev = chain.link(line);
         n += 1;
@@ -467,37 +485,41 @@ pub fn verify(path: &Path, key: Option<Vec<u8>>) -> Result<usize, String> {
     let anchor = anchor_path(path);
     match std::fs::read_to_string(&anchor) {
         Ok(a) => {
-            let a: Value = serde_json::from_str(&a)
-                .map_err(|e| format!("the head anchor {} is not JSON: {e}", anchor.display()))?;
+            let a: Value = serde_json::from_str(&a).map_err(|e| {
+                broken(format!(
+                    "the head anchor {} is not JSON: {e}",
+                    anchor.display()
+                ))
+            })?;
             let records = a["records"].as_u64().unwrap_or(0) as usize;
             let last = a["last"].as_str().unwrap_or("");
             if a["mac"].as_str()
                 != Some(chain.link(format!("{records}:{last}").as_bytes()).as_str())
             {
-                return Err(format!(
+                return Err(broken(format!(
                     "the head anchor {} does not match its MAC: it was forged or the key is wrong",
                     anchor.display()
-                ));
+                )));
             }
             if n < records {
-                return Err(format!(
+                return Err(broken(format!(
                     "line {}: the log ends after {n} records, but its head anchor says {records}: records were removed from the end",
                     line_no + 1
-                ));
+                )));
             }
             // The log may be one record ahead (a crash between the line and the anchor).
             let links = links(&chain, &text);
             if records > 0 && links.get(records - 1).map(String::as_str) != Some(last) {
-                return Err(format!(
+                return Err(broken(format!(
                     "line {records}: does not match the head anchor: the log was rewritten"
-                ));
+                )));
             }
         }
         Err(_) if chain.key.is_some() => {
-            return Err(format!(
+            return Err(broken(format!(
                 "no head anchor {}: removal of records from the end cannot be ruled out",
                 anchor.display()
-            ))
+            )))
         }
         Err(_) => {}
     }

@@ -4,7 +4,8 @@
 //! The entry (`mcpServers.teleport-databases` by default, `servers.…` in VS Code files) gets
 //! `command` = this executable and `args` = `["serve", <uri>…]`. Other servers and keys keep
 //! their content and order; a URI for the same database is replaced, a new one appended;
-//! `env` is kept unless `--overwrite`. Writes are atomic and serialized by a lock file.
+//! `env` is kept unless `--overwrite`. Writes are atomic and serialized by a lock file in the
+//! temporary directory.
 
 use std::path::{Path, PathBuf};
 
@@ -118,6 +119,10 @@ pub struct Entry {
     /// as `tsh mcp db config` writes it: a client with a minimal environment would otherwise
     /// look in `~/.tsh`).
     pub env: Vec<(String, String)>,
+    /// The server's configuration file (`--config`, an absolute path), written into the
+    /// entry's arguments so that the client's server runs the team's policy, not the
+    /// built-in one.
+    pub config: Option<String>,
 }
 
 /// Arguments of an existing entry that name databases.
@@ -182,6 +187,15 @@ pub fn merge(doc: Value, servers_key: &str, entry: &Entry) -> Result<Value, Stri
         match uris.iter_mut().find(|x| x.resource() == u.resource()) {
             Some(slot) => *slot = u.clone(),
             None => uris.push(u.clone()),
+        }
+    }
+    if let Some(config) = &entry.config {
+        match extra.iter().position(|a| a.as_str() == Some("--config")) {
+            Some(i) if i + 1 < extra.len() => extra[i + 1] = Value::from(config.clone()),
+            _ => {
+                extra.retain(|a| !a.as_str().is_some_and(|s| s.starts_with("--config")));
+                extra.splice(0..0, [Value::from("--config"), Value::from(config.clone())]);
+            }
         }
     }
     let mut args = vec![Value::from("serve")];
@@ -257,7 +271,15 @@ pub fn update_file(
         std::fs::create_dir_all(dir)
             .map_err(|e| write_err(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let lock_path = path.with_extension("json.lock");
+    // The lock lives in the temporary directory, keyed by the file's path: nothing is left
+    // beside the client's own file, and removing it would race with a waiting writer.
+    let lock_path = {
+        use sha2::Digest;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let key = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes());
+        let hex: String = key[..8].iter().map(|b| format!("{b:02x}")).collect();
+        std::env::temp_dir().join(format!("sqlguard-config-{hex}.lock"))
+    };
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -315,6 +337,7 @@ mod tests {
             overwrite: false,
             vscode: false,
             env: Vec::new(),
+            config: None,
         }
     }
 
@@ -389,6 +412,7 @@ mod fuzz_regressions {
             overwrite: false,
             vscode: false,
             env: Vec::new(),
+            config: None,
         };
         let out = merge(doc, "mcpServers", &e).unwrap();
         let text = render(&out, JsonFormat::Auto, true);

@@ -17,10 +17,15 @@
 //! catalog = true               # resolve names against each database's own catalog
 //! catalog_refresh_s = 300      # read it again when older than this (and on reload)
 //!
+//! [identity]                   # who calls dsn databases (no Teleport): NOT verified
+//! user = "alice"
+//! roles = ["contractor"]
+//!
 //! [[database]]
 //! uri = "teleport://clusters/local/databases/shop?dbName=shop&dbUser=agent"
 //! dsn = "postgres://agent@127.0.0.1:5432/shop"   # optional: a direct connection
 //! labels = { env = "dev" }
+//! identity = { user = "bob", roles = ["auditor"] }  # this dsn database's, over [identity]
 //! ```
 
 use std::collections::BTreeMap;
@@ -73,6 +78,10 @@ pub struct Config {
     pub catalog_refresh_s: Option<u64>,
     #[serde(default)]
     pub teleport: TeleportConfig,
+    /// The identity policies see on databases reached without Teleport (a `dsn`), where no
+    /// certificate says who calls. Not verified: policy input marks it
+    /// `"source": "configuration"`.
+    pub identity: Option<IdentityConfig>,
     #[serde(default, rename = "database")]
     pub databases: Vec<DatabaseConfig>,
 }
@@ -122,6 +131,30 @@ pub struct DatabaseConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub description: String,
+    /// This dsn database's caller identity, over the top-level `[identity]`.
+    pub identity: Option<IdentityConfig>,
+}
+
+/// A configured caller identity (for databases reached without Teleport).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub user: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub traits: BTreeMap<String, Vec<String>>,
+}
+
+impl IdentityConfig {
+    fn identity(&self) -> crate::policy::Identity {
+        crate::policy::Identity {
+            user: self.user.clone(),
+            roles: self.roles.clone(),
+            traits: self.traits.clone(),
+            source: crate::policy::IdentitySource::Configuration,
+        }
+    }
 }
 
 /// A database the server serves, checked.
@@ -132,6 +165,8 @@ pub struct DatabaseSpec {
     pub mode: Mode,
     pub labels: BTreeMap<String, String>,
     pub description: String,
+    /// The configured caller identity, for a dsn database (Teleport's otherwise).
+    pub identity: Option<crate::policy::Identity>,
 }
 
 impl Config {
@@ -177,12 +212,26 @@ impl Config {
                 (Mode::Auto, Some(_)) => Mode::Direct,
                 (m, _) => m,
             };
+            if d.identity.is_some() && d.dsn.is_none() {
+                return Err(format!(
+                    "database {} sets identity but has no dsn: through Teleport the caller is \
+                     the user of the tsh certificate; set identity only on dsn databases",
+                    uri.resource()
+                ));
+            }
+            let identity = d.dsn.as_ref().and_then(|_| {
+                d.identity
+                    .as_ref()
+                    .or(self.identity.as_ref())
+                    .map(IdentityConfig::identity)
+            });
             specs.push(DatabaseSpec {
                 uri,
                 dsn: d.dsn.clone(),
                 mode,
                 labels: d.labels.clone(),
                 description: d.description.clone(),
+                identity,
             });
         }
         for s in uris {
@@ -193,6 +242,7 @@ impl Config {
                 mode: Mode::Auto,
                 labels: BTreeMap::new(),
                 description: String::new(),
+                identity: None,
             });
         }
         crate::teleport::uri::check_set(specs.iter().map(|s| &s.uri))?;

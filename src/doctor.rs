@@ -101,7 +101,7 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
     );
 
     // Policy: compiles, and its tests pass.
-    match Bundle::load_or_embedded(&config.policy, &config.data)
+    match Bundle::load(&config.policy, &config.data)
         .map_err(|e| e.to_string())
         .and_then(|mut b| {
             b.evaluator = config.evaluator.unwrap_or_default();
@@ -119,7 +119,7 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
             let tests = if bundle.tests.is_empty() {
                 Ok((0, 0))
             } else {
-                testing::run(&bundle, false)
+                testing::run(&bundle, false, None)
                     .map(|(r, _)| {
                         (
                             r.iter().filter(|t| t.passed).count(),
@@ -223,6 +223,8 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
     // Each database: connect and run SELECT 1 under the guard.
     match State::build(opts).await {
         Ok(state) => {
+            // Per database read: the policy's entries that name nothing in its catalog.
+            let mut unmatched: Vec<Vec<crate::policy::lint::Unmatched>> = Vec::new();
             for d in &state.databases {
                 let name = format!("database {}", d.spec.uri.name);
                 match &d.backend {
@@ -238,7 +240,11 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                             if d.catalog.is_some() {
                                 let check = format!("catalog {}", d.spec.uri.name);
                                 checks.push(match db.read_catalog().await {
-                                    Ok(s) => pass(&check, format!("names resolve against {}", s.summary())),
+                                    Ok(s) => {
+                                        let policy = state.policy();
+                                        unmatched.push(crate::policy::lint::unmatched(&policy.bundle().data, &s));
+                                        pass(&check, format!("names resolve against {}", s.summary()))
+                                    }
                                     Err(e) => fail(
                                         &check,
                                         format!("cannot read the database's catalog: {e}"),
@@ -283,6 +289,31 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                         checks.push(fail(&name, why.clone(), "fix its [[database]] entry"))
                     }
                 }
+            }
+            // An entry one served database has is not a typo: only those that match nothing
+            // in any catalog read fail.
+            if let Some((first, rest)) = unmatched.split_first() {
+                let everywhere: Vec<&crate::policy::lint::Unmatched> = first
+                    .iter()
+                    .filter(|u| {
+                        rest.iter().all(|other| {
+                            other.iter().any(|o| o.list == u.list && o.entry == u.entry)
+                        })
+                    })
+                    .collect();
+                checks.push(if everywhere.is_empty() {
+                    pass(
+                        "policy names",
+                        "every table, column and function entry of the policy names an object of a served database",
+                    )
+                } else {
+                    let lines: Vec<String> = everywhere.iter().map(|u| u.to_string()).collect();
+                    fail(
+                        "policy names",
+                        lines.join("; "),
+                        "fix each name in the data file (a misspelt deny entry protects nothing)",
+                    )
+                });
             }
         }
         Err(e) => checks.push(fail(

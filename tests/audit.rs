@@ -104,7 +104,7 @@ fn tampering_is_detected_with_its_line() {
     write(&original);
     assert_eq!(verify(&log, Some(key.to_vec())), Ok(6));
     // The key is needed, and the anchor too.
-    assert!(verify(&log, None).unwrap_err().contains("give the key"));
+    assert!(verify(&log, None).unwrap_err().contains("no key was given"));
     std::fs::remove_file(dir.join("audit.jsonl.head")).unwrap();
     assert!(verify(&log, Some(key.to_vec()))
         .unwrap_err()

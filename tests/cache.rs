@@ -33,6 +33,7 @@ pub(crate) fn contexts() -> Vec<(Identity, DatabaseContext)> {
         user: "alice".into(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         traits: Default::default(),
+        ..Default::default()
     };
     let db = |env: &str| DatabaseContext {
         uri: format!("teleport://clusters/c/databases/{env}"),

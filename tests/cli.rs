@@ -110,7 +110,7 @@ fn check_with_data_and_identity() {
             "env=prod",
             "--format",
             "json",
-            "SELECT * FROM analytics.daily",
+            "SELECT * FROM analytics.daily LIMIT 100",
         ],
         None,
     );

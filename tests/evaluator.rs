@@ -71,26 +71,12 @@ const FAILURES: &[FailureCase] = &[
         "policy_error",
     ),
     (
-        "a number in a deny list",
-        None,
-        Some(r#"{"sqlguard": {"tables": {"deny": [42]}}}"#),
-        "SELECT * FROM users",
-        "policy_error",
-    ),
-    (
-        "an object in a deny list",
-        None,
-        Some(r#"{"sqlguard": {"functions": {"deny": [{"name": "lower"}]}}}"#),
-        "SELECT lower('X')",
-        "policy_error",
-    ),
-    (
         "a division by zero",
         Some(
             "package sqlguard\nimport rego.v1\n\
-             deny contains reason(\"ratio\", -1, \"too many\") if { input.tool; 100 / data.sqlguard.extra.divisor > 1 }\n",
+             deny contains reason(\"ratio\", -1, \"too many\") if { input.tool; 100 / data.sqlguard.ext.t.divisor > 1 }\n",
         ),
-        Some(r#"{"sqlguard": {"extra": {"divisor": 0}}}"#),
+        Some(r#"{"sqlguard": {"ext": {"t": {"divisor": 0}}}}"#),
         "SELECT 1",
         "policy_error",
     ),
@@ -130,11 +116,11 @@ const FAILURES: &[FailureCase] = &[
         "a union of comprehensions whose first loop runs zero times",
         Some(
             "package sqlguard\nimport rego.v1\n\
-             union_hits := {x | some x in object.get(input, \"absent\", []); x in data.sqlguard.extra.p} | \
-             {y | some y in [input.tool]; y in data.sqlguard.extra.q}\n\
+             union_hits := {x | some x in object.get(input, \"absent\", []); x in data.sqlguard.ext.t.p} | \
+             {y | some y in [input.tool]; y in data.sqlguard.ext.t.q}\n\
              deny contains reason(\"union\", -1, \"denied by a union of comprehensions\") if count(union_hits) > 0\n",
         ),
-        Some(r#"{"sqlguard": {"extra": {"p": ["z"], "q": ["teleport_postgres_query"]}}}"#),
+        Some(r#"{"sqlguard": {"ext": {"t": {"p": ["z"], "q": ["teleport_postgres_query"]}}}}"#),
         "SELECT 1",
         "union",
     ),
@@ -222,12 +208,12 @@ fn a_reused_vm_decides_each_call_from_a_clean_state() {
     let module = "package sqlguard\nimport rego.v1\n\
                   deny contains reason(\"ratio\", -1, \"r\") if {\n\
                   input.database.name == \"zero\"\n\
-                  100 / data.sqlguard.extra.divisor > 1\n}\n";
+                  100 / data.sqlguard.ext.t.divisor > 1\n}\n";
     let policy = Policy::with_cache(
         bundle_with(
             "reuse",
             Some(module),
-            Some(r#"{"sqlguard": {"extra": {"divisor": 0}}}"#),
+            Some(r#"{"sqlguard": {"ext": {"t": {"divisor": 0}}}}"#),
         ),
         0,
     )

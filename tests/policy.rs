@@ -25,6 +25,7 @@ pub fn decide(policy: &Policy, sql: &str) -> Decision {
         user: "alice".into(),
         roles: vec!["dev".into()],
         traits: Default::default(),
+        ..Default::default()
     };
     policy
         .check(
@@ -393,17 +394,35 @@ fn invalid_policy_is_a_startup_error_naming_file_and_line() {
     assert!(msg.contains("broken.rego") && msg.contains(":"), "{msg}");
 }
 
+/// A directory without `decision :=` is a layer over the built-in bundle: defining `allow`
+/// there opens nothing, since the built-in decision still decides.
 #[test]
-fn missing_decision_rule_is_refused() {
+fn a_layer_defining_allow_does_not_replace_the_decision() {
     let bundle = bundle_from(&[(
         "p.rego",
         "package sqlguard\n\nimport rego.v1\n\nallow := true\n",
     )])
     .unwrap();
-    assert!(matches!(
-        Policy::new(bundle),
-        Err(PolicyError::MissingDecision(_)) | Err(PolicyError::Rego(_))
-    ));
+    assert_eq!(bundle.sources[0], "built-in");
+    let policy = Policy::new(bundle).unwrap();
+    let d = policy
+        .check(
+            "DROP TABLE users",
+            &AnalysisOptions::default(),
+            None,
+            &Identity::default(),
+            "teleport_postgres_query",
+        )
+        .decision;
+    assert!(!d.allow, "{d:?}");
+}
+
+/// Two directories that each define the decision are two bases: refused, naming both.
+#[test]
+fn two_bases_are_refused() {
+    let err = Bundle::load(&[policies_dir(), policies_dir()], &[]).unwrap_err();
+    assert!(matches!(err, PolicyError::TwoBases { .. }), "{err}");
+    assert!(err.to_string().contains("make the other a layer"), "{err}");
 }
 
 #[test]
@@ -652,7 +671,7 @@ fn a_users_module_sorting_first_keeps_the_tests_working() {
     )
     .unwrap();
     let bundle = Bundle::load(std::slice::from_ref(&dir), &[]).unwrap();
-    let (results, _) = sqlguard::policy::testing::run(&bundle, false).unwrap();
+    let (results, _) = sqlguard::policy::testing::run(&bundle, false, None).unwrap();
     let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.passed)
@@ -680,7 +699,8 @@ fn the_plan_decision_equals_the_whole_decision() {
     };
     let identity = sqlguard::policy::Identity::default();
     let facts =
-        sqlguard::analysis::analyze("SELECT * FROM analytics.events e, analytics.kinds k").unwrap();
+        sqlguard::analysis::analyze("SELECT * FROM analytics.events e, analytics.kinds k LIMIT 10")
+            .unwrap();
     let scan = |rel: &str, rows: f64| {
         serde_json::json!({"Node Type": "Seq Scan", "Schema": "analytics", "Relation Name": rel,
             "Alias": rel, "Plan Rows": rows, "Plan Width": 40, "Total Cost": rows / 50.0})

@@ -17,5 +17,6 @@ mod oracle;
 mod plan;
 mod policy;
 mod raw_tree;
+mod security_team;
 mod shape;
 mod teleport;

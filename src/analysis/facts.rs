@@ -90,6 +90,40 @@ pub struct StatementFacts {
     pub unclassified: Vec<String>,
     /// `$n` parameters referenced (the tools send none, so such a statement cannot run).
     pub parameters: Vec<i64>,
+    /// The outermost query's `LIMIT` (`FETCH FIRST` too): absent without one, and for
+    /// `LIMIT ALL` or `LIMIT NULL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<RowBound>,
+    /// The outermost query's `OFFSET`, the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<RowBound>,
+    /// Aggregate calls of the outermost query (`count`, `sum`, …; not those of its subqueries,
+    /// CTEs or set-operation branches), by name; `aggregate` is whether there is one.
+    #[serde(default)]
+    pub aggregates: Vec<String>,
+    #[serde(default)]
+    pub aggregate: bool,
+    /// The outermost query has `GROUP BY` (then an aggregate returns a row per group).
+    #[serde(default)]
+    pub group_by: bool,
+    /// The outermost query is `SELECT DISTINCT` or `DISTINCT ON`.
+    #[serde(default)]
+    pub distinct: bool,
+    /// The outermost query computes window functions (`OVER`, `WINDOW`).
+    #[serde(default)]
+    pub window: bool,
+    /// The outermost query has `ORDER BY`.
+    #[serde(default)]
+    pub order_by: bool,
+}
+
+/// A `LIMIT` or `OFFSET`: a constant row count, or `"expression"` for anything else (a
+/// parameter, arithmetic, a subquery, a string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RowBound {
+    Count(i64),
+    Expression(String),
 }
 
 /// The normalized kind of a statement.

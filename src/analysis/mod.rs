@@ -25,7 +25,7 @@ mod walk;
 pub use catalog::{catalog, is_system_schema, Catalog};
 pub use error::AnalysisError;
 pub use facts::*;
-pub use walk::MAX_DEPTH;
+pub use walk::{BUILTIN_AGGREGATES, MAX_DEPTH};
 
 /// How to analyze: the connection's `search_path` and the input limits.
 #[derive(Debug, Clone)]

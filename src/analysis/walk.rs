@@ -73,6 +73,8 @@ pub struct Walker<'t, 'a> {
     /// applies by itself (see `unwritten_casts`).
     named_types: Vec<String>,
     depth: usize,
+    /// How many `SELECT`s enclose the node being walked: 1 is the statement's outermost query.
+    selects: usize,
     pub too_deep: bool,
 }
 
@@ -150,8 +152,66 @@ fn new_facts(index: usize, node: &str, kind: StatementKind) -> StatementFacts {
         transaction: None,
         unclassified: Vec::new(),
         parameters: Vec::new(),
+        limit: None,
+        offset: None,
+        aggregates: Vec::new(),
+        aggregate: false,
+        group_by: false,
+        distinct: false,
+        window: false,
+        order_by: false,
     }
 }
+
+/// PostgreSQL 15's built-in aggregates (`pg_proc.prokind = 'a'`; a test derives the list
+/// from the cluster's catalog).
+pub const BUILTIN_AGGREGATES: &[&str] = &[
+    "array_agg",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "count",
+    "covar_pop",
+    "covar_samp",
+    "cume_dist",
+    "dense_rank",
+    "every",
+    "json_agg",
+    "json_object_agg",
+    "jsonb_agg",
+    "jsonb_object_agg",
+    "max",
+    "min",
+    "mode",
+    "percent_rank",
+    "percentile_cont",
+    "percentile_disc",
+    "range_agg",
+    "range_intersect_agg",
+    "rank",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "string_agg",
+    "sum",
+    "var_pop",
+    "var_samp",
+    "variance",
+    "xmlagg",
+];
 
 /// Is `{ "Type": {…} }` a generic node wrapper? Returns the type and the body.
 fn wrapper<'t>(tree: &'t Tree<'_>, id: Id) -> Option<(&'t str, Id)> {
@@ -182,6 +242,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             hidden: Vec::new(),
             named_types: Vec::new(),
             depth: 0,
+            selects: 0,
             too_deep: false,
         }
     }
@@ -633,6 +694,10 @@ impl<'t, 'a> Walker<'t, 'a> {
     }
 
     fn select(&mut self, body: Id) {
+        self.selects += 1;
+        if self.selects == 1 && self.facts.node == "SelectStmt" {
+            self.query_shape(body);
+        }
         let pushed = self.with_clause("SelectStmt", body);
         self.levels.push(Vec::new());
         let catalog_items = self.walk_from_clause(body);
@@ -661,6 +726,68 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.levels.pop();
         if pushed {
             self.ctes.pop();
+        }
+        self.selects -= 1;
+    }
+
+    /// `LIMIT`, `OFFSET`, `GROUP BY`, `DISTINCT`, `WINDOW` and `ORDER BY` of the statement's
+    /// outermost query, for rules such as "a LIMIT of at most 1000, or an aggregate".
+    fn query_shape(&mut self, body: Id) {
+        let t = self.tree;
+        let present = |key: &str| t.get(body, key).is_some_and(|l| !t.members(l).is_empty());
+        self.facts.limit = t.get(body, "limitCount").and_then(|c| self.row_bound(c));
+        self.facts.offset = t.get(body, "limitOffset").and_then(|c| self.row_bound(c));
+        self.facts.group_by = present("groupClause");
+        self.facts.distinct = t.get(body, "distinctClause").is_some();
+        self.facts.window = present("windowClause");
+        self.facts.order_by = present("sortClause");
+    }
+
+    /// A `LIMIT`/`OFFSET` value: a whole-number constant, `None` for `ALL`/`NULL`, or an
+    /// expression.
+    fn row_bound(&self, id: Id) -> Option<RowBound> {
+        let t = self.tree;
+        match wrapper(t, id) {
+            Some(("A_Const", body)) if t.get_bool(body, "isnull") => None,
+            Some(("A_Const", body)) if t.get(body, "ival").is_some() => self
+                .string_literal(id)
+                .and_then(|v| v.parse().ok())
+                .map(RowBound::Count)
+                .or(Some(RowBound::Expression("expression".into()))),
+            _ => Some(RowBound::Expression("expression".into())),
+        }
+    }
+
+    /// Marks the call just recorded (the last of `facts.functions`) when it is an aggregate or
+    /// window call of the outermost query.
+    fn aggregate_call(&mut self, body: Id) {
+        if self.selects != 1 || self.facts.node != "SelectStmt" {
+            return;
+        }
+        if self.tree.get(body, "over").is_some() {
+            self.facts.window = true;
+            return;
+        }
+        let Some(call) = self.facts.functions.last() else {
+            return;
+        };
+        let aggregate = if call.builtin {
+            BUILTIN_AGGREGATES.contains(&call.name.as_str())
+        } else {
+            self.opts.snapshot().is_some_and(|snap| {
+                snap.functions.iter().any(|f| {
+                    f.kind == "aggregate"
+                        && f.name == call.name
+                        && call.schema.as_ref().is_none_or(|s| *s == f.schema)
+                })
+            })
+        };
+        if aggregate {
+            self.facts.aggregate = true;
+            if !self.facts.aggregates.contains(&call.name) {
+                let name = call.name.clone();
+                self.facts.aggregates.push(name);
+            }
         }
     }
 
@@ -1369,10 +1496,15 @@ impl<'t, 'a> Walker<'t, 'a> {
             .map(|l| self.name_list(l))
             .unwrap_or_default();
         // Only a call of a settings function is looked at again (a copy: it reads the tree).
-        let setting = self
-            .record_function_with(&names, context, Some(body))
-            .filter(|c| matches!(c.name.as_str(), "current_setting" | "set_config"))
-            .cloned();
+        let setting = match self.record_function_with(&names, context, Some(body)) {
+            Some(c) => {
+                let setting = matches!(c.name.as_str(), "current_setting" | "set_config");
+                let setting = setting.then(|| c.clone());
+                self.aggregate_call(body);
+                setting
+            }
+            None => None,
+        };
         if let Some(call) = setting {
             self.setting_function(&call, body);
         }

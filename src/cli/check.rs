@@ -38,6 +38,10 @@ pub struct CheckArgs {
     /// `input.plan`, and show the plan facts the policy saw.
     #[arg(long, value_name = "DSN")]
     explain: Option<String>,
+    /// Print the policy input the SQL produces (`input.query`, `input.database`, …), the
+    /// document a rule is written against, instead of deciding.
+    #[arg(long)]
+    print_input: bool,
 }
 
 /// One `--jsonl` request.
@@ -109,6 +113,15 @@ pub fn run(args: CheckArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    if args.print_input {
+        return match super::policy::input_of(&sql, &args.analysis, &args.context) {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e),
+        };
+    }
     let database = args.context.database();
     let identity = args.context.identity();
     let mut checked = policy.check(&sql, &opts, Some(&database), &identity, &args.context.tool);

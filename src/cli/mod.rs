@@ -105,6 +105,10 @@ pub struct ConfigArgs {
     /// Teleport cluster (default: the tsh profile's).
     #[arg(long)]
     cluster: Option<String>,
+    /// The server configuration the client's sqlguard runs with (written into the entry as
+    /// `serve --config PATH`); also from $SQLGUARD_CONFIG.
+    #[arg(long, env = "SQLGUARD_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -173,8 +177,7 @@ pub struct PolicyArgs {
 
 impl PolicyArgs {
     pub fn bundle(&self) -> Result<Bundle, String> {
-        let mut bundle =
-            Bundle::load_or_embedded(&self.policy, &self.data).map_err(|e| e.to_string())?;
+        let mut bundle = Bundle::load(&self.policy, &self.data).map_err(|e| e.to_string())?;
         bundle.evaluator = self.evaluator;
         Ok(bundle)
     }
@@ -216,6 +219,7 @@ impl ContextArgs {
             user: self.user.clone(),
             roles: self.roles.clone(),
             traits: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -302,13 +306,22 @@ pub fn main() -> ExitCode {
             env: key_env,
         })
         .load()
-        .and_then(|key| crate::audit::verify(&file, key))
+        .map_err(crate::audit::VerifyError::Broken)
+        .and_then(|key| crate::audit::verify_log(&file, key))
         {
             Ok(n) => {
                 println!("{}: intact, {n} records", file.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
+            Err(crate::audit::VerifyError::NeedsKey) => {
+                println!(
+                    "{}: NOT CHECKED: {}",
+                    file.display(),
+                    crate::audit::NEEDS_KEY
+                );
+                ExitCode::from(2)
+            }
+            Err(crate::audit::VerifyError::Broken(e)) => {
                 println!("{}: BROKEN: {e}", file.display());
                 ExitCode::from(1)
             }
@@ -392,6 +405,21 @@ fn config(args: ConfigArgs) -> ExitCode {
         JsonFormatArg::Auto => JsonFormat::Auto,
         JsonFormatArg::None => JsonFormat::None,
     };
+    let config = match &args.config {
+        None => None,
+        Some(p) => match p.canonicalize() {
+            Ok(abs) => match crate::config::Config::load(&abs) {
+                Ok(_) => Some(abs.display().to_string()),
+                Err(e) => return usage_error(&e),
+            },
+            Err(e) => {
+                return usage_error(&format!(
+                    "cannot find the configuration {}: {e}",
+                    p.display()
+                ))
+            }
+        },
+    };
     let Some(target) = args.client_config else {
         let entry = Entry {
             name: args.name,
@@ -400,6 +428,7 @@ fn config(args: ConfigArgs) -> ExitCode {
             overwrite: args.overwrite,
             vscode: false,
             env: teleport_home_env(),
+            config: config.clone(),
         };
         return match merge(serde_json::Value::Null, "mcpServers", &entry) {
             Ok(doc) => {
@@ -425,6 +454,7 @@ fn config(args: ConfigArgs) -> ExitCode {
         overwrite: args.overwrite,
         vscode: key == "servers",
         env: teleport_home_env(),
+        config,
     };
     match update_file(&path, key, &entry, format) {
         Ok(_) => {
@@ -433,6 +463,10 @@ fn config(args: ConfigArgs) -> ExitCode {
                 path.display(),
                 entry.name
             );
+            match &entry.config {
+                Some(c) => println!("The client's sqlguard runs with --config {c}."),
+                None => println!("The client's sqlguard runs the built-in policy: pass --config FILE (or set SQLGUARD_CONFIG) to run a team's."),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => usage_error(&e.to_string()),

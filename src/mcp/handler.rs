@@ -33,8 +33,17 @@ functions (pg_sleep, nextval, dblink, file access, …) are refused; write value
 $1 parameters). Results are capped (rows, bytes and time, usually 1000 rows / 1 MiB / 30 s): \
 'truncated': true means more rows exist, so add WHERE, LIMIT or aggregates. A refused query comes \
 back as an error that says what to change. To learn the schema, read the resource \
-sqlguard://clusters/<cluster>/databases/<name>/schema or query information_schema.tables and \
-information_schema.columns.";
+sqlguard://clusters/<cluster>/databases/<name>/schema";
+
+/// Added to [`INSTRUCTIONS`] only when the policy lets the caller read them on every database.
+const INSTRUCTIONS_INFORMATION_SCHEMA: &str =
+    " or query information_schema.tables and information_schema.columns";
+
+/// The queries [`INSTRUCTIONS_INFORMATION_SCHEMA`] suggests.
+const INFORMATION_SCHEMA_QUERIES: [&str; 2] = [
+    "SELECT table_schema, table_name FROM information_schema.tables",
+    "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns",
+];
 
 /// The MCP server.
 #[derive(Clone)]
@@ -132,6 +141,17 @@ fn exec_message(e: &ExecError) -> String {
             }
             m
         }
+        // Where the database is (a DSN's user, host and port) is for the operator's log, not
+        // for the agent.
+        ExecError::Connect { target, .. }
+        | ExecError::ConnectTimeout { target, .. }
+        | ExecError::NoAnswer { target, .. } => {
+            tracing::warn!("{e}");
+            e.to_string().replace(
+                &format!("the database {target}"),
+                "the database (its address is in the server's log)",
+            )
+        }
         other => other.to_string(),
     }
 }
@@ -219,10 +239,54 @@ impl Sqlguard {
         })
     }
 
+    /// The instructions for agents: information_schema is suggested only where the policy
+    /// lets this caller read it (a denial for following the instructions would mislead).
+    fn instructions(&self) -> String {
+        let policy = self.state.policy();
+        let readable = self.state.databases.iter().all(|d| {
+            let identity = d
+                .spec
+                .identity
+                .clone()
+                .map_or_else(|| self.state.identity.current(), Arc::new);
+            INFORMATION_SCHEMA_QUERIES.iter().all(|q| {
+                policy
+                    .check(
+                        q,
+                        &self.state.analysis,
+                        Some(&d.context),
+                        &identity,
+                        TOOL_QUERY,
+                    )
+                    .decision
+                    .allow
+            })
+        });
+        let mut text = String::from(INSTRUCTIONS);
+        if readable {
+            text.push_str(INSTRUCTIONS_INFORMATION_SCHEMA);
+        }
+        text.push('.');
+        text
+    }
+
+    /// Who calls on `database`: its configured identity when it is reached without Teleport
+    /// and the configuration names one, else the Teleport (or local) identity.
+    fn caller_on(&self, database: &str) -> Arc<crate::policy::Identity> {
+        match self
+            .resolve(database)
+            .ok()
+            .and_then(|d| d.spec.identity.clone())
+        {
+            Some(id) => Arc::new(id),
+            None => self.state.identity.current(),
+        }
+    }
+
     async fn query(&self, database: &str, sql: &str) -> CallToolResult {
         let state = &self.state;
         let policy = state.policy();
-        let identity = state.identity.current();
+        let identity = self.caller_on(database);
         let started = Instant::now();
         let mut record = CallRecord {
             time: now_rfc3339(),
@@ -421,6 +485,7 @@ impl Sqlguard {
             );
         }
         let opts = db.analysis(&state.analysis).await;
+        db.lint(&opts, policy);
         let mut checked = policy.check(sql, &opts, Some(&db.context), identity, TOOL_QUERY);
         // A name the snapshot lacks may have been created since it was read (an extension
         // created while serving): read the catalog again and decide on the new one.
@@ -505,7 +570,11 @@ impl Sqlguard {
             .map_err(|e| exec_message(&e))?;
         let policy = self.state.policy();
         let opts = d.analysis(&self.state.analysis).await;
-        let identity = self.state.identity.current();
+        let identity = d
+            .spec
+            .identity
+            .clone()
+            .map_or_else(|| self.state.identity.current(), Arc::new);
         let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         let can_run = |q: &str| {
             policy
@@ -595,7 +664,7 @@ impl ServerHandler for Sqlguard {
                 .build(),
         )
         .with_server_info(Implementation::new("sqlguard", env!("CARGO_PKG_VERSION")))
-        .with_instructions(INSTRUCTIONS)
+        .with_instructions(self.instructions())
     }
 
     async fn list_tools(

@@ -70,9 +70,28 @@ pub struct ServedDatabase {
     pub backend: Backend,
     /// Its own catalog, when `catalog` is on: names in its queries resolve against it.
     pub catalog: Option<LiveCatalog>,
+    /// The snapshot and policy digest whose names were last compared
+    /// ([`crate::policy::lint`]), so that each pair is warned about once.
+    pub linted: std::sync::Mutex<Option<(usize, String)>>,
 }
 
 impl ServedDatabase {
+    /// Warns (once per snapshot and policy) about the policy's entries that name nothing in
+    /// this database's catalog.
+    pub fn lint(&self, opts: &AnalysisOptions, policy: &Policy) {
+        let Some(snapshot) = opts.shared_snapshot() else {
+            return;
+        };
+        let key = (Arc::as_ptr(snapshot) as usize, policy.digest().to_string());
+        match self.linted.lock() {
+            Ok(mut last) if last.as_ref() != Some(&key) => *last = Some(key),
+            _ => return,
+        }
+        for u in crate::policy::lint::unmatched(&policy.bundle().data, snapshot) {
+            tracing::warn!(database = %self.context.uri, "{u}");
+        }
+    }
+
     /// The analysis options for a call on this database (its catalog read first if due).
     pub async fn analysis(&self, fallback: &Arc<AnalysisOptions>) -> Arc<AnalysisOptions> {
         match &self.catalog {
@@ -107,6 +126,7 @@ fn local_identity() -> Identity {
         user: std::env::var("USER").unwrap_or_default(),
         roles: Vec::new(),
         traits: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -198,8 +218,7 @@ impl State {
     pub async fn build(opts: &ServeOptions) -> Result<Arc<State>, String> {
         let config = opts.load_config()?;
         let specs = config.database_specs(&opts.uris)?;
-        let mut bundle =
-            Bundle::load_or_embedded(&config.policy, &config.data).map_err(|e| e.to_string())?;
+        let mut bundle = Bundle::load(&config.policy, &config.data).map_err(|e| e.to_string())?;
         let evaluator = config.evaluator.unwrap_or_default();
         bundle.evaluator = evaluator;
         let cache_entries = config
@@ -297,6 +316,7 @@ impl State {
                 context,
                 backend,
                 catalog: use_catalog.then(|| LiveCatalog::new(analysis.clone(), refresh)),
+                linted: std::sync::Mutex::new(None),
             });
         }
         let audit = match &config.audit_log {
@@ -343,8 +363,8 @@ impl State {
 
     /// Loads the bundle again; on failure the old policy stays.
     pub fn reload_policy(&self) -> Result<String, String> {
-        let mut bundle = Bundle::load_or_embedded(&self.policy_dirs, &self.data_files)
-            .map_err(|e| e.to_string())?;
+        let mut bundle =
+            Bundle::load(&self.policy_dirs, &self.data_files).map_err(|e| e.to_string())?;
         bundle.evaluator = self.evaluator;
         let policy = Policy::with_cache(bundle, self.cache_entries).map_err(|e| e.to_string())?;
         policy.smoke_test().map_err(|e| {

@@ -1,5 +1,5 @@
-//! A policy bundle on disk: the `.rego` files and JSON data files of one or more directories,
-//! plus data files merged over them (like `opa eval -d`).
+//! A policy bundle: a base (built in, or a directory) and layers of `.rego` and JSON data files
+//! on top of it, their data checked against the schema and merged as OPA merges data files.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -7,20 +7,32 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::schema::{Merge, Schema, EMBEDDED_SCHEMA};
 use super::{PolicyError, DECISION_RULE};
 
 /// The default limit on one policy evaluation: a policy that runs longer denies.
 pub const DEFAULT_EVAL_TIME_LIMIT: Duration = Duration::from_millis(500);
 
-/// The files of a bundle, read once.
+/// The files of a bundle, read once: a base (the built-in bundle, or a directory that defines
+/// `data.sqlguard.decision`, such as a fork written by `sqlguard policy export`) and the layers
+/// added on top of it (directories of `.rego` and `.json` files, or data files alone).
 #[derive(Debug, Clone)]
 pub struct Bundle {
-    /// Policy modules: `(path, text)`, tests excluded.
+    /// Policy modules: `(path, text)`, tests excluded; the base's first.
     pub modules: Vec<(PathBuf, String)>,
-    /// Test modules (`*_test.rego`), loaded only by `policy test`.
+    /// How many of `modules` are the base's.
+    pub base_modules: usize,
+    /// Test modules (`*_test.rego`), loaded only by `policy test`; the base's first.
     pub tests: Vec<(PathBuf, String)>,
-    /// The merged data document.
+    /// How many of `tests` are the base's.
+    pub base_tests: usize,
+    /// The base's own data: its tests run against it, whatever the layers set.
+    pub base_data: serde_json::Value,
+    /// The merged data document: the layers' data (merged as OPA merges data files) over the
+    /// base's.
     pub data: serde_json::Value,
+    /// What the bundle was built from, base first (`built-in`, directories, data files).
+    pub sources: Vec<String>,
     /// SHA-256 over every file's path and content, hex.
     pub digest: String,
     /// Limit on one evaluation.
@@ -36,33 +48,132 @@ fn read(path: &Path) -> Result<String, PolicyError> {
     })
 }
 
-/// Merges `over` into `base`: objects merge key by key, anything else is replaced.
-pub fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
-    match (base, over) {
-        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
-                    None => {
-                        b.insert(k, v);
+/// Merges the data file `over` (read from `file`) into `base` as OPA merges data files:
+/// objects are merged key by key; a path both set to anything but two objects is a conflict,
+/// unless both set the same value. `origins` remembers which file set each path.
+pub fn merge_strict(
+    base: &mut serde_json::Value,
+    over: serde_json::Value,
+    file: &str,
+    origins: &mut Vec<(String, String)>,
+) -> Result<(), PolicyError> {
+    fn walk(
+        base: &mut serde_json::Value,
+        over: serde_json::Value,
+        path: &mut String,
+        file: &str,
+        origins: &mut Vec<(String, String)>,
+    ) -> Result<(), PolicyError> {
+        let serde_json::Value::Object(b) = base else {
+            return conflict(base, &over, path, file, origins);
+        };
+        let serde_json::Value::Object(o) = over else {
+            return conflict(
+                &serde_json::Value::Object(b.clone()),
+                &over,
+                path,
+                file,
+                origins,
+            );
+        };
+        for (k, v) in o {
+            let len = path.len();
+            path.push('.');
+            path.push_str(&k);
+            match b.get_mut(&k) {
+                Some(slot) => walk(slot, v, path, file, origins)?,
+                None => {
+                    origins.push((path.clone(), file.to_string()));
+                    b.insert(k, v);
+                }
+            }
+            path.truncate(len);
+        }
+        Ok(())
+    }
+    fn conflict(
+        base: &serde_json::Value,
+        over: &serde_json::Value,
+        path: &str,
+        file: &str,
+        origins: &[(String, String)],
+    ) -> Result<(), PolicyError> {
+        if base == over {
+            return Ok(());
+        }
+        let first = origins
+            .iter()
+            .rev()
+            .find(|(p, _)| path == p || path.starts_with(&format!("{p}.")))
+            .map(|(_, f)| f.clone())
+            .unwrap_or_default();
+        Err(PolicyError::Conflict {
+            path: path.to_string(),
+            first,
+            second: file.to_string(),
+        })
+    }
+    let mut path = String::from("data");
+    walk(base, over, &mut path, file, origins)
+}
+
+/// Puts the layers' merged data over the base's: objects merge key by key, lists the schema
+/// marks `x-merge: union` gain the layers' entries, and every other value is replaced.
+pub fn merge_over_defaults(base: &mut serde_json::Value, over: serde_json::Value, schema: &Schema) {
+    fn walk(
+        base: &mut serde_json::Value,
+        over: serde_json::Value,
+        path: &mut Vec<String>,
+        schema: &Schema,
+    ) {
+        match (base, over) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+                for (k, v) in o {
+                    match b.get_mut(&k) {
+                        Some(slot) => {
+                            path.push(k);
+                            walk(slot, v, path, schema);
+                            path.pop();
+                        }
+                        None => {
+                            b.insert(k, v);
+                        }
                     }
                 }
             }
+            (serde_json::Value::Array(b), serde_json::Value::Array(o))
+                if schema.merge_mode(&path.iter().map(String::as_str).collect::<Vec<_>>())
+                    == Merge::Union =>
+            {
+                for v in o {
+                    if !b.contains(&v) {
+                        b.push(v);
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
         }
-        (slot, v) => *slot = v,
     }
+    walk(base, over, &mut Vec::new(), schema)
 }
 
-fn parse_data(path: &Path, text: &str) -> Result<serde_json::Value, PolicyError> {
-    serde_json::from_str(text).map_err(|e| PolicyError::Data {
+fn parse_data(path: &Path, text: &str, schema: &Schema) -> Result<serde_json::Value, PolicyError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| PolicyError::Data {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    schema
+        .validate(&value)
+        .map_err(|message| PolicyError::Data {
+            path: path.to_path_buf(),
+            message,
+        })?;
+    Ok(value)
 }
 
 /// The default bundle (`policies/`), built into the binary so that `sqlguard serve` works
-/// from any directory.
-const EMBEDDED: &[(&str, &str)] = &[
+/// from any directory, and written out by `sqlguard policy export`.
+pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "policies/decision.rego",
         include_str!("../../policies/decision.rego"),
@@ -100,7 +211,74 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../policies/plan.rego"),
     ),
 ];
-const EMBEDDED_DATA: &str = include_str!("../../policies/data.json");
+/// The default bundle's tests, run by `policy test` against the default data.
+pub const EMBEDDED_TESTS: &[(&str, &str)] = &[
+    (
+        "policies/policy_test.rego",
+        include_str!("../../policies/policy_test.rego"),
+    ),
+    (
+        "policies/plan_test.rego",
+        include_str!("../../policies/plan_test.rego"),
+    ),
+];
+pub const EMBEDDED_DATA: &str = include_str!("../../policies/data.json");
+/// Where a bundle keeps its data schema; `*.schema.json` files are not data.
+pub const SCHEMA_FILE: &str = "data.schema.json";
+
+/// The files of one directory, sorted.
+struct DirFiles {
+    modules: Vec<(PathBuf, String)>,
+    tests: Vec<(PathBuf, String)>,
+    data: Vec<(PathBuf, String)>,
+    schema: Option<String>,
+}
+
+fn read_dir(dir: &Path) -> Result<DirFiles, PolicyError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| PolicyError::ReadDir {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    let mut files = DirFiles {
+        modules: Vec::new(),
+        tests: Vec::new(),
+        data: Vec::new(),
+        schema: None,
+    };
+    for path in entries {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with("_test.rego") {
+            let text = read(&path)?;
+            files.tests.push((path, text));
+        } else if name.ends_with(".rego") {
+            let text = read(&path)?;
+            files.modules.push((path, text));
+        } else if name == SCHEMA_FILE {
+            files.schema = Some(read(&path)?);
+        } else if name.ends_with(".json") && !name.ends_with(".schema.json") {
+            let text = read(&path)?;
+            files.data.push((path, text));
+        }
+    }
+    if files.modules.is_empty() && files.tests.is_empty() && files.data.is_empty() {
+        return Err(PolicyError::Empty(dir.to_path_buf()));
+    }
+    Ok(files)
+}
+
+/// Whether a directory's modules define the decision: it is a whole bundle (a base), not a
+/// layer.
+fn defines_decision(files: &DirFiles) -> bool {
+    files
+        .modules
+        .iter()
+        .any(|(_, text)| text.lines().any(|l| l.starts_with("decision :=")))
+}
 
 impl Bundle {
     /// Whether every module that mentions plans is one sqlguard ships, unchanged: then the
@@ -139,96 +317,114 @@ impl Bundle {
         })
     }
 
-    /// The default bundle built into the binary, with `data_files` merged over its data.
+    /// The built-in bundle with `data_files` as layers over its data.
     pub fn embedded(data_files: &[PathBuf]) -> Result<Bundle, PolicyError> {
-        let mut hasher = Sha256::new();
-        let mut modules = Vec::new();
-        for (path, text) in EMBEDDED {
-            hasher.update(path.as_bytes());
-            hasher.update(text.as_bytes());
-            modules.push((PathBuf::from(path), text.to_string()));
+        Self::load(&[], data_files)
+    }
+
+    /// The bundle of `dirs` and `data_files`. Its base is the one directory whose modules define
+    /// `data.sqlguard.decision` (`policies/`, or a fork from `sqlguard policy export`), or the
+    /// built-in bundle when none does; every other directory (its `.rego` and `.json` files;
+    /// sub-directories such as `examples/` are separate) and every data file is a layer on
+    /// top. The layers' data files are checked against the schema and merged with each other as
+    /// OPA merges data files (a conflict is an error naming both files), then over the base's
+    /// data ([`merge_over_defaults`]).
+    pub fn load(dirs: &[PathBuf], data_files: &[PathBuf]) -> Result<Bundle, PolicyError> {
+        let mut read_dirs = Vec::with_capacity(dirs.len());
+        for dir in dirs {
+            read_dirs.push((dir, read_dir(dir)?));
         }
-        hasher.update(b"policies/data.json");
-        hasher.update(EMBEDDED_DATA.as_bytes());
-        let mut data = parse_data(Path::new("policies/data.json"), EMBEDDED_DATA)?;
-        for path in data_files {
-            let text = read(path)?;
+        let mut bases = read_dirs.iter().filter(|(_, f)| defines_decision(f));
+        let base_dir = bases.next().map(|(d, _)| (*d).clone());
+        if let (Some(first), Some((second, _))) = (&base_dir, bases.next()) {
+            return Err(PolicyError::TwoBases {
+                first: first.clone(),
+                second: (*second).clone(),
+            });
+        }
+        let mut hasher = Sha256::new();
+        let mut hash = |path: &Path, text: &str| {
             hasher.update(path.to_string_lossy().as_bytes());
             hasher.update(text.as_bytes());
-            merge(&mut data, parse_data(path, &text)?);
-        }
-        Ok(Bundle {
-            modules,
-            tests: Vec::new(),
-            data,
-            digest: hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            eval_time_limit: DEFAULT_EVAL_TIME_LIMIT,
-            evaluator: super::Evaluator::default(),
-        })
-    }
-
-    /// The bundle in `dirs`, or the built-in default bundle when `dirs` is empty.
-    pub fn load_or_embedded(
-        dirs: &[PathBuf],
-        data_files: &[PathBuf],
-    ) -> Result<Bundle, PolicyError> {
-        if dirs.is_empty() {
-            Self::embedded(data_files)
-        } else {
-            Self::load(dirs, data_files)
-        }
-    }
-
-    /// Reads every `.rego` and `.json` file directly inside each of `dirs` (sub-directories
-    /// such as `examples/` are separate bundles), then merges `data_files` over the data.
-    pub fn load(dirs: &[PathBuf], data_files: &[PathBuf]) -> Result<Bundle, PolicyError> {
-        let mut hasher = Sha256::new();
+        };
         let mut modules = Vec::new();
         let mut tests = Vec::new();
-        let mut data = serde_json::Value::Object(Default::default());
-        for dir in dirs {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|source| PolicyError::ReadDir {
-                    path: dir.clone(),
-                    source,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            entries.sort();
-            let before = modules.len() + tests.len();
-            for path in entries {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if name.ends_with(".rego") {
-                    let text = read(&path)?;
-                    hasher.update(path.to_string_lossy().as_bytes());
-                    hasher.update(text.as_bytes());
-                    if name.ends_with("_test.rego") {
-                        tests.push((path, text));
-                    } else {
-                        modules.push((path, text));
-                    }
-                } else if name.ends_with(".json") {
-                    let text = read(&path)?;
-                    hasher.update(path.to_string_lossy().as_bytes());
-                    hasher.update(text.as_bytes());
-                    merge(&mut data, parse_data(&path, &text)?);
+        let mut base_files: Vec<(PathBuf, String)> = Vec::new();
+        let schema_text;
+        let mut sources = Vec::new();
+        match read_dirs
+            .iter()
+            .position(|(d, _)| Some(*d) == base_dir.as_ref())
+        {
+            Some(i) => {
+                let (dir, files) = read_dirs.remove(i);
+                sources.push(dir.display().to_string());
+                modules = files.modules;
+                tests = files.tests;
+                base_files = files.data;
+                schema_text = files.schema.unwrap_or_else(|| EMBEDDED_SCHEMA.to_string());
+            }
+            None => {
+                sources.push("built-in".into());
+                for (path, text) in EMBEDDED {
+                    modules.push((PathBuf::from(path), text.to_string()));
                 }
+                for (path, text) in EMBEDDED_TESTS {
+                    tests.push((PathBuf::from(path), text.to_string()));
+                }
+                base_files.push((PathBuf::from("policies/data.json"), EMBEDDED_DATA.into()));
+                schema_text = EMBEDDED_SCHEMA.to_string();
             }
-            if modules.len() + tests.len() == before {
-                return Err(PolicyError::Empty(dir.clone()));
-            }
+        }
+        let schema = Schema::parse(&schema_text).map_err(|message| PolicyError::Data {
+            path: PathBuf::from(SCHEMA_FILE),
+            message,
+        })?;
+        hash(Path::new(SCHEMA_FILE), &schema_text);
+        let base_modules = modules.len();
+        let base_tests = tests.len();
+        // The base's own files are merged strictly too: two of them setting one path is as
+        // much a mistake as two layers doing so.
+        let mut base_data = serde_json::Value::Object(Default::default());
+        let mut origins = Vec::new();
+        for (path, text) in &base_files {
+            hash(path, text);
+            let value = parse_data(path, text, &schema)?;
+            merge_strict(
+                &mut base_data,
+                value,
+                &path.display().to_string(),
+                &mut origins,
+            )?;
+        }
+        let mut layered = serde_json::Value::Object(Default::default());
+        let mut origins = Vec::new();
+        let mut layer_data: Vec<(PathBuf, String)> = Vec::new();
+        for (dir, files) in read_dirs {
+            sources.push(dir.display().to_string());
+            modules.extend(files.modules);
+            tests.extend(files.tests);
+            layer_data.extend(files.data);
         }
         for path in data_files {
-            let text = read(path)?;
-            hasher.update(path.to_string_lossy().as_bytes());
-            hasher.update(text.as_bytes());
-            merge(&mut data, parse_data(path, &text)?);
+            sources.push(path.display().to_string());
+            layer_data.push((path.clone(), read(path)?));
         }
+        for (path, text) in &layer_data {
+            hash(path, text);
+            let value = parse_data(path, text, &schema)?;
+            merge_strict(
+                &mut layered,
+                value,
+                &path.display().to_string(),
+                &mut origins,
+            )?;
+        }
+        for (path, text) in modules.iter().chain(&tests) {
+            hash(path, text);
+        }
+        let mut data = base_data.clone();
+        merge_over_defaults(&mut data, layered, &schema);
         let digest = hasher
             .finalize()
             .iter()
@@ -236,8 +432,12 @@ impl Bundle {
             .collect();
         Ok(Bundle {
             modules,
+            base_modules,
             tests,
+            base_tests,
+            base_data,
             data,
+            sources,
             digest,
             eval_time_limit: DEFAULT_EVAL_TIME_LIMIT,
             evaluator: super::Evaluator::default(),
@@ -249,8 +449,32 @@ impl Bundle {
         regorus::Value::from_json_str(&self.data.to_string()).map_err(|e| format!("data: {e}"))
     }
 
-    /// A prepared engine holding the bundle (and its tests when `with_tests`).
-    pub fn engine(&self, with_tests: bool) -> Result<regorus::Engine, PolicyError> {
+    /// A prepared engine holding every module and the merged data.
+    pub fn engine(&self) -> Result<regorus::Engine, PolicyError> {
+        self.engine_of(self.modules.iter(), &self.data)
+    }
+
+    /// An engine for the base's own tests: the base's modules and tests over the base's data.
+    pub fn base_test_engine(&self) -> Result<regorus::Engine, PolicyError> {
+        self.engine_of(
+            self.modules[..self.base_modules]
+                .iter()
+                .chain(&self.tests[..self.base_tests]),
+            &self.base_data,
+        )
+    }
+
+    /// An engine for the layers' tests: every module and every test module (layers' tests
+    /// use the base's helpers, such as `data.sqlguard_test.one`) over the merged data.
+    pub fn layer_test_engine(&self) -> Result<regorus::Engine, PolicyError> {
+        self.engine_of(self.modules.iter().chain(&self.tests), &self.data)
+    }
+
+    fn engine_of<'a>(
+        &self,
+        files: impl Iterator<Item = &'a (PathBuf, String)> + Clone,
+        data: &serde_json::Value,
+    ) -> Result<regorus::Engine, PolicyError> {
         let mut engine = regorus::Engine::new();
         engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
             limit: self.eval_time_limit,
@@ -259,23 +483,18 @@ impl Bundle {
         // regorus 0.14.1 evaluates `with input as …` (every policy test) as undefined when
         // another module of the decision's package was added before the one that defines the
         // decision: add that one first, so that a user's `access.rego` does not break the tests.
-        let defines_decision = |text: &String| text.lines().any(|l| l.starts_with("decision :="));
-        let files = self
-            .modules
-            .iter()
-            .filter(|(_, text)| defines_decision(text))
-            .chain(
-                self.modules
-                    .iter()
-                    .filter(|(_, text)| !defines_decision(text)),
-            )
-            .chain(self.tests.iter().filter(|_| with_tests));
-        for (path, text) in files {
+        let defines = |text: &String| text.lines().any(|l| l.starts_with("decision :="));
+        let ordered = files
+            .clone()
+            .filter(|(_, text)| defines(text))
+            .chain(files.filter(|(_, text)| !defines(text)));
+        for (path, text) in ordered {
             engine
                 .add_policy(path.display().to_string(), text.clone())
                 .map_err(|e| PolicyError::Rego(e.to_string()))?;
         }
-        let data = self.data_value().map_err(PolicyError::Rego)?;
+        let data = regorus::Value::from_json_str(&data.to_string())
+            .map_err(|e| PolicyError::Rego(format!("data: {e}")))?;
         engine
             .add_data(data)
             .map_err(|e| PolicyError::Rego(format!("data: {e}")))?;
@@ -295,5 +514,31 @@ impl Bundle {
                 }
             }
         }
+    }
+
+    /// Writes the built-in bundle (modules, tests, data, schema) into `dir`, refusing to
+    /// overwrite a file unless `force`.
+    pub fn export(dir: &Path, force: bool) -> Result<Vec<PathBuf>, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let files = EMBEDDED.iter().chain(EMBEDDED_TESTS).copied().chain([
+            ("policies/data.json", EMBEDDED_DATA),
+            ("policies/data.schema.json", EMBEDDED_SCHEMA),
+        ]);
+        let mut written = Vec::new();
+        for (path, text) in files {
+            let name = Path::new(path).file_name().unwrap_or_default();
+            let target = dir.join(name);
+            if target.exists() && !force {
+                return Err(format!(
+                    "{} exists: export into an empty directory, or pass --force to overwrite",
+                    target.display()
+                ));
+            }
+            std::fs::write(&target, text)
+                .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+            written.push(target);
+        }
+        Ok(written)
     }
 }

@@ -218,6 +218,7 @@ impl Compiled {
                 user: "alice@example.com".into(),
                 roles: vec!["analyst".into(), "access".into()],
                 traits: [("team".to_string(), vec!["data".to_string()])].into(),
+                ..Default::default()
             },
         ];
         let databases = [

@@ -28,6 +28,22 @@ pub struct Identity {
     pub roles: Vec<String>,
     #[serde(default)]
     pub traits: BTreeMap<String, Vec<String>>,
+    /// Where the identity comes from: `teleport` (the user's certificate, verified by
+    /// Teleport), `configuration` (an `identity` entry of the configuration, for databases
+    /// reached without Teleport: not verified by anyone), or `local` (the operating system's
+    /// user, no roles).
+    #[serde(default)]
+    pub source: IdentitySource,
+}
+
+/// Who vouches for an [`Identity`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    Teleport,
+    Configuration,
+    #[default]
+    Local,
 }
 
 /// Everything a decision is made on.

@@ -11,6 +11,8 @@ mod compiled;
 mod decision;
 mod error;
 mod input;
+pub mod lint;
+pub mod schema;
 mod shapes;
 pub mod testing;
 mod value;
@@ -23,7 +25,7 @@ pub use cache::{CacheStats, DEFAULT_ENTRIES as DEFAULT_CACHE_ENTRIES};
 pub use compiled::{agreement_plans, Compiled, Evaluator, AGREEMENT_SQL};
 pub use decision::{Decision, Limits, Reason, DENIED_LIMITS};
 pub use error::PolicyError;
-pub use input::{DatabaseContext, Identity, PolicyInput};
+pub use input::{DatabaseContext, Identity, IdentitySource, PolicyInput};
 pub use value::{to_policy_value, to_value, POSITIONS};
 
 use cache::{DecisionCache, Lookup, Rule};
@@ -85,7 +87,7 @@ impl Policy {
     /// Loads and prepares a bundle, keeping up to `cache_entries` decisions (0: none). A
     /// bundle that is not deterministic ([`Bundle::nondeterministic_builtin`]) gets no cache.
     pub fn with_cache(bundle: Bundle, cache_entries: usize) -> Result<Policy, PolicyError> {
-        let engine = bundle.engine(false)?;
+        let engine = bundle.engine()?;
         let plan_rules_only = bundle.plan_rules_are_shipped();
         let (compiled, interpreted_because) = match bundle.evaluator {
             Evaluator::Interpreter => (None, None),
@@ -94,9 +96,15 @@ impl Policy {
             }) {
                 Ok(c) => (Some(Arc::new(c)), None),
                 Err(e) => {
+                    // One line for every CLI run; the full comparison is for `doctor` and
+                    // RUST_LOG=debug.
+                    let first = e.split(" (interpreter:").next().unwrap_or(&e);
                     tracing::warn!(
-                        "the policy is evaluated by regorus' interpreter (slower), not compiled: {e}"
+                        "the policy is evaluated by regorus' interpreter (slower): {first}; \
+                         `sqlguard doctor` shows both decisions, evaluator = \"interpreter\" \
+                         silences this"
                     );
+                    tracing::debug!("compiled evaluator refused: {e}");
                     (None, Some(e))
                 }
             },

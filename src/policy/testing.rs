@@ -5,68 +5,98 @@ use std::path::PathBuf;
 use super::{Bundle, PolicyError};
 
 /// The outcome of one test rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TestResult {
     pub package: String,
     pub name: String,
+    /// The test file (or the cases file).
+    pub file: String,
     pub passed: bool,
     /// Why it failed (undefined, false, or an evaluation error).
     pub detail: String,
 }
 
 /// Lines of a policy file no test evaluated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Uncovered {
     pub path: String,
     pub lines: Vec<u32>,
 }
 
-/// Runs every `test_*` rule of every test module in `bundle`.
+/// Runs every `test_*` rule of `bundle` whose full name (`data.package.test_name`) `filter`
+/// matches: the base's tests against the base's own modules and data (so that a team's layer
+/// cannot make the built-in tests fail), the layers' tests against every module and the
+/// merged data.
 pub fn run(
     bundle: &Bundle,
     coverage: bool,
+    filter: Option<&regex::Regex>,
 ) -> Result<(Vec<TestResult>, Vec<Uncovered>), PolicyError> {
-    let mut engine = bundle.engine(true)?;
-    if coverage {
-        engine.set_enable_coverage(true);
-    }
     let mut results = Vec::new();
-    for (path, text) in &bundle.tests {
-        let package = package_of(text).ok_or_else(|| {
-            PolicyError::Rego(format!("{}: no package declaration", path.display()))
-        })?;
-        for name in test_rules(text) {
-            let rule = format!("data.{package}.{name}");
-            let (passed, detail) = match engine.eval_rule(rule) {
-                Ok(regorus::Value::Bool(true)) => (true, String::new()),
-                Ok(regorus::Value::Undefined) => {
-                    (false, "undefined (a condition did not hold)".into())
-                }
-                Ok(v) => (false, format!("evaluated to {v}")),
-                Err(e) => (false, format!("error: {e}")),
-            };
-            results.push(TestResult {
-                package: package.clone(),
-                name,
-                passed,
-                detail,
-            });
-        }
-    }
     let mut uncovered = Vec::new();
-    if coverage {
-        let report = engine
-            .get_coverage_report()
-            .map_err(|e| PolicyError::Rego(e.to_string()))?;
-        for file in report.files {
-            if file.path.ends_with("_test.rego") {
-                continue;
+    let base_paths: Vec<String> = bundle.modules[..bundle.base_modules]
+        .iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    let parts: [(&[(PathBuf, String)], bool); 2] = [
+        (&bundle.tests[..bundle.base_tests], true),
+        (&bundle.tests[bundle.base_tests..], false),
+    ];
+    for (tests, base) in parts {
+        // A part without tests still gets an engine when coverage is asked for, so that every
+        // module is in the report.
+        if tests.is_empty() && !(coverage && (base || bundle.modules.len() > bundle.base_modules)) {
+            continue;
+        }
+        let mut engine = if base {
+            bundle.base_test_engine()?
+        } else {
+            bundle.layer_test_engine()?
+        };
+        if coverage {
+            engine.set_enable_coverage(true);
+        }
+        for (path, text) in tests {
+            let package = package_of(text).ok_or_else(|| {
+                PolicyError::Rego(format!("{}: no package declaration", path.display()))
+            })?;
+            for name in test_rules(text) {
+                let rule = format!("data.{package}.{name}");
+                if filter.is_some_and(|f| !f.is_match(&rule)) {
+                    continue;
+                }
+                let (passed, detail) = match engine.eval_rule(rule) {
+                    Ok(regorus::Value::Bool(true)) => (true, String::new()),
+                    Ok(regorus::Value::Undefined) => {
+                        (false, "undefined (a condition did not hold)".into())
+                    }
+                    Ok(v) => (false, format!("evaluated to {v}")),
+                    Err(e) => (false, format!("error: {e}")),
+                };
+                results.push(TestResult {
+                    package: package.clone(),
+                    name,
+                    file: path.display().to_string(),
+                    passed,
+                    detail,
+                });
             }
-            let lines: Vec<u32> = file.not_covered.iter().copied().collect();
-            uncovered.push(Uncovered {
-                path: file.path,
-                lines,
-            });
+        }
+        if coverage {
+            let report = engine
+                .get_coverage_report()
+                .map_err(|e| PolicyError::Rego(e.to_string()))?;
+            for file in report.files {
+                // Base modules are reported from the base's engine, layers' from theirs.
+                if file.path.ends_with("_test.rego") || base_paths.contains(&file.path) != base {
+                    continue;
+                }
+                let lines: Vec<u32> = file.not_covered.iter().copied().collect();
+                uncovered.push(Uncovered {
+                    path: file.path,
+                    lines,
+                });
+            }
         }
     }
     Ok((results, uncovered))
@@ -95,15 +125,6 @@ fn test_rules(text: &str) -> Vec<String> {
         }
     }
     names
-}
-
-/// The directories named, or `policies/` when none.
-pub fn default_dirs(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
-    if dirs.is_empty() {
-        vec![PathBuf::from("policies")]
-    } else {
-        dirs
-    }
 }
 
 /// The package name results of SQL fixtures are reported under.
@@ -195,6 +216,7 @@ pub fn run_cases(bundle: &Bundle, cases: &std::path::Path) -> Result<Vec<TestRes
         results.push(TestResult {
             package: CASES.into(),
             name: case.name.unwrap_or(at),
+            file: cases.display().to_string(),
             passed,
             detail: if passed {
                 String::new()

@@ -48,7 +48,10 @@ pub fn read_cert(path: &Path) -> Result<CertInfo, String> {
         .map_err(|e| format!("{} is not an X.509 certificate: {e}", path.display()))?;
     let subject = cert.subject();
     let text = |attr: &AttributeTypeAndValue<'_>| attr.as_str().map(str::to_string).ok();
-    let mut identity = Identity::default();
+    let mut identity = Identity {
+        source: crate::policy::IdentitySource::Teleport,
+        ..Identity::default()
+    };
     let mut info = CertInfo {
         identity: Identity::default(),
         not_after: cert.validity().not_after.timestamp(),
