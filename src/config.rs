@@ -1,8 +1,8 @@
 //! The server's configuration file (TOML) and command-line databases.
 //!
 //! ```toml
-//! policy = ["policies"]            # bundle directories; the built-in bundle when absent
-//! data = ["tables.json"]           # data files merged over the bundle's data
+//! policy = ["team"]                # layers over the built-in bundle (or one whole bundle)
+//! data = ["tables.json"]           # more data: schema-checked, merged as OPA merges data
 //! search_path = ["pg_catalog", "public"]
 //! audit_log = "/var/log/sqlguard/audit.jsonl"
 //! audit_query = "text"             # or "hash"
@@ -16,6 +16,10 @@
 //! evaluator = "compiled"       # or "interpreter": regorus' reference evaluator, 3–5× slower
 //! catalog = true               # resolve names against each database's own catalog
 //! catalog_refresh_s = 300      # read it again when older than this (and on reload)
+//!
+//! [decision_log]               # every audit record to a collector, in OPA's format
+//! url = "https://logs.example.com/logs"
+//! ca = "collector-ca.pem"      # spool = "decisions.spool", token_env = "VAR", labels = {…}
 //!
 //! [identity]                   # who calls dsn databases (no Teleport): NOT verified
 //! user = "alice"
@@ -78,6 +82,8 @@ pub struct Config {
     pub catalog_refresh_s: Option<u64>,
     #[serde(default)]
     pub teleport: TeleportConfig,
+    /// Ship every audit record to a decision-log collector, in OPA's format.
+    pub decision_log: Option<crate::audit::ship::DecisionLogConfig>,
     /// The identity policies see on databases reached without Teleport (a `dsn`), where no
     /// certificate says who calls. Not verified: policy input marks it
     /// `"source": "configuration"`.
@@ -192,6 +198,18 @@ impl Config {
         }
         if let Some(p) = config.teleport.ca.as_mut() {
             fix(p);
+        }
+        if let Some(d) = config.decision_log.as_mut() {
+            d.spool.iter_mut().for_each(fix);
+            d.ca.iter_mut().for_each(fix);
+            if d.spool.is_none() {
+                let dir = config
+                    .audit_log
+                    .as_ref()
+                    .and_then(|a| a.parent())
+                    .unwrap_or(base);
+                d.spool = Some(dir.join("decisions.spool"));
+            }
         }
         Ok(config)
     }

@@ -151,7 +151,7 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
         Err(e) => checks.push(fail(
             "policy",
             e,
-            "fix the Rego file and line named above; `sqlguard policy test DIR` shows it too",
+            "fix what the message names (a Rego file and line, a data file's key, or two data files setting one key); `sqlguard policy test DIR` shows it too",
         )),
     }
 

@@ -159,8 +159,9 @@ fn a_torn_line_is_kept_aside_and_the_chain_recovers() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("torn line (35 bytes"), "{stderr}");
-    assert_eq!(verify(&log, None), Ok(4));
-    let last: Value = serde_json::from_str(lines(&log).last().unwrap()).unwrap();
+    // The three records, the recovery, and the server's start and stop.
+    assert_eq!(verify(&log, None), Ok(6));
+    let last: Value = serde_json::from_str(&lines(&log)[3]).unwrap();
     assert_eq!(last["event"], "recovered");
     let kept = PathBuf::from(last["kept_in"].as_str().unwrap());
     assert_eq!(
@@ -276,5 +277,422 @@ async fn every_query_the_database_saw_is_in_the_log() {
         .expect("the refused 10 MB query is logged");
     assert!(long.get("query").is_none() && long["query_prefix"].as_str().unwrap().len() <= 4096);
     assert!(long["query_hash"].as_str().unwrap().starts_with("sha256:"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The audit trail answers a security team's questions (issue 35): every call, resource read
+/// and refusal is in the chain with a final `verdict` and its rules, the labels, client,
+/// session and policy; start, reloads and stop are records; `audit query` and `audit summary`
+/// answer from the log while checking its chain.
+#[tokio::test]
+async fn every_call_is_recorded_and_the_log_answers_questions() {
+    use crate::mcp::{query_database, shop_config};
+    use crate::support::cluster::Cluster;
+    use rmcp::ServiceExt;
+    let cluster = Cluster::shared();
+    let dir = std::env::temp_dir().join(format!("sqlguard-trail-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(&layer).unwrap();
+    std::fs::write(layer.join(".manifest"), r#"{"revision": "team-7"}"#).unwrap();
+    let data = layer.join("data.json");
+    // Plans over a cost of 1 are refused: every query with a table is denied by its plan.
+    let plan_data = r#"{"sqlguard": {"columns": {"deny": ["public.users.ssn"]},
+        "plan": {"explain": true, "max_total_cost": 1}}}"#;
+    std::fs::write(&data, plan_data).unwrap();
+    let log = dir.join("audit.jsonl");
+    let settings = format!(
+        "policy = [{:?}]\naudit_log = {:?}\n",
+        layer.display().to_string(),
+        log.display().to_string()
+    );
+    let config = shop_config(&dir, cluster, &settings);
+    // Labels: shop_config's database has none; add one.
+    let text = std::fs::read_to_string(&config).unwrap() + "labels = { env = \"prod\" }\n";
+    std::fs::write(&config, text).unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("SQLGUARD_LOG", "error");
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).unwrap();
+    let client = ().serve(transport).await.unwrap();
+    let db = "teleport://clusters/acme/databases/shop";
+    let (failed, text) = query_database(&client, db, "SELECT 1 AS one").await;
+    assert!(!failed, "{text}");
+    let (failed, text) = query_database(&client, db, "SELECT ssn FROM users").await;
+    assert!(failed && text.contains("column_denied"), "{text}");
+    let (failed, text) = query_database(&client, db, "SELECT * FROM orders").await;
+    assert!(failed && text.contains("plan_cost"), "{text}");
+    client
+        .call_tool(rmcp::model::CallToolRequestParams::new(
+            "teleport_list_databases",
+        ))
+        .await
+        .unwrap();
+    client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(db))
+        .await
+        .unwrap();
+    // A reload refused, then one accepted: tools.deny closes the listing tool.
+    std::fs::write(&data, r#"{"sqlguard": {"colums": {}}}"#).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    std::fs::write(
+        &data,
+        r#"{"sqlguard": {"tools": {"deny": ["teleport_list_databases"]}}}"#,
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = client
+        .call_tool(rmcp::model::CallToolRequestParams::new(
+            "teleport_list_databases",
+        ))
+        .await
+        .unwrap();
+    let said = serde_json::to_string(&r.content).unwrap();
+    assert!(
+        r.is_error == Some(true) && said.contains("The tool teleport_list_databases is denied"),
+        "{said}"
+    );
+    let _ = client.cancel().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let records: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = records
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"start"), "{events:?}");
+    assert_eq!(events.last(), Some(&"stop"), "{events:?}");
+    let reloads: Vec<&Value> = records.iter().filter(|r| r["event"] == "reload").collect();
+    assert_eq!(
+        reloads
+            .iter()
+            .map(|r| r["accepted"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(false), json!(true)],
+        "{reloads:?}"
+    );
+    assert!(reloads[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean data.sqlguard.columns?"));
+    assert_ne!(reloads[0]["policy_digest"], reloads[1]["policy_digest"]);
+    let session = records[0]["session_id"].as_str().unwrap();
+    let calls: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "decision" || r["event"] == "intent")
+        .collect();
+    assert_eq!(calls.len(), 6, "{calls:?}");
+    for c in &calls {
+        assert_eq!(c["session_id"], session, "{c}");
+        assert!(
+            c["client"]["name"].as_str().is_some_and(|n| !n.is_empty()),
+            "{c}"
+        );
+        assert_eq!(c["bundle_revision"], "sqlguard-0.1.0+team-7", "{c}");
+        assert!(
+            c["policy_digest"].as_str().is_some_and(|d| d.len() == 64),
+            "{c}"
+        );
+        if c["database"] == db {
+            assert_eq!(c["labels"]["env"], "prod", "{c}");
+        }
+    }
+    let tools: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c["tool"].as_str().unwrap(), c["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        tools,
+        vec![
+            ("teleport_postgres_query", "pending"),
+            ("teleport_postgres_query", "denied"),
+            ("teleport_postgres_query", "pending"),
+            ("teleport_list_databases", "allowed"),
+            ("resources/read", "allowed"),
+            ("teleport_list_databases", "denied"),
+        ]
+    );
+    let outcomes: Vec<(&str, Value)> = records
+        .iter()
+        .filter(|r| r["event"] == "outcome")
+        .map(|r| (r["verdict"].as_str().unwrap(), r["rules"].clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("allowed", json!([])),
+            ("denied_by_plan", json!(["plan_cost"]))
+        ]
+    );
+
+    // The questions, from the command line.
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+            .arg("audit")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let path = log.to_str().unwrap();
+    let rows = |out: &str| -> Vec<Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (code, out, err) = run(&["query", path, "--format", "jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let all = rows(&out);
+    assert_eq!(all.len(), 6, "{out}");
+    let (_, out, _) = run(&[
+        "query",
+        path,
+        "--format",
+        "jsonl",
+        "--verdict",
+        "denied_by_plan",
+    ]);
+    let by_plan = rows(&out);
+    assert_eq!(by_plan.len(), 1, "{out}");
+    assert_eq!(by_plan[0]["query"], "SELECT * FROM orders");
+    assert_eq!(by_plan[0]["rules"], json!(["plan_cost"]));
+    let (_, out, _) = run(&[
+        "query",
+        path,
+        "--format",
+        "jsonl",
+        "--rule",
+        "column_denied",
+    ]);
+    assert_eq!(rows(&out).len(), 1, "{out}");
+    let (_, out, _) = run(&[
+        "query",
+        path,
+        "--format",
+        "jsonl",
+        "--database",
+        "shop",
+        "--label",
+        "env=prod",
+        "--since",
+        "1d",
+    ]);
+    assert_eq!(rows(&out).len(), 4, "{out}");
+    let (_, out, _) = run(&["query", path, "--format", "jsonl", "--until", "2000-01-01"]);
+    assert!(out.is_empty(), "{out}");
+    let (code, out, _) = run(&["query", path, "--format", "csv", "--verdict", "allowed"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("time,decision_id,user") && out.lines().count() == 4,
+        "{out}"
+    );
+    let (code, out, _) = run(&["query", path]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("denied_by_plan") && out.contains("SELECT * FROM orders"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["summary", path, "--format", "json"]);
+    assert_eq!(code, 0);
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["calls"], 6);
+    assert_eq!(summary["by_verdict"]["denied"], 2, "{summary}");
+    assert_eq!(summary["by_rule"]["plan_cost"], 1, "{summary}");
+    let (code, _, err) = run(&["query", path, "--verdict", "refused"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not one of allowed, denied"), "{err}");
+    // A broken chain is said with its line, and the command fails; the rows before it come.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let tampered = dir.join("tampered.jsonl");
+    let mut lines: Vec<&str> = text.lines().collect();
+    let edited = lines[3].replacen("\"verdict\":\"denied\"", "\"verdict\":\"allowed\"", 1);
+    lines[3] = &edited;
+    std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
+    let (code, out, err) = run(&["query", tampered.to_str().unwrap(), "--format", "jsonl"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("BROKEN: line 5"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Decision logs leave the machine (issue 35): with the collector down for 30 s under 20 calls
+/// a second, nothing is lost or slowed; when it comes up every record arrives once, in order,
+/// over TLS; a spool left by a server killed with `kill -9` is shipped at the next start.
+#[tokio::test]
+async fn decision_logs_reach_a_collector_through_an_outage_and_a_kill() {
+    use crate::mcp::{query_database, shop_config};
+    use crate::support::cluster::{free_port, issue_cert, new_ca};
+    use rmcp::ServiceExt;
+    use std::time::{Duration, Instant};
+    let cluster = Cluster::shared();
+    let dir = std::env::temp_dir().join(format!("sqlguard-ship-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = new_ca("collector CA");
+    let (key, cert) = issue_cert(&ca, &["localhost", "127.0.0.1"], None);
+    for (name, text) in [("ca.pem", &ca.1), ("cert.pem", &cert), ("key.pem", &key)] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let port = free_port();
+    let received = dir.join("received.jsonl");
+    let log = dir.join("audit.jsonl");
+    let settings = format!(
+        "audit_log = {:?}\n[decision_log]\nurl = \"https://127.0.0.1:{port}/logs\"\nca = \"ca.pem\"\nlabels = {{ team = \"data\" }}\n",
+        log.display().to_string()
+    );
+    let config = shop_config(&dir, cluster, &settings);
+    let collector = || {
+        let mut child = std::process::Command::new("python3")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/collector.py"))
+            .args([port.to_string().as_str(), received.to_str().unwrap()])
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the test collector");
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready");
+        child
+    };
+    let serve = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+        cmd.args(["serve", "--config", config.to_str().unwrap()])
+            .env("SQLGUARD_LOG", "error");
+        rmcp::transport::TokioChildProcess::new(cmd).unwrap()
+    };
+    let db = "teleport://clusters/acme/databases/shop";
+    // The collector is down: 30 s of 20 calls a second, none slowed by it.
+    let transport = serve();
+    let client = ().serve(transport).await.unwrap();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_secs(30) {
+        let sql = if n % 4 == 3 {
+            "DELETE FROM users".to_string()
+        } else {
+            format!("SELECT {n} AS n")
+        };
+        let t = Instant::now();
+        let (failed, text) = query_database(&client, db, &sql).await;
+        // The first call also opens the connection and reads the catalog.
+        if n > 0 {
+            slowest = slowest.max(t.elapsed());
+        }
+        assert_eq!(failed, n % 4 == 3, "{text}");
+        n += 1;
+        let next = Duration::from_millis(50) * n;
+        if let Some(wait) = next.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    assert!(n >= 500, "only {n} calls in 30 s");
+    assert!(slowest < Duration::from_secs(1), "a call took {slowest:?}");
+    assert!(!received.exists(), "nothing can have arrived yet");
+    let mut up = collector();
+    // Every record of the audit log arrives once, in order.
+    let expected = |log: &Path| -> Vec<(String, String)> {
+        lines(log)
+            .iter()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["event"].as_str().unwrap().to_string(),
+                    v["decision_id"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let arrived = |want: usize| -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got: Vec<Value> = std::fs::read_to_string(&received)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if got.len() >= want || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let want = expected(&log);
+    let got = arrived(want.len());
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|e| {
+            let id = if e["path"] == "sqlguard/lifecycle" {
+                String::new()
+            } else {
+                e["decision_id"].as_str().unwrap().to_string()
+            };
+            (e["event"].as_str().unwrap().to_string(), id)
+        })
+        .collect();
+    assert_eq!(seen, want, "{} of {} arrived", got.len(), want.len());
+    let first_call = got.iter().find(|e| e["event"] == "intent").unwrap();
+    assert_eq!(first_call["path"], "sqlguard/decision");
+    assert_eq!(first_call["labels"]["app"], "sqlguard");
+    assert_eq!(first_call["labels"]["team"], "data");
+    assert_eq!(
+        first_call["bundles"]["sqlguard"]["revision"],
+        "sqlguard-0.1.0"
+    );
+    assert!(first_call["input"]["query"]
+        .as_str()
+        .unwrap()
+        .starts_with("SELECT"));
+    assert!(got.iter().any(|e| e["result"]["verdict"] == "denied"));
+    let _ = client.cancel().await;
+
+    // Collector down again; calls; the server is killed; its spool ships at the next start.
+    up.kill().unwrap();
+    let _ = up.wait();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = arrived(0).len();
+    let transport = serve();
+    let pid = transport.id().unwrap();
+    let client = ().serve(transport).await.unwrap();
+    for i in 0..10 {
+        let (failed, text) = query_database(&client, db, &format!("SELECT {i} AS killed")).await;
+        assert!(!failed, "{text}");
+    }
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut up = collector();
+    let transport = serve();
+    let client = ().serve(transport).await.unwrap();
+    let want = expected(&log);
+    let got = arrived(want.len());
+    let killed: Vec<&Value> = got[before..]
+        .iter()
+        .filter(|e| {
+            e["input"]["query"]
+                .as_str()
+                .is_some_and(|q| q.ends_with("AS killed"))
+        })
+        .collect();
+    // The ten intents carry the query: ten, once each.
+    assert_eq!(killed.len(), 10, "{killed:?}");
+    let _ = client.cancel().await;
+    up.kill().unwrap();
+    let _ = up.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -713,7 +713,7 @@ async fn the_identity_follows_tsh_login_without_a_restart() {
     assert!(!e);
     assert_eq!(
         last_caller(),
-        serde_json::json!({"user": "alice", "roles": ["dev", "analyst"]})
+        serde_json::json!({"user": "alice", "roles": ["dev", "analyst"], "source": "teleport"})
     );
     let _ = client.cancel().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -72,7 +72,8 @@ pub struct ServeArgs {
     /// `--config` flag would take this one (MCP Inspector).
     #[arg(long, env = "SQLGUARD_CONFIG")]
     config: Option<PathBuf>,
-    /// Policy bundle directory (repeatable; overrides the configuration).
+    /// A layer over the built-in bundle (Rego, data, or both), or a whole bundle such as
+    /// `policy export` writes (repeatable; overrides the configuration).
     #[arg(long = "policy", value_name = "DIR")]
     policy: Vec<PathBuf>,
     /// Data file merged over the bundle's data (repeatable).
@@ -119,8 +120,88 @@ enum JsonFormatArg {
     None,
 }
 
+/// Which audit log, and its key.
+#[derive(Args)]
+struct AuditFile {
+    file: PathBuf,
+    /// The key of a keyed (HMAC) chain, from a file.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// The key of a keyed (HMAC) chain, from this environment variable.
+    #[arg(long)]
+    key_env: Option<String>,
+}
+
+/// Which calls `audit query` and `audit summary` look at.
+#[derive(Args)]
+struct AuditFilter {
+    /// The Teleport (or configured) user.
+    #[arg(long)]
+    user: Option<String>,
+    /// A database's resource URI or name.
+    #[arg(long)]
+    database: Option<String>,
+    /// A database label KEY=VALUE (repeatable; all must match).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// From this time (2026-12-06, 2026-12-06T10:00:00Z, or a time ago: 30m, 24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (same forms).
+    #[arg(long)]
+    until: Option<String>,
+    /// allowed, denied, denied_by_plan, failed or pending.
+    #[arg(long)]
+    verdict: Option<String>,
+    /// Calls one of whose reasons is this rule.
+    #[arg(long)]
+    rule: Option<String>,
+}
+
+impl AuditFilter {
+    fn filter(self) -> Result<crate::audit::query::Filter, String> {
+        use crate::audit::query::parse_time;
+        if let Some(v) = &self.verdict {
+            if !crate::audit::verdict::ALL.contains(&v.as_str()) {
+                return Err(format!(
+                    "--verdict {v} is not one of {}",
+                    crate::audit::verdict::ALL.join(", ")
+                ));
+            }
+        }
+        Ok(crate::audit::query::Filter {
+            user: self.user,
+            database: self.database,
+            labels: self.labels,
+            since: self.since.as_deref().map(parse_time).transpose()?,
+            until: self.until.as_deref().map(parse_time).transpose()?,
+            verdict: self.verdict,
+            rule: self.rule,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Calls from an audit log, one row each (its decision, or its intent joined with its
+    /// outcome), filtered, while the chain is checked: exit 1 when it is broken.
+    Query {
+        #[command(flatten)]
+        log: AuditFile,
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::audit::query::Format,
+    },
+    /// Counts of calls per verdict, user, database and rule, while the chain is checked.
+    Summary {
+        #[command(flatten)]
+        log: AuditFile,
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(long, value_enum, default_value = "text")]
+        format: check::Format,
+    },
     /// Check an audit log's chain and head anchor: exit 0 when intact, 1 when not.
     Verify {
         file: PathBuf,
@@ -163,10 +244,12 @@ impl AnalysisArgs {
 /// Which policy bundle to use.
 #[derive(Args, Clone)]
 pub struct PolicyArgs {
-    /// Policy bundle directory (repeatable); the built-in default bundle when not given.
+    /// A layer over the built-in bundle (Rego, data, or both), or a whole bundle such as
+    /// `policy export` writes (repeatable).
     #[arg(long = "policy", value_name = "DIR")]
     pub policy: Vec<PathBuf>,
-    /// JSON data file merged over the bundle's data, like `opa eval -d` (repeatable).
+    /// JSON data file, checked against the schema and merged as OPA merges data files
+    /// (repeatable).
     #[arg(long = "data", value_name = "FILE")]
     pub data: Vec<PathBuf>,
     /// compiled (regorus' patched RVM, checked against the interpreter at load) or
@@ -297,6 +380,16 @@ pub fn main() -> ExitCode {
         Command::Demo { serve } => demo(serve),
         Command::Config(args) => config(args),
         Command::Doctor { serve, format } => doctor(serve, format),
+        Command::Audit(AuditCommand::Query {
+            log,
+            filter,
+            format,
+        }) => audit_scan(log, filter, AuditOutput::Rows(format)),
+        Command::Audit(AuditCommand::Summary {
+            log,
+            filter,
+            format,
+        }) => audit_scan(log, filter, AuditOutput::Summary(format)),
         Command::Audit(AuditCommand::Verify {
             file,
             key_file,
@@ -508,6 +601,7 @@ fn serve_options(args: ServeArgs) -> crate::mcp::ServeOptions {
         policy: args.policy,
         data: args.data,
         audit_log: args.audit_log,
+        ship: false,
     }
 }
 
@@ -525,6 +619,82 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => {
             eprintln!("sqlguard serve: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// What `audit_scan` writes.
+enum AuditOutput {
+    Rows(crate::audit::query::Format),
+    Summary(check::Format),
+}
+
+/// `audit query` and `audit summary`: one pass over the log, the chain checked as it is read.
+fn audit_scan(log: AuditFile, filter: AuditFilter, output: AuditOutput) -> ExitCode {
+    use crate::audit::query::{scan, Summary, Writer};
+    let key = match (crate::audit::AuditKey {
+        file: log.key_file,
+        env: log.key_env,
+    })
+    .load()
+    {
+        Ok(k) => k,
+        Err(e) => return usage_error(&e),
+    };
+    let filter = match filter.filter() {
+        Ok(f) => f,
+        Err(e) => return usage_error(&e),
+    };
+    let stdout = std::io::stdout().lock();
+    let mut summary = Summary::default();
+    let mut writer = match output {
+        AuditOutput::Rows(format) => Some(Writer::new(
+            std::io::BufWriter::with_capacity(1 << 16, stdout),
+            format,
+        )),
+        AuditOutput::Summary(_) => None,
+    };
+    let scanned = scan(&log.file, key, &filter, |row| match writer.as_mut() {
+        Some(w) => w.row(&row),
+        None => {
+            summary.add(&row);
+            Ok(())
+        }
+    });
+    let flushed = writer.as_mut().map_or(Ok(()), |w| w.flush());
+    let scanned = match (scanned, flushed) {
+        (Ok(s), Ok(())) => s,
+        (Err(e), _) => return usage_error(&e),
+        (_, Err(e)) => return usage_error(&format!("cannot write the answer: {e}")),
+    };
+    if let AuditOutput::Summary(format) = output {
+        let mut out = std::io::stdout().lock();
+        let written = match format {
+            check::Format::Text => summary.print(&mut out),
+            check::Format::Json => serde_json::to_writer_pretty(&mut out, &summary)
+                .map_err(std::io::Error::from)
+                .and_then(|()| std::io::Write::write_all(&mut out, b"\n")),
+        };
+        if let Err(e) = written {
+            return usage_error(&format!("cannot write the answer: {e}"));
+        }
+    }
+    match scanned.broken {
+        None => ExitCode::SUCCESS,
+        Some(crate::audit::VerifyError::NeedsKey) => {
+            eprintln!(
+                "{}: NOT CHECKED: {}",
+                log.file.display(),
+                crate::audit::NEEDS_KEY
+            );
+            ExitCode::from(2)
+        }
+        Some(crate::audit::VerifyError::Broken(e)) => {
+            eprintln!(
+                "{}: BROKEN: {e}; the calls above are those before the break",
+                log.file.display()
+            );
+            ExitCode::from(1)
         }
     }
 }

@@ -278,6 +278,7 @@ pub async fn tour(exe: &Path) -> Result<(), String> {
         Ok(n) => println!("Every call above is in the hash-chained audit log: {n} records, chain intact (`sqlguard audit verify FILE`).\n"),
         Err(e) => return Err(format!("the demo's audit log does not verify: {e}")),
     }
+    audit_tour(&audit)?;
     println!("== Use it from an MCP client ==\n");
     println!(
         "Keep this demo database running and serve it on stdio:\n  {} demo --serve\n",
@@ -307,4 +308,29 @@ pub async fn serve() -> Result<(), String> {
         ..Default::default()
     })
     .await
+}
+
+/// The refused calls of the demo's log and the counts, as `audit query` and `audit summary`
+/// print them.
+fn audit_tour(audit: &std::path::Path) -> Result<(), String> {
+    use crate::audit::query::{scan, Filter, Format, Summary, Writer};
+    println!("`sqlguard audit query FILE --verdict denied` lists the refused calls and the rules that refused them:");
+    let mut writer = Writer::new(std::io::stdout().lock(), Format::Table);
+    let denied = Filter {
+        verdict: Some(crate::audit::verdict::DENIED.into()),
+        ..Filter::default()
+    };
+    scan(audit, None, &denied, |row| writer.row(&row))?;
+    let _ = writer.flush();
+    println!("\n`sqlguard audit summary FILE` counts every call:");
+    let mut summary = Summary::default();
+    scan(audit, None, &Filter::default(), |row| {
+        summary.add(&row);
+        Ok(())
+    })?;
+    summary
+        .print(&mut std::io::stdout().lock())
+        .map_err(|e| e.to_string())?;
+    println!();
+    Ok(())
 }

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 use super::state::{ServedDatabase, State};
 use crate::audit::{
-    now_rfc3339, CallRecord, Caller, OutcomeRecord, PlanRecord, QueryText, Timings,
+    now_rfc3339, verdict, CallRecord, Caller, ClientRecord, OutcomeRecord, PlanRecord, QueryText,
+    SessionRecord, Timings,
 };
 use crate::config::AuditQuery;
 use crate::execution::{result_json, ExecError, PgError, Planned, RunLimits};
@@ -23,6 +24,16 @@ use crate::teleport::uri::{DatabaseUri, EXPECTED_FORMAT};
 
 pub const TOOL_LIST: &str = "teleport_list_databases";
 pub const TOOL_QUERY: &str = "teleport_postgres_query";
+/// The `tool` of a resource read's audit record.
+pub const TOOL_READ: &str = "resources/read";
+
+/// The MCP client's name and version, from its `initialize` request.
+fn client_of(context: &RequestContext<RoleServer>) -> Option<ClientRecord> {
+    context.peer.peer_info().map(|info| ClientRecord {
+        name: info.client_info.name.clone(),
+        version: info.client_info.version.clone(),
+    })
+}
 
 const INSTRUCTIONS: &str = "This server gives read-only access to PostgreSQL databases through Teleport, \
 guarded by sqlguard. Call teleport_list_databases to see the databases and their URIs, then \
@@ -118,6 +129,18 @@ fn schema_uri(d: &ServedDatabase) -> String {
 }
 
 /// A PostgreSQL error with every field, for the agent.
+/// The `rule` of every reason, in order.
+fn rule_names(reasons: &Value) -> Vec<String> {
+    reasons
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r["rule"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn exec_message(e: &ExecError) -> String {
     // A session ended or cancelled by someone else keeps its explanation; PostgreSQL's own
     // errors about the query are shown as PostgreSQL wrote them.
@@ -196,7 +219,8 @@ impl Sqlguard {
         Sqlguard { state }
     }
 
-    fn tool_allowed(&self, tool: &str) -> Result<(), String> {
+    /// Whether the policy lets the caller use `tool`: the refusal's reasons and message.
+    fn tool_allowed(&self, tool: &str) -> Result<(), (Value, String)> {
         let d = self
             .state
             .policy()
@@ -204,7 +228,18 @@ impl Sqlguard {
         if d.allow {
             Ok(())
         } else {
-            Err(d.message())
+            let reasons: Vec<String> = d
+                .reasons
+                .iter()
+                .map(|r| format!("{} [{}]", r.message, r.rule))
+                .collect();
+            Err((
+                json!(d.reasons),
+                format!(
+                    "The tool {tool} is denied by the sqlguard policy: {}",
+                    reasons.join("; ")
+                ),
+            ))
         }
     }
 
@@ -283,44 +318,75 @@ impl Sqlguard {
         }
     }
 
-    async fn query(&self, database: &str, sql: &str) -> CallToolResult {
-        let state = &self.state;
-        let policy = state.policy();
-        let identity = self.caller_on(database);
-        let started = Instant::now();
-        let mut record = CallRecord {
+    /// A `decision` record of a call by `identity` with `policy`: refused until decided.
+    fn call_record(
+        &self,
+        tool: &'static str,
+        database: &str,
+        identity: &crate::policy::Identity,
+        policy: &crate::policy::Policy,
+        client: Option<ClientRecord>,
+    ) -> CallRecord {
+        let served = self.resolve(database).ok();
+        CallRecord {
             time: now_rfc3339(),
             event: "decision",
             decision_id: uuid::Uuid::new_v4().to_string(),
-            database: database.to_string(),
-            identity: Caller {
-                user: identity.user.clone(),
-                roles: identity.roles.clone(),
+            session: SessionRecord {
+                session_id: self.state.session_id.clone(),
+                client,
+                policy_digest: policy.digest().to_string(),
+                bundle_revision: policy.bundle().revision.clone(),
             },
-            tool: TOOL_QUERY,
-            policy_digest: policy.digest().to_string(),
-            query: QueryText::new(
-                sql,
-                state.audit_query == AuditQuery::Hash,
-                state.audit_query_max_bytes,
-            ),
+            database: served.map_or_else(|| database.to_string(), |d| d.context.uri.clone()),
+            labels: served.map(|d| d.context.labels.clone()).unwrap_or_default(),
+            identity: Caller::of(identity),
+            tool,
+            resource: None,
+            query: None,
             allow: false,
+            verdict: verdict::DENIED,
+            rules: Vec::new(),
             reasons: Value::Null,
             kinds: None,
             limits: None,
             error: None,
             timings: Timings::default(),
-        };
+        }
+    }
+
+    async fn query(
+        &self,
+        database: &str,
+        sql: &str,
+        client: Option<ClientRecord>,
+    ) -> CallToolResult {
+        let state = &self.state;
+        let policy = state.policy();
+        let identity = self.caller_on(database);
+        let started = Instant::now();
+        let mut record = self.call_record(TOOL_QUERY, database, &identity, &policy, client);
+        record.query = Some(QueryText::new(
+            sql,
+            state.audit_query == AuditQuery::Hash,
+            state.audit_query_max_bytes,
+        ));
         let decided = self
             .decide(database, sql, &policy, &identity, &mut record)
             .await;
         record.timings.total_us = Some(started.elapsed().as_micros() as u64);
+        record.rules = rule_names(&record.reasons);
         let allowed = match decided {
             Ok(run) => {
                 record.event = "intent";
+                record.verdict = verdict::PENDING;
                 run
             }
             Err(message) => {
+                if record.allow {
+                    // Allowed, but there is no route to the database.
+                    record.verdict = verdict::FAILED;
+                }
                 // Refused, or no route to the database: nothing is sent.
                 if let Err(refusal) = self.audit(&record) {
                     return tool_error(&refusal);
@@ -365,10 +431,18 @@ impl Sqlguard {
                 }
             }
         };
+        let (final_verdict, plan_rules) = match (&r, &plan_record) {
+            (Ok(_), _) => (verdict::ALLOWED, Vec::new()),
+            (Err(_), Some(p)) if !p.allow => (verdict::DENIED_BY_PLAN, rule_names(&p.reasons)),
+            (Err(_), _) => (verdict::FAILED, Vec::new()),
+        };
         let mut outcome = OutcomeRecord {
             time: now_rfc3339(),
             event: "outcome",
             decision_id: record.decision_id.clone(),
+            session_id: record.session.session_id.clone(),
+            verdict: final_verdict,
+            rules: plan_rules,
             rows: None,
             truncated: None,
             error: None,
@@ -437,6 +511,7 @@ impl Sqlguard {
     /// Appends a record; `Err` with the agent's message when the call must be refused because
     /// the log cannot be written (`audit_fail_closed`).
     fn audit<T: serde::Serialize>(&self, record: &T) -> Result<(), String> {
+        self.state.ship(record);
         let Some(log) = self.state.audit.as_ref() else {
             return Ok(());
         };
@@ -683,30 +758,58 @@ impl ServerHandler for Sqlguard {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.as_ref();
-        if name != TOOL_LIST && name != TOOL_QUERY {
-            return Ok(tool_error(&format!(
-                "there is no tool {name}: use {TOOL_LIST} or {TOOL_QUERY}"
-            ))
-            .into());
-        }
-        if let Err(m) = self.tool_allowed(name) {
-            return Ok(tool_error(&m).into());
-        }
-        if name == TOOL_LIST {
-            return Ok(self.list_databases().into());
-        }
+        let tool = match name {
+            TOOL_LIST => TOOL_LIST,
+            TOOL_QUERY => TOOL_QUERY,
+            _ => {
+                return Ok(tool_error(&format!(
+                    "there is no tool {name}: use {TOOL_LIST} or {TOOL_QUERY}"
+                ))
+                .into())
+            }
+        };
+        let client = client_of(&context);
         let args = request.arguments.unwrap_or_default();
         let get = |k: &str| args.get(k).and_then(Value::as_str);
+        if let Err((reasons, m)) = self.tool_allowed(name) {
+            let policy = self.state.policy();
+            let identity = self.state.identity.current();
+            let mut record = self.call_record(
+                tool,
+                get("database").unwrap_or(""),
+                &identity,
+                &policy,
+                client,
+            );
+            record.rules = rule_names(&reasons);
+            record.reasons = reasons;
+            if let Err(refusal) = self.audit(&record) {
+                return Ok(tool_error(&refusal).into());
+            }
+            return Ok(tool_error(&m).into());
+        }
+        if tool == TOOL_LIST {
+            let policy = self.state.policy();
+            let identity = self.state.identity.current();
+            let mut record = self.call_record(tool, "", &identity, &policy, client);
+            record.allow = true;
+            record.verdict = verdict::ALLOWED;
+            record.reasons = json!([]);
+            if let Err(refusal) = self.audit(&record) {
+                return Ok(tool_error(&refusal).into());
+            }
+            return Ok(self.list_databases().into());
+        }
         let (Some(database), Some(query)) = (get("database"), get("query")) else {
             return Ok(tool_error(&format!(
                 "{TOOL_QUERY} needs two string arguments: database (a URI such as {EXPECTED_FORMAT}, from {TOOL_LIST}) and query"
             ))
             .into());
         };
-        Ok(self.query(database, query).await.into())
+        Ok(self.query(database, query, client).await.into())
     }
 
     async fn list_resources(
@@ -736,9 +839,37 @@ impl ServerHandler for Sqlguard {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
+        // Every read is in the chain, found or not.
+        let policy = self.state.policy();
+        let served = self
+            .state
+            .databases
+            .iter()
+            .find(|d| uri == d.context.uri || uri == schema_uri(d));
+        let identity = match served.and_then(|d| d.spec.identity.clone()) {
+            Some(id) => Arc::new(id),
+            None => self.state.identity.current(),
+        };
+        let database = served.map_or("", |d| d.context.uri.as_str());
+        let mut record =
+            self.call_record(TOOL_READ, database, &identity, &policy, client_of(&context));
+        record.resource = Some(uri.to_string());
+        record.allow = served.is_some();
+        record.verdict = if served.is_some() {
+            verdict::ALLOWED
+        } else {
+            verdict::FAILED
+        };
+        record.reasons = json!([]);
+        if served.is_none() {
+            record.error = Some("no such resource".into());
+        }
+        if let Err(refusal) = self.audit(&record) {
+            return Err(ErrorData::internal_error(refusal, None));
+        }
         for d in &self.state.databases {
             if uri == d.context.uri {
                 let c = ResourceContents::text(database_yaml(d), uri)

@@ -18,24 +18,32 @@ pub use handler::{Sqlguard, TOOL_LIST, TOOL_QUERY};
 pub use state::{ServeOptions, State};
 
 /// Runs the server on stdin/stdout until the client disconnects.
-pub async fn serve(opts: ServeOptions) -> Result<(), String> {
+pub async fn serve(mut opts: ServeOptions) -> Result<(), String> {
+    opts.ship = true;
     let state = State::build(&opts).await?;
     tracing::info!(
         databases = state.databases.len(),
         policy = %state.policy().digest(),
         "sqlguard serving MCP on stdio"
     );
+    state.lifecycle("start", None);
     let watch_paths: Vec<PathBuf> = opts.policy_paths();
     let _reloader = reload::spawn(state.clone(), watch_paths);
-    let server = Sqlguard::new(state);
+    let server = Sqlguard::new(state.clone());
     let framed = framing::stdio();
-    let running = server
-        .serve((framed.reader, framed.writer))
-        .await
-        .map_err(|e| format!("the MCP session could not start: {e}"))?;
-    let reason = running.waiting().await.map_err(|e| e.to_string())?;
+    let session = async {
+        let running = server
+            .serve((framed.reader, framed.writer))
+            .await
+            .map_err(|e| format!("the MCP session could not start: {e}"))?;
+        running.waiting().await.map_err(|e| e.to_string())
+    };
+    let ended = session.await;
     // The last answers still queued for stdout.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), framed.output).await;
+    // Whatever ended the session, the log says the server stopped.
+    state.lifecycle("stop", None);
+    let reason = ended?;
     tracing::info!(?reason, "MCP client disconnected");
     Ok(())
 }

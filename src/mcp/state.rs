@@ -22,6 +22,8 @@ pub struct ServeOptions {
     pub policy: Vec<PathBuf>,
     pub data: Vec<PathBuf>,
     pub audit_log: Option<PathBuf>,
+    /// Start the decision-log shipper (`serve` does; `doctor` and the CLI's tools do not).
+    pub ship: bool,
 }
 
 impl ServeOptions {
@@ -82,10 +84,19 @@ impl ServedDatabase {
         let Some(snapshot) = opts.shared_snapshot() else {
             return;
         };
-        let key = (Arc::as_ptr(snapshot) as usize, policy.digest().to_string());
+        let at = Arc::as_ptr(snapshot) as usize;
+        // Every call passes here: compared without allocating, written only when new.
         match self.linted.lock() {
-            Ok(mut last) if last.as_ref() != Some(&key) => *last = Some(key),
-            _ => return,
+            Ok(mut last) => {
+                if last
+                    .as_ref()
+                    .is_some_and(|(p, d)| *p == at && d == policy.digest())
+                {
+                    return;
+                }
+                *last = Some((at, policy.digest().to_string()));
+            }
+            Err(_) => return,
         }
         for u in crate::policy::lint::unmatched(&policy.bundle().data, snapshot) {
             tracing::warn!(database = %self.context.uri, "{u}");
@@ -119,6 +130,10 @@ pub struct State {
     pub audit_query_max_bytes: usize,
     pub audit_fail_closed: bool,
     pub max_query_bytes: usize,
+    /// This server's session (one per process: one MCP client over stdio), on every record.
+    pub session_id: String,
+    /// Ships every audit record to the decision-log collector, when one is configured.
+    pub shipper: Option<Arc<crate::audit::ship::Shipper>>,
 }
 
 fn local_identity() -> Identity {
@@ -319,6 +334,17 @@ impl State {
                 linted: std::sync::Mutex::new(None),
             });
         }
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let shipper = match (&config.decision_log, opts.ship) {
+            (Some(d), true) => Some(crate::audit::ship::Shipper::start(
+                d.clone(),
+                d.spool
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("decisions.spool")),
+                &session_id,
+            )?),
+            _ => None,
+        };
         let audit = match &config.audit_log {
             Some(p) => {
                 let key = AuditKey {
@@ -350,6 +376,8 @@ impl State {
                 .unwrap_or(crate::audit::DEFAULT_MAX_QUERY_BYTES),
             audit_fail_closed: config.audit_fail_closed.unwrap_or(true),
             max_query_bytes: config.max_query_bytes.unwrap_or(DEFAULT_MAX_QUERY_BYTES),
+            session_id,
+            shipper,
         }))
     }
 
@@ -361,14 +389,77 @@ impl State {
         }
     }
 
-    /// Loads the bundle again; on failure the old policy stays.
+    /// Writes a `start`, `reload` or `stop` record (a failure is logged: the server goes on).
+    pub fn lifecycle(
+        &self,
+        event: &'static str,
+        reload: Option<Result<(), (String, Option<String>)>>,
+    ) {
+        if self.audit.is_none() && self.shipper.is_none() {
+            return;
+        }
+        let policy = self.policy();
+        let (accepted, reason, refused_digest) = match reload {
+            None => (None, None, None),
+            Some(Ok(())) => (Some(true), None, None),
+            Some(Err((why, digest))) => (Some(false), Some(why), digest),
+        };
+        let record = crate::audit::LifecycleRecord {
+            time: crate::audit::now_rfc3339(),
+            event,
+            session_id: self.session_id.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            policy_digest: policy.digest().to_string(),
+            bundle_revision: policy.bundle().revision.clone(),
+            sources: policy.bundle().sources.clone(),
+            accepted,
+            reason,
+            refused_digest,
+        };
+        self.ship(&record);
+        let Some(log) = &self.audit else {
+            return;
+        };
+        if let Err(e) = log.append(&record) {
+            tracing::error!("AUDIT LOG WRITE FAILED for the {event} record: {e}");
+        }
+    }
+
+    /// Hands a record to the decision-log shipper, when there is one.
+    pub fn ship<T: serde::Serialize>(&self, record: &T) {
+        if let Some(s) = &self.shipper {
+            match serde_json::to_value(record) {
+                Ok(v) => s.enqueue(&v),
+                Err(e) => tracing::error!("a decision-log event could not be built: {e}"),
+            }
+        }
+    }
+
+    /// Loads the bundle again; on failure the old policy stays. Either way the audit log gets
+    /// a `reload` record.
     pub fn reload_policy(&self) -> Result<String, String> {
+        let result = self.load_new_policy();
+        self.lifecycle(
+            "reload",
+            Some(match &result {
+                Ok(_) => Ok(()),
+                Err((why, digest)) => Err((why.clone(), digest.clone())),
+            }),
+        );
+        result.map_err(|(why, _)| why)
+    }
+
+    /// The new policy's digest, or why it was refused (and the refused files' digest, when
+    /// they loaded).
+    fn load_new_policy(&self) -> Result<String, (String, Option<String>)> {
         let mut bundle =
-            Bundle::load(&self.policy_dirs, &self.data_files).map_err(|e| e.to_string())?;
+            Bundle::load(&self.policy_dirs, &self.data_files).map_err(|e| (e.to_string(), None))?;
+        let refused = Some(bundle.digest.clone());
         bundle.evaluator = self.evaluator;
-        let policy = Policy::with_cache(bundle, self.cache_entries).map_err(|e| e.to_string())?;
+        let policy = Policy::with_cache(bundle, self.cache_entries)
+            .map_err(|e| (e.to_string(), refused.clone()))?;
         policy.smoke_test().map_err(|e| {
-            format!("the new bundle fails to evaluate an ordinary query ({e}), so it would deny such calls")
+            (format!("the new bundle fails to evaluate an ordinary query ({e}), so it would deny such calls"), refused.clone())
         })?;
         let digest = policy.digest().to_string();
         // A reload also reads each database's catalog again at its next call.

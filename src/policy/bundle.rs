@@ -33,6 +33,9 @@ pub struct Bundle {
     pub data: serde_json::Value,
     /// What the bundle was built from, base first (`built-in`, directories, data files).
     pub sources: Vec<String>,
+    /// The revisions of the directories' OPA-style `.manifest` files (`{"revision": …}`),
+    /// base first, joined by `+`; the built-in base's is `sqlguard-VERSION`.
+    pub revision: Option<String>,
     /// SHA-256 over every file's path and content, hex.
     pub digest: String,
     /// Limit on one evaluation.
@@ -232,6 +235,8 @@ struct DirFiles {
     tests: Vec<(PathBuf, String)>,
     data: Vec<(PathBuf, String)>,
     schema: Option<String>,
+    /// `.manifest`'s `revision`.
+    revision: Option<String>,
 }
 
 fn read_dir(dir: &Path) -> Result<DirFiles, PolicyError> {
@@ -249,6 +254,7 @@ fn read_dir(dir: &Path) -> Result<DirFiles, PolicyError> {
         tests: Vec::new(),
         data: Vec::new(),
         schema: None,
+        revision: None,
     };
     for path in entries {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -260,6 +266,17 @@ fn read_dir(dir: &Path) -> Result<DirFiles, PolicyError> {
             files.modules.push((path, text));
         } else if name == SCHEMA_FILE {
             files.schema = Some(read(&path)?);
+        } else if name == ".manifest" {
+            let text = read(&path)?;
+            let manifest: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| PolicyError::Data {
+                    path: path.clone(),
+                    message: format!("not JSON: {e}"),
+                })?;
+            files.revision = manifest
+                .get("revision")
+                .and_then(|r| r.as_str())
+                .map(str::to_string);
         } else if name.ends_with(".json") && !name.ends_with(".schema.json") {
             let text = read(&path)?;
             files.data.push((path, text));
@@ -352,6 +369,7 @@ impl Bundle {
         let mut base_files: Vec<(PathBuf, String)> = Vec::new();
         let schema_text;
         let mut sources = Vec::new();
+        let mut revisions: Vec<String> = Vec::new();
         match read_dirs
             .iter()
             .position(|(d, _)| Some(*d) == base_dir.as_ref())
@@ -359,6 +377,7 @@ impl Bundle {
             Some(i) => {
                 let (dir, files) = read_dirs.remove(i);
                 sources.push(dir.display().to_string());
+                revisions.extend(files.revision);
                 modules = files.modules;
                 tests = files.tests;
                 base_files = files.data;
@@ -366,6 +385,7 @@ impl Bundle {
             }
             None => {
                 sources.push("built-in".into());
+                revisions.push(concat!("sqlguard-", env!("CARGO_PKG_VERSION")).into());
                 for (path, text) in EMBEDDED {
                     modules.push((PathBuf::from(path), text.to_string()));
                 }
@@ -402,6 +422,7 @@ impl Bundle {
         let mut layer_data: Vec<(PathBuf, String)> = Vec::new();
         for (dir, files) in read_dirs {
             sources.push(dir.display().to_string());
+            revisions.extend(files.revision);
             modules.extend(files.modules);
             tests.extend(files.tests);
             layer_data.extend(files.data);
@@ -438,6 +459,7 @@ impl Bundle {
             base_data,
             data,
             sources,
+            revision: (!revisions.is_empty()).then(|| revisions.join("+")),
             digest,
             eval_time_limit: DEFAULT_EVAL_TIME_LIMIT,
             evaluator: super::Evaluator::default(),

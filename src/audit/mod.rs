@@ -24,6 +24,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub mod query;
+pub mod ship;
+
 /// The `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -151,6 +154,74 @@ impl QueryText {
 pub struct Caller {
     pub user: String,
     pub roles: Vec<String>,
+    /// `teleport`, `configuration` or `local` ([`crate::policy::IdentitySource`]).
+    pub source: crate::policy::IdentitySource,
+}
+
+impl Caller {
+    pub fn of(identity: &crate::policy::Identity) -> Caller {
+        Caller {
+            user: identity.user.clone(),
+            roles: identity.roles.clone(),
+            source: identity.source,
+        }
+    }
+}
+
+/// The MCP client, from its `initialize` request's `clientInfo`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientRecord {
+    pub name: String,
+    pub version: String,
+}
+
+/// What every call record says about the server session and the policy that decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionRecord {
+    /// One per server process (one MCP session over stdio).
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientRecord>,
+    pub policy_digest: String,
+    /// The bundles' `.manifest` revisions, base first, when they have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_revision: Option<String>,
+}
+
+/// The final verdict of a call, one field a filter can trust: on a `decision` record (a call
+/// refused or failed before anything ran) and on an `outcome` record (what became of an
+/// allowed call); an `intent` record says `pending`.
+pub mod verdict {
+    pub const ALLOWED: &str = "allowed";
+    pub const DENIED: &str = "denied";
+    pub const DENIED_BY_PLAN: &str = "denied_by_plan";
+    pub const FAILED: &str = "failed";
+    pub const PENDING: &str = "pending";
+    pub const ALL: [&str; 5] = [ALLOWED, DENIED, DENIED_BY_PLAN, FAILED, PENDING];
+}
+
+/// A server's start, policy reload (accepted or refused) or stop.
+#[derive(Debug, Clone, Serialize)]
+pub struct LifecycleRecord {
+    pub time: String,
+    /// `start`, `reload` or `stop`.
+    pub event: &'static str,
+    pub session_id: String,
+    pub version: &'static str,
+    /// The policy deciding from now on (the old one when a reload is refused).
+    pub policy_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_revision: Option<String>,
+    /// What the bundle was built from, base first.
+    pub sources: Vec<String>,
+    /// For a reload: whether the new bundle was taken, and why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a reload: the digest of the files that were refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_digest: Option<String>,
 }
 
 /// Time spent, in µs.
@@ -179,13 +250,25 @@ pub struct CallRecord {
     pub time: String,
     pub event: &'static str,
     pub decision_id: String,
-    pub database: String,
-    pub identity: Caller,
-    pub tool: &'static str,
-    pub policy_digest: String,
     #[serde(flatten)]
-    pub query: QueryText,
+    pub session: SessionRecord,
+    /// The database's resource URI (as the call named it when it names none served).
+    pub database: String,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub identity: Caller,
+    /// The tool called, or `resources/read`.
+    pub tool: &'static str,
+    /// The resource read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub query: Option<QueryText>,
     pub allow: bool,
+    /// [`verdict`]: final on a `decision` record, `pending` on an `intent`.
+    pub verdict: &'static str,
+    /// The names of the rules that refused (every reason's `rule`).
+    pub rules: Vec<String>,
     pub reasons: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kinds: Option<Value>,
@@ -203,6 +286,11 @@ pub struct OutcomeRecord {
     pub time: String,
     pub event: &'static str,
     pub decision_id: String,
+    pub session_id: String,
+    /// [`verdict`]: `allowed`, `denied_by_plan` or `failed`; final.
+    pub verdict: &'static str,
+    /// The plan rules that refused, when the plan step refused.
+    pub rules: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -442,28 +530,103 @@ pub enum VerifyError {
     Broken(String),
 }
 
-/// Like [`verify`], telling a missing key from a broken log.
+/// Like [`verify`], telling a missing key from a broken log. Reads the log as a stream: the
+/// memory it needs does not grow with the log.
 pub fn verify_log(path: &Path, key: Option<Vec<u8>>) -> Result<usize, VerifyError> {
-    let broken = VerifyError::Broken;
-    let chain = Chain { key };
-    let text =
-        std::fs::read(path).map_err(|e| broken(format!("cannot open {}: {e}", path.display())))?;
-    let mut prev = GENESIS.to_string();
-    let mut n = 0usize;
-    let mut line_no = 0usize;
-    for line in text.split_inclusive(|&b| b == b'\n') {
-        line_no += 1;
-        let Some(line) = line.strip_suffix(b"\n") else {
-            return Err(broken(format!(
-                "line {line_no}: torn (no line end): the writer crashed or the disk filled; the next start of sqlguard moves it aside"
-            )));
-        };
-        if line.is_empty() {
-            continue;
+    let mut reader = ChainReader::open(path, key)?;
+    while reader.next_line()?.is_some() {}
+    reader.finish()
+}
+
+/// The head anchor as read (its MAC is checked by [`ChainReader::finish`]).
+struct Anchor {
+    records: usize,
+    last: String,
+    mac: Option<String>,
+}
+
+/// Reads an audit log line by line, checking each line's link to the one before it; the head
+/// anchor is checked at the end ([`ChainReader::finish`]).
+pub struct ChainReader {
+    input: std::io::BufReader<File>,
+    chain: Chain,
+    prev: String,
+    line_no: usize,
+    records: usize,
+    line: Vec<u8>,
+    anchor_path: PathBuf,
+    anchor: Option<Result<Anchor, String>>,
+    /// The link of record `anchor.records`, once read.
+    anchored_link: Option<String>,
+}
+
+/// The two fields of a line the chain needs.
+#[derive(serde::Deserialize)]
+struct Links<'a> {
+    #[serde(borrow, default)]
+    prev: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    chain: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl ChainReader {
+    pub fn open(path: &Path, key: Option<Vec<u8>>) -> Result<ChainReader, VerifyError> {
+        let file = File::open(path)
+            .map_err(|e| VerifyError::Broken(format!("cannot open {}: {e}", path.display())))?;
+        let anchor_path = anchor_path(path);
+        let anchor = std::fs::read_to_string(&anchor_path).ok().map(|a| {
+            let v: Value = serde_json::from_str(&a).map_err(|e| {
+                format!("the head anchor {} is not JSON: {e}", anchor_path.display())
+            })?;
+            Ok(Anchor {
+                records: v["records"].as_u64().unwrap_or(0) as usize,
+                last: v["last"].as_str().unwrap_or("").to_string(),
+                mac: v["mac"].as_str().map(str::to_string),
+            })
+        });
+        Ok(ChainReader {
+            input: std::io::BufReader::with_capacity(1 << 20, file),
+            chain: Chain { key },
+            prev: GENESIS.to_string(),
+            line_no: 0,
+            records: 0,
+            line: Vec::with_capacity(4096),
+            anchor_path,
+            anchor,
+            anchored_link: None,
+        })
+    }
+
+    /// The number of the line last returned (1-based).
+    pub fn line_no(&self) -> usize {
+        self.line_no
+    }
+
+    /// The next record's line (without its line end), its link checked; `None` at the end.
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, VerifyError> {
+        let broken = VerifyError::Broken;
+        loop {
+            self.line.clear();
+            let n = std::io::BufRead::read_until(&mut self.input, b'\n', &mut self.line)
+                .map_err(|e| broken(format!("cannot read the log: {e}")))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let line_no = self.line_no;
+            if self.line.pop() != Some(b'\n') {
+                return Err(broken(format!(
+                    "line {line_no}: torn (no line end): the writer crashed or the disk filled; the next start of sqlguard moves it aside"
+                )));
+            }
+            if !self.line.is_empty() {
+                break;
+            }
         }
-        let v: Value = serde_json::from_slice(line)
+        let line_no = self.line_no;
+        let links: Links<'_> = serde_json::from_slice(&self.line)
             .map_err(|e| broken(format!("line {line_no}: not JSON: {e}")))?;
-        match (v.get("chain").and_then(Value::as_str), chain.key.is_some()) {
+        match (links.chain.as_deref(), self.chain.key.is_some()) {
             (Some("hmac-sha256"), false) => return Err(VerifyError::NeedsKey),
             (Some("hmac-sha256"), true) => {}
             (_, true) => {
@@ -473,57 +636,65 @@ pub fn verify_log(path: &Path, key: Option<Vec<u8>>) -> Result<usize, VerifyErro
             }
             _ => {}
         }
-        if v.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
+        if links.prev.as_deref() != Some(self.prev.as_str()) {
             return Err(broken(format!(
                 "line {line_no}: the chain is broken: the line before it was changed, removed or inserted{}",
-                if chain.key.is_some() { ", or this line was re-chained without the key" } else { "" }
+                if self.chain.key.is_some() { ", or this line was re-chained without the key" } else { "" }
             )));
         }
-        prev = chain.link(line);
-        n += 1;
-    }
-    let anchor = anchor_path(path);
-    match std::fs::read_to_string(&anchor) {
-        Ok(a) => {
-            let a: Value = serde_json::from_str(&a).map_err(|e| {
-                broken(format!(
-                    "the head anchor {} is not JSON: {e}",
-                    anchor.display()
-                ))
-            })?;
-            let records = a["records"].as_u64().unwrap_or(0) as usize;
-            let last = a["last"].as_str().unwrap_or("");
-            if a["mac"].as_str()
-                != Some(chain.link(format!("{records}:{last}").as_bytes()).as_str())
-            {
-                return Err(broken(format!(
-                    "the head anchor {} does not match its MAC: it was forged or the key is wrong",
-                    anchor.display()
-                )));
-            }
-            if n < records {
-                return Err(broken(format!(
-                    "line {}: the log ends after {n} records, but its head anchor says {records}: records were removed from the end",
-                    line_no + 1
-                )));
-            }
-            // The log may be one record ahead (a crash between the line and the anchor).
-            let links = links(&chain, &text);
-            if records > 0 && links.get(records - 1).map(String::as_str) != Some(last) {
-                return Err(broken(format!(
-                    "line {records}: does not match the head anchor: the log was rewritten"
-                )));
+        self.prev = self.chain.link(&self.line);
+        self.records += 1;
+        if let Some(Ok(a)) = &self.anchor {
+            if a.records == self.records {
+                self.anchored_link = Some(self.prev.clone());
             }
         }
-        Err(_) if chain.key.is_some() => {
-            return Err(broken(format!(
-                "no head anchor {}: removal of records from the end cannot be ruled out",
-                anchor.display()
-            )))
-        }
-        Err(_) => {}
+        Ok(Some(&self.line))
     }
-    Ok(n)
+
+    /// Checks the head anchor against what was read: the number of records.
+    pub fn finish(self) -> Result<usize, VerifyError> {
+        let broken = VerifyError::Broken;
+        let n = self.records;
+        match self.anchor {
+            Some(Err(e)) => return Err(broken(e)),
+            Some(Ok(a)) => {
+                let records = a.records;
+                if a.mac.as_deref()
+                    != Some(
+                        self.chain
+                            .link(format!("{records}:{}", a.last).as_bytes())
+                            .as_str(),
+                    )
+                {
+                    return Err(broken(format!(
+                        "the head anchor {} does not match its MAC: it was forged or the key is wrong",
+                        self.anchor_path.display()
+                    )));
+                }
+                if n < records {
+                    return Err(broken(format!(
+                        "line {}: the log ends after {n} records, but its head anchor says {records}: records were removed from the end",
+                        self.line_no + 1
+                    )));
+                }
+                // The log may be one record ahead (a crash between the line and the anchor).
+                if records > 0 && self.anchored_link.as_deref() != Some(a.last.as_str()) {
+                    return Err(broken(format!(
+                        "line {records}: does not match the head anchor: the log was rewritten"
+                    )));
+                }
+            }
+            None if self.chain.key.is_some() => {
+                return Err(broken(format!(
+                    "no head anchor {}: removal of records from the end cannot be ruled out",
+                    self.anchor_path.display()
+                )))
+            }
+            None => {}
+        }
+        Ok(n)
+    }
 }
 
 /// The current time as RFC 3339 in UTC, with microseconds.
@@ -531,7 +702,12 @@ pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    format!("{}.{:06}Z", rfc3339_at(d.as_secs()), d.subsec_micros())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of a Unix time: the log's times without fraction and zone.
+pub fn rfc3339_at(secs: u64) -> String {
+    let secs = secs as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -544,11 +720,10 @@ pub fn now_rfc3339() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
+        rem % 60
     )
 }
 
