@@ -951,3 +951,37 @@ async fn messages_say_what_is_true() {
     assert_eq!(code, 0, "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The misspelt entry is said at start, before any call reads the catalog.
+#[tokio::test]
+async fn misspelt_names_are_warned_at_start() {
+    use rmcp::ServiceExt;
+    use tokio::io::AsyncReadExt;
+    let cluster = Cluster::shared();
+    let dir = scratch("start");
+    let data = dir.join("data.json");
+    std::fs::write(
+        &data,
+        r#"{"sqlguard": {"tables": {"deny": ["public.oders"]}}}"#,
+    )
+    .unwrap();
+    let settings = format!("data = [{:?}]\n", data.display().to_string());
+    let config = shop_config(&dir, cluster, &settings);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("SQLGUARD_LOG", "warn");
+    let (transport, stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = ().serve(transport).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let _ = client.cancel().await;
+    let mut log = String::new();
+    let _ = stderr.unwrap().read_to_string(&mut log).await;
+    assert!(
+        log.contains("data.sqlguard.tables.deny entry \"public.oders\" matches no relation of database shop (did you mean public.orders?)"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

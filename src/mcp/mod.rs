@@ -27,6 +27,10 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), String> {
         "sqlguard serving MCP on stdio"
     );
     state.lifecycle("start", None);
+    // Misspelt names in the policy are said at start (in the background: the catalog read
+    // must not delay the MCP handshake).
+    let linting = state.clone();
+    tokio::spawn(async move { linting.lint_all().await });
     let watch_paths: Vec<PathBuf> = opts.policy_paths();
     let _reloader = reload::spawn(state.clone(), watch_paths);
     let server = Sqlguard::new(state.clone());

@@ -28,9 +28,13 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-fn reload(state: &State, why: &str) {
+fn reload(state: &Arc<State>, why: &str) {
     match state.reload_policy() {
-        Ok(digest) => tracing::info!(%digest, "policy reloaded ({why})"),
+        Ok(digest) => {
+            tracing::info!(%digest, "policy reloaded ({why})");
+            let linting = state.clone();
+            tokio::spawn(async move { linting.lint_all().await });
+        }
         Err(e) => tracing::error!(
             "POLICY RELOAD REJECTED ({why}): {e}; the previous policy stays in force"
         ),

@@ -425,6 +425,18 @@ impl State {
         }
     }
 
+    /// Reads each database's catalog (if due) and warns about the policy's entries that name
+    /// nothing in it: at start and after a reload, not only at a database's first call.
+    pub async fn lint_all(&self) {
+        let policy = self.policy();
+        for d in &self.databases {
+            if d.catalog.is_some() && d.backend.ready().is_ok() {
+                let opts = d.analysis(&self.analysis).await;
+                d.lint(&opts, &policy);
+            }
+        }
+    }
+
     /// Hands a record to the decision-log shipper, when there is one.
     pub fn ship<T: serde::Serialize>(&self, record: &T) {
         if let Some(s) = &self.shipper {
