@@ -97,7 +97,7 @@ fn hot_path(c: &mut Criterion) {
         c.bench_with_input(BenchmarkId::new("analysis", &name), &sql, |b, sql| {
             b.iter(|| analyze_with(black_box(sql), &opts).unwrap())
         });
-        // The reference path: libpg_query's JSON text, read back (the analysis before item 2).
+        // The reference path: libpg_query's JSON text, read back (the JSON reader).
         c.bench_with_input(BenchmarkId::new("analysis/json", &name), &sql, |b, sql| {
             b.iter(|| sqlguard::analysis::analyze_json_with(black_box(sql), &opts).unwrap())
         });

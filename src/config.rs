@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::teleport::DatabaseUri;
+pub use crate::teleport::Mode;
 
 /// The default cap on one query's text: larger texts are refused before analysis.
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 64 * 1024;
@@ -114,16 +115,6 @@ pub struct TeleportConfig {
     /// only; `doctor` warns about it.
     #[serde(default)]
     pub insecure: bool,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    #[default]
-    Auto,
-    Native,
-    TshTunnel,
-    Direct,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -76,31 +76,42 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
         }
     };
 
-    // Analysis: the raw parse tree reads as libpg_query's JSON (else the slower JSON path).
+    checks.push(analysis_check());
+    checks.push(policy_check(&config));
+    checks.extend(teleport_checks(&config, &specs));
+    checks.extend(database_checks(opts).await);
+    // The MCP server answers `initialize` over stdio, as a client would start it.
+    checks.push(mcp_check(opts, exe).await);
+    checks
+}
+
+/// The analysis reads libpg_query's raw parse tree as its JSON reads (else the slower JSON
+/// path).
+fn analysis_check() -> Check {
     let sample = crate::analysis::raw::AGREEMENT_SQL.len();
-    checks.push(
-        match crate::analysis::raw::disagreement(crate::analysis::raw::AGREEMENT_SQL) {
-            None => pass(
-                "analysis",
-                format!(
-                    "reads libpg_query's raw parse tree, which read {sample} sample statements \
+    match crate::analysis::raw::disagreement(crate::analysis::raw::AGREEMENT_SQL) {
+        None => pass(
+            "analysis",
+            format!(
+                "reads libpg_query's raw parse tree, which read {sample} sample statements \
                  exactly as libpg_query's JSON"
-                ),
             ),
-            Some(why) => fail(
-                "analysis",
-                format!(
-                    "libpg_query's raw parse tree differs from its JSON ({why}): sqlguard reads \
+        ),
+        Some(why) => fail(
+            "analysis",
+            format!(
+                "libpg_query's raw parse tree differs from its JSON ({why}): sqlguard reads \
                  the JSON instead (same decisions, about 25 % slower analysis)"
-                ),
-                "rebuild sqlguard so that build.rs compiles src/analysis/raw_tree.c against the \
+            ),
+            "rebuild sqlguard so that build.rs compiles src/analysis/raw_tree.c against the \
              pg_query crate it links (set SQLGUARD_LIBPG_QUERY_DIR to its libpg_query \
              directory), and report it",
-            ),
-        },
-    );
+        ),
+    }
+}
 
-    // Policy: compiles, and its tests pass.
+/// The policy bundle compiles, and its tests pass.
+fn policy_check(config: &crate::config::Config) -> Check {
     match Bundle::load(&config.policy, &config.data)
         .map_err(|e| e.to_string())
         .and_then(|mut b| {
@@ -129,33 +140,35 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                     .map_err(|e| e.to_string())
             };
             match tests {
-                Ok((p, 0)) => checks.push(pass(
+                Ok((p, 0)) => pass(
                     "policy",
                     format!(
                         "bundle compiles (digest {}), {p} policy tests pass; evaluated by {evaluator}",
                         &bundle.digest[..12]
                     ),
-                )),
-                Ok((p, f)) => checks.push(fail(
+                ),
+                Ok((p, f)) => fail(
                     "policy",
                     format!("{f} policy tests fail, {p} pass"),
                     "run `sqlguard policy test` on the bundle and fix the failing rules",
-                )),
-                Err(e) => checks.push(fail(
-                    "policy",
-                    e,
-                    "run `sqlguard policy test` on the bundle",
-                )),
+                ),
+                Err(e) => fail("policy", e, "run `sqlguard policy test` on the bundle"),
             }
         }
-        Err(e) => checks.push(fail(
+        Err(e) => fail(
             "policy",
             e,
             "fix what the message names (a Rego file and line, a data file's key, or two data files setting one key); `sqlguard policy test DIR` shows it too",
-        )),
+        ),
     }
+}
 
-    // Teleport profile, when a database goes through Teleport.
+/// The Teleport profile, when a database goes through Teleport.
+fn teleport_checks(
+    config: &crate::config::Config,
+    specs: &[crate::config::DatabaseSpec],
+) -> Vec<Check> {
+    let mut checks = Vec::new();
     let teleport_needed = specs
         .iter()
         .any(|s| s.mode != Mode::Direct && s.dsn.is_none());
@@ -219,8 +232,13 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
             "not needed: every database has a direct dsn",
         ));
     }
+    checks
+}
 
-    // Each database: connect and run SELECT 1 under the guard.
+/// Each database: connect and run SELECT 1 under the guard, read its catalog, and compare the
+/// policy's names with it.
+async fn database_checks(opts: &ServeOptions) -> Vec<Check> {
+    let mut checks = Vec::new();
     match State::build(opts).await {
         Ok(state) => {
             // Per database read: the policy's entries that name nothing in its catalog.
@@ -255,33 +273,7 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                         }
                         Err(e) => {
                             let msg = e.to_string();
-                            let fix = if msg.contains("password authentication failed")
-                                || msg.contains("asks for a password")
-                            {
-                                "check the user and password in the dsn".to_string()
-                            } else if msg.contains("mode = \"tsh-tunnel\"") {
-                                "set mode = \"tsh-tunnel\" for this database, or mode = \"auto\" with tsh installed: the proxy cannot be reached by native TLS routing".to_string()
-                            } else if msg.contains("[teleport] ca") {
-                                "set [teleport] ca = \"FILE\" to the CA that signed the proxy's certificate, or check the proxy address".to_string()
-                            } else if msg.contains("Not logged in")
-                                || msg.contains("session has expired")
-                            {
-                                "run `tsh login` with the tsh home sqlguard uses ([teleport] home, else $TELEPORT_HOME, else ~/.tsh); the tunnel's tsh is given that home".to_string()
-                            } else if msg.contains("refused this client's certificate") {
-                                "run `tsh login` (after a CA rotation, `tsh logout` first), then `tsh db login`, and check this machine's clock".to_string()
-                            } else if msg.contains("Connection refused")
-                                || msg.contains("connection refused")
-                            {
-                                "start the database server, or fix the host and port".to_string()
-                            } else if msg.contains("tsh") {
-                                msg.split('`')
-                                    .nth(1)
-                                    .map(|c| format!("run `{c}`"))
-                                    .unwrap_or_else(|| "log in with tsh".into())
-                            } else {
-                                "check the address, credentials and TLS settings of this database"
-                                    .to_string()
-                            };
+                            let fix = connection_fix(&msg);
                             checks.push(fail(&name, msg, fix));
                         }
                     },
@@ -290,31 +282,7 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
                     }
                 }
             }
-            // An entry one served database has is not a typo: only those that match nothing
-            // in any catalog read fail.
-            if let Some((first, rest)) = unmatched.split_first() {
-                let everywhere: Vec<&crate::policy::lint::Unmatched> = first
-                    .iter()
-                    .filter(|u| {
-                        rest.iter().all(|other| {
-                            other.iter().any(|o| o.list == u.list && o.entry == u.entry)
-                        })
-                    })
-                    .collect();
-                checks.push(if everywhere.is_empty() {
-                    pass(
-                        "policy names",
-                        "every table, column and function entry of the policy names an object of a served database",
-                    )
-                } else {
-                    let lines: Vec<String> = everywhere.iter().map(|u| u.to_string()).collect();
-                    fail(
-                        "policy names",
-                        lines.join("; "),
-                        "fix each name in the data file (a misspelt deny entry protects nothing)",
-                    )
-                });
-            }
+            checks.extend(names_check(&unmatched));
         }
         Err(e) => checks.push(fail(
             "server state",
@@ -322,10 +290,57 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
             "fix the configuration as the message says",
         )),
     }
-
-    // The MCP server answers `initialize` over stdio, as a client would start it.
-    checks.push(mcp_check(opts, exe).await);
     checks
+}
+
+/// What to do when a database does not answer, from its error.
+fn connection_fix(msg: &str) -> String {
+    if msg.contains("password authentication failed") || msg.contains("asks for a password") {
+        "check the user and password in the dsn".to_string()
+    } else if msg.contains("mode = \"tsh-tunnel\"") {
+        "set mode = \"tsh-tunnel\" for this database, or mode = \"auto\" with tsh installed: the proxy cannot be reached by native TLS routing".to_string()
+    } else if msg.contains("[teleport] ca") {
+        "set [teleport] ca = \"FILE\" to the CA that signed the proxy's certificate, or check the proxy address".to_string()
+    } else if msg.contains("Not logged in") || msg.contains("session has expired") {
+        "run `tsh login` with the tsh home sqlguard uses ([teleport] home, else $TELEPORT_HOME, else ~/.tsh); the tunnel's tsh is given that home".to_string()
+    } else if msg.contains("refused this client's certificate") {
+        "run `tsh login` (after a CA rotation, `tsh logout` first), then `tsh db login`, and check this machine's clock".to_string()
+    } else if msg.contains("Connection refused") || msg.contains("connection refused") {
+        "start the database server, or fix the host and port".to_string()
+    } else if msg.contains("tsh") {
+        msg.split('`')
+            .nth(1)
+            .map(|c| format!("run `{c}`"))
+            .unwrap_or_else(|| "log in with tsh".into())
+    } else {
+        "check the address, credentials and TLS settings of this database".to_string()
+    }
+}
+
+/// The policy's names against every catalog read: an entry one served database has is not a
+/// typo, so only those that match nothing in any catalog fail.
+fn names_check(unmatched: &[Vec<crate::policy::lint::Unmatched>]) -> Option<Check> {
+    let (first, rest) = unmatched.split_first()?;
+    let everywhere: Vec<&crate::policy::lint::Unmatched> = first
+        .iter()
+        .filter(|u| {
+            rest.iter()
+                .all(|other| other.iter().any(|o| o.list == u.list && o.entry == u.entry))
+        })
+        .collect();
+    Some(if everywhere.is_empty() {
+        pass(
+                "policy names",
+                "every table, column and function entry of the policy names an object of a served database",
+            )
+    } else {
+        let lines: Vec<String> = everywhere.iter().map(|u| u.to_string()).collect();
+        fail(
+            "policy names",
+            lines.join("; "),
+            "fix each name in the data file (a misspelt deny entry protects nothing)",
+        )
+    })
 }
 
 async fn mcp_check(opts: &ServeOptions, exe: &Path) -> Check {

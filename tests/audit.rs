@@ -280,7 +280,7 @@ async fn every_query_the_database_saw_is_in_the_log() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The audit trail answers a security team's questions (issue 35): every call, resource read
+/// The audit trail answers a security team's questions: every call, resource read
 /// and refusal is in the chain with a final `verdict` and its rules, the labels, client,
 /// session and policy; start, reloads and stop are records; `audit query` and `audit summary`
 /// answer from the log while checking its chain.
@@ -523,7 +523,7 @@ async fn every_call_is_recorded_and_the_log_answers_questions() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Decision logs leave the machine (issue 35): with the collector down for 30 s under 20 calls
+/// Decision logs leave the machine: with the collector down for 30 s under 20 calls
 /// a second, nothing is lost or slowed; when it comes up every record arrives once, in order,
 /// over TLS; a spool left by a server killed with `kill -9` is shipped at the next start.
 #[tokio::test]

@@ -50,7 +50,7 @@ fn call<'a>(facts: &'a sqlguard::analysis::Facts, identity: &'a Identity) -> Pol
     }
 }
 
-/// The failure cases of issue 14: each an error in the policy or its data, which must deny
+/// The failure cases: each an error in the policy or its data, which must deny
 /// the call (`policy_error`) under both evaluators — or, for the last, a deny rule the RVM as
 /// shipped skipped. Each row: name, extra module, data, SQL, the reason that must deny.
 type FailureCase<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, &'a str);

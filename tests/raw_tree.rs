@@ -1,4 +1,4 @@
-//! Issue 14, item 2: the analysis reads libpg_query's raw parse tree (src/analysis/raw_tree.c)
+//! The analysis reads libpg_query's raw parse tree (src/analysis/raw_tree.c)
 //! instead of its JSON text. The JSON path is the reference: the same tree, the same facts
 //! and the same errors on every statement of the corpora, whole corpus files, deep nesting,
 //! texts that are not UTF-8 after unescaping, and arbitrary bytes.

@@ -1,4 +1,4 @@
-//! The security team's side (issue 34): the policy a team writes is the policy that runs. Each
+//! The security team's side: the policy a team writes is the policy that runs. Each
 //! case was a configuration mistake that silently opened access, or a trap a new user hit.
 
 use std::path::{Path, PathBuf};
@@ -334,7 +334,7 @@ fn layers_need_no_source_and_the_built_in_bundle_can_be_exported() {
         "{other:?}"
     );
     // The message does not list the allow list: other rules may deny some of it to this
-    // caller (item 10).
+    // caller.
     assert!(!other.message().contains("hr.*"), "{}", other.message());
 
     let empty = dir.join("empty");

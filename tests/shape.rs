@@ -1,4 +1,4 @@
-//! The shape cache (issue 14, item 1): a text answered from its tokens, without parsing,
+//! The shape cache: a text answered from its tokens, without parsing,
 //! gets exactly the facts (byte positions included) and the decision that the analysis and
 //! the bundle give it. The reference is a policy without caches, analyzing every text.
 

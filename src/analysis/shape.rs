@@ -1,6 +1,6 @@
 //! The shape of a SQL text: its tokens, with the constants the analysis never read left
 //! out. Texts of one shape have the same facts but for byte positions, so the decision cache
-//! can answer them from the scanner's tokens alone, without parsing (issue 14, item 1).
+//! can answer them from the scanner's tokens alone, without parsing.
 //!
 //! Why the facts are the same:
 //! - PostgreSQL's grammar reads tokens: a kind, and a value taken from the token's text. Two

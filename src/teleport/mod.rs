@@ -11,6 +11,20 @@ pub mod uri;
 pub use profile::{Profile, TshHome};
 pub use uri::{DatabaseUri, UriError};
 
+/// How a database is reached: `auto` (native TLS routing through the Teleport proxy, else a
+/// `tsh proxy db --tunnel` child), `native`, `tsh-tunnel`, or `direct` (a `dsn`, no Teleport).
+/// The configuration names it per database; it lives here, below the configuration, so that
+/// the dependency runs one way.
+#[derive(Debug, Clone, Copy, serde::Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Auto,
+    Native,
+    TshTunnel,
+    Direct,
+}
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -88,13 +102,12 @@ pub fn identity_from_profile(home: &TshHome) -> Result<Identity, String> {
 
 /// The dialer for `mode` (`native`, `tsh-tunnel` or `auto`) of a Teleport database.
 pub fn dialer(
-    mode: crate::config::Mode,
+    mode: Mode,
     home: TshHome,
     uri: &DatabaseUri,
     tsh: Option<&Path>,
     trust: native::ProxyTrust,
 ) -> Result<Arc<dyn Dial>, String> {
-    use crate::config::Mode;
     let home_dir = home.dir.clone();
     let native = native::NativeDialer::new(home, uri.clone(), trust);
     let tunnel = || {
