@@ -297,6 +297,63 @@ fn defines_decision(files: &DirFiles) -> bool {
         .any(|(_, text)| text.lines().any(|l| l.starts_with("decision :=")))
 }
 
+/// Takes the base out of `layers`: the one directory that defines the decision, or the
+/// built-in bundle when none does. Two bases are refused.
+fn take_base(layers: &mut Vec<(&PathBuf, DirFiles)>) -> Result<(String, DirFiles), PolicyError> {
+    let mut bases = layers
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, f))| defines_decision(f))
+        .map(|(i, (d, _))| (i, (*d).clone()));
+    let first = bases.next();
+    if let (Some((_, first)), Some((_, second))) = (&first, bases.next()) {
+        return Err(PolicyError::TwoBases {
+            first: first.clone(),
+            second,
+        });
+    }
+    Ok(match first {
+        Some((i, dir)) => (dir.display().to_string(), layers.remove(i).1),
+        None => (
+            "built-in".into(),
+            DirFiles {
+                modules: EMBEDDED
+                    .iter()
+                    .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+                    .collect(),
+                tests: EMBEDDED_TESTS
+                    .iter()
+                    .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+                    .collect(),
+                data: vec![(PathBuf::from("policies/data.json"), EMBEDDED_DATA.into())],
+                schema: None,
+                revision: Some(concat!("sqlguard-", env!("CARGO_PKG_VERSION")).into()),
+            },
+        ),
+    })
+}
+
+/// Data files checked against `schema` and merged as OPA merges them (hashed on the way).
+fn merge_files(
+    files: &[(PathBuf, String)],
+    schema: &Schema,
+    hash: &mut impl FnMut(&Path, &str),
+) -> Result<serde_json::Value, PolicyError> {
+    let mut merged = serde_json::Value::Object(Default::default());
+    let mut origins = Vec::new();
+    for (path, text) in files {
+        hash(path, text);
+        let value = parse_data(path, text, schema)?;
+        merge_strict(
+            &mut merged,
+            value,
+            &path.display().to_string(),
+            &mut origins,
+        )?;
+    }
+    Ok(merged)
+}
+
 impl Bundle {
     /// Whether every module that mentions plans is one sqlguard ships, unchanged: then the
     /// plan rules are exactly `plan_deny`, and the decision with `input.plan` is the static
@@ -347,80 +404,31 @@ impl Bundle {
     /// OPA merges data files (a conflict is an error naming both files), then over the base's
     /// data ([`merge_over_defaults`]).
     pub fn load(dirs: &[PathBuf], data_files: &[PathBuf]) -> Result<Bundle, PolicyError> {
-        let mut read_dirs = Vec::with_capacity(dirs.len());
+        let mut layers = Vec::with_capacity(dirs.len());
         for dir in dirs {
-            read_dirs.push((dir, read_dir(dir)?));
+            layers.push((dir, read_dir(dir)?));
         }
-        let mut bases = read_dirs.iter().filter(|(_, f)| defines_decision(f));
-        let base_dir = bases.next().map(|(d, _)| (*d).clone());
-        if let (Some(first), Some((second, _))) = (&base_dir, bases.next()) {
-            return Err(PolicyError::TwoBases {
-                first: first.clone(),
-                second: (*second).clone(),
-            });
-        }
+        let (base_source, base) = take_base(&mut layers)?;
+        let schema_text = base.schema.unwrap_or_else(|| EMBEDDED_SCHEMA.to_string());
+        let schema = Schema::parse(&schema_text).map_err(|message| PolicyError::Data {
+            path: PathBuf::from(SCHEMA_FILE),
+            message,
+        })?;
         let mut hasher = Sha256::new();
         let mut hash = |path: &Path, text: &str| {
             hasher.update(path.to_string_lossy().as_bytes());
             hasher.update(text.as_bytes());
         };
-        let mut modules = Vec::new();
-        let mut tests = Vec::new();
-        let mut base_files: Vec<(PathBuf, String)> = Vec::new();
-        let schema_text;
-        let mut sources = Vec::new();
-        let mut revisions: Vec<String> = Vec::new();
-        match read_dirs
-            .iter()
-            .position(|(d, _)| Some(*d) == base_dir.as_ref())
-        {
-            Some(i) => {
-                let (dir, files) = read_dirs.remove(i);
-                sources.push(dir.display().to_string());
-                revisions.extend(files.revision);
-                modules = files.modules;
-                tests = files.tests;
-                base_files = files.data;
-                schema_text = files.schema.unwrap_or_else(|| EMBEDDED_SCHEMA.to_string());
-            }
-            None => {
-                sources.push("built-in".into());
-                revisions.push(concat!("sqlguard-", env!("CARGO_PKG_VERSION")).into());
-                for (path, text) in EMBEDDED {
-                    modules.push((PathBuf::from(path), text.to_string()));
-                }
-                for (path, text) in EMBEDDED_TESTS {
-                    tests.push((PathBuf::from(path), text.to_string()));
-                }
-                base_files.push((PathBuf::from("policies/data.json"), EMBEDDED_DATA.into()));
-                schema_text = EMBEDDED_SCHEMA.to_string();
-            }
-        }
-        let schema = Schema::parse(&schema_text).map_err(|message| PolicyError::Data {
-            path: PathBuf::from(SCHEMA_FILE),
-            message,
-        })?;
         hash(Path::new(SCHEMA_FILE), &schema_text);
-        let base_modules = modules.len();
-        let base_tests = tests.len();
+        let mut sources = vec![base_source];
+        let mut revisions: Vec<String> = base.revision.into_iter().collect();
+        let (mut modules, mut tests) = (base.modules, base.tests);
+        let (base_modules, base_tests) = (modules.len(), tests.len());
         // The base's own files are merged strictly too: two of them setting one path is as
         // much a mistake as two layers doing so.
-        let mut base_data = serde_json::Value::Object(Default::default());
-        let mut origins = Vec::new();
-        for (path, text) in &base_files {
-            hash(path, text);
-            let value = parse_data(path, text, &schema)?;
-            merge_strict(
-                &mut base_data,
-                value,
-                &path.display().to_string(),
-                &mut origins,
-            )?;
-        }
-        let mut layered = serde_json::Value::Object(Default::default());
-        let mut origins = Vec::new();
+        let base_data = merge_files(&base.data, &schema, &mut hash)?;
         let mut layer_data: Vec<(PathBuf, String)> = Vec::new();
-        for (dir, files) in read_dirs {
+        for (dir, files) in layers {
             sources.push(dir.display().to_string());
             revisions.extend(files.revision);
             modules.extend(files.modules);
@@ -431,16 +439,7 @@ impl Bundle {
             sources.push(path.display().to_string());
             layer_data.push((path.clone(), read(path)?));
         }
-        for (path, text) in &layer_data {
-            hash(path, text);
-            let value = parse_data(path, text, &schema)?;
-            merge_strict(
-                &mut layered,
-                value,
-                &path.display().to_string(),
-                &mut origins,
-            )?;
-        }
+        let layered = merge_files(&layer_data, &schema, &mut hash)?;
         for (path, text) in modules.iter().chain(&tests) {
             hash(path, text);
         }
