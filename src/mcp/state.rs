@@ -72,9 +72,18 @@ pub struct ServedDatabase {
     pub backend: Backend,
     /// Its own catalog, when `catalog` is on: names in its queries resolve against it.
     pub catalog: Option<LiveCatalog>,
-    /// The snapshot and policy digest whose names were last compared
-    /// ([`crate::policy::lint`]), so that each pair is warned about once.
-    pub linted: std::sync::Mutex<Option<(usize, String)>>,
+    /// What the policy's names were last compared with ([`crate::policy::lint`]): the
+    /// snapshot's address, the policy's digest, and the warnings said for that digest (each is
+    /// said once per loaded policy, whatever snapshot finds it again).
+    pub linted: std::sync::Mutex<Linted>,
+}
+
+/// See [`ServedDatabase::linted`].
+#[derive(Default)]
+pub struct Linted {
+    snapshot: usize,
+    digest: String,
+    said: Vec<String>,
 }
 
 impl ServedDatabase {
@@ -84,22 +93,37 @@ impl ServedDatabase {
         let Some(snapshot) = opts.shared_snapshot() else {
             return;
         };
+        // Every call passes here: compared without allocating.
         let at = Arc::as_ptr(snapshot) as usize;
-        // Every call passes here: compared without allocating, written only when new.
-        match self.linted.lock() {
-            Ok(mut last) => {
-                if last
-                    .as_ref()
-                    .is_some_and(|(p, d)| *p == at && d == policy.digest())
-                {
-                    return;
-                }
-                *last = Some((at, policy.digest().to_string()));
-            }
-            Err(_) => return,
+        if self
+            .linted
+            .lock()
+            .is_ok_and(|l| l.snapshot == at && l.digest == policy.digest())
+        {
+            return;
         }
-        for u in crate::policy::lint::unmatched(&policy.bundle().data, snapshot) {
-            tracing::warn!(database = %self.context.uri, "{u}");
+        self.lint_snapshot(snapshot, policy);
+        if let Ok(mut l) = self.linted.lock() {
+            l.snapshot = at;
+        }
+    }
+
+    /// Warns about the policy's entries that name nothing in `snapshot`, each once per policy.
+    pub fn lint_snapshot(&self, snapshot: &crate::analysis::snapshot::Snapshot, policy: &Policy) {
+        let found = crate::policy::lint::unmatched(&policy.bundle().data, snapshot);
+        let Ok(mut l) = self.linted.lock() else {
+            return;
+        };
+        if l.digest != policy.digest() {
+            l.digest = policy.digest().to_string();
+            l.said.clear();
+        }
+        for u in found {
+            let text = u.to_string();
+            if !l.said.contains(&text) {
+                tracing::warn!(database = %self.context.uri, "{text}");
+                l.said.push(text);
+            }
         }
     }
 
@@ -331,7 +355,7 @@ impl State {
                 context,
                 backend,
                 catalog: use_catalog.then(|| LiveCatalog::new(analysis.clone(), refresh)),
-                linted: std::sync::Mutex::new(None),
+                linted: std::sync::Mutex::new(Linted::default()),
             });
         }
         let session_id = uuid::Uuid::new_v4().to_string();
@@ -425,14 +449,17 @@ impl State {
         }
     }
 
-    /// Reads each database's catalog (if due) and warns about the policy's entries that name
-    /// nothing in it: at start and after a reload, not only at a database's first call.
+    /// Reads each database's catalog and warns about the policy's entries that name nothing in
+    /// it: at start and after a reload, not only at a database's first call.
     pub async fn lint_all(&self) {
         let policy = self.policy();
         for d in &self.databases {
-            if d.catalog.is_some() && d.backend.ready().is_ok() {
-                let opts = d.analysis(&self.analysis).await;
-                d.lint(&opts, &policy);
+            // A snapshot of its own: the one calls use is read at the first call, as always,
+            // so that what is created before it is seen.
+            if let (Some(_), Ok(db)) = (&d.catalog, d.backend.ready()) {
+                if let Ok(snapshot) = db.read_catalog().await {
+                    d.lint_snapshot(&snapshot, &policy);
+                }
             }
         }
     }

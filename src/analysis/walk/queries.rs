@@ -1,0 +1,331 @@
+//! Queries and the statements that change rows: `SelectStmt` (its `WITH`, `LIMIT`/`OFFSET`,
+//! `GROUP BY`, `DISTINCT`, window and aggregate facts), `InsertStmt`, `UpdateStmt`,
+//! `DeleteStmt`, `MergeStmt`, `SELECT … INTO` and `FOR UPDATE`/`FOR SHARE` (`LockingClause`).
+
+use super::*;
+
+/// PostgreSQL 15's built-in aggregates (`pg_proc.prokind = 'a'`; a test derives the list
+/// from the cluster's catalog).
+pub const BUILTIN_AGGREGATES: &[&str] = &[
+    "array_agg",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "count",
+    "covar_pop",
+    "covar_samp",
+    "cume_dist",
+    "dense_rank",
+    "every",
+    "json_agg",
+    "json_object_agg",
+    "jsonb_agg",
+    "jsonb_object_agg",
+    "max",
+    "min",
+    "mode",
+    "percent_rank",
+    "percentile_cont",
+    "percentile_disc",
+    "range_agg",
+    "range_intersect_agg",
+    "rank",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "string_agg",
+    "sum",
+    "var_pop",
+    "var_samp",
+    "variance",
+    "xmlagg",
+];
+
+impl<'t, 'a> Walker<'t, 'a> {
+    /// Pushes the CTE names of a `WITH` and walks their bodies with PostgreSQL's scoping:
+    /// in a plain `WITH`, a CTE sees only the CTEs before it (so `WITH users AS (SELECT *
+    /// FROM users)` reads the table: threat model, class 12); in `WITH RECURSIVE`, all.
+    /// Returns whether a scope was pushed.
+    pub(super) fn with_clause(&mut self, owner: &str, body: Id) -> bool {
+        let Some(with) = self.tree.get(body, "withClause") else {
+            return false;
+        };
+        let recursive = self.tree.get_bool(with, "recursive");
+        let ctes: Vec<(String, Id)> = self
+            .tree
+            .get(with, "ctes")
+            .map(|list| {
+                self.tree
+                    .members(list)
+                    .iter()
+                    .filter_map(|m| wrapper(self.tree, m.id()))
+                    .filter(|(ty, _)| *ty == "CommonTableExpr")
+                    .map(|(_, cte)| {
+                        (
+                            self.tree.get_str(cte, "ctename").unwrap_or("").to_string(),
+                            cte,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let names: Vec<String> = ctes.iter().map(|(n, _)| n.clone()).collect();
+        self.ctes
+            .push(if recursive { names.clone() } else { Vec::new() });
+        for (name, cte) in &ctes {
+            if let Some((qty, _)) = self
+                .tree
+                .get(*cte, "ctequery")
+                .and_then(|q| wrapper(self.tree, q))
+            {
+                if let Some(kind) = statement_kind(qty) {
+                    if kind.is_dml() {
+                        self.construct(
+                            "data_modifying_cte",
+                            format!("{} in WITH query \"{name}\"", statement_label(qty)),
+                        );
+                    }
+                }
+            }
+            self.fields("CommonTableExpr", *cte, READ, &[]);
+            if !recursive {
+                if let Some(scope) = self.ctes.last_mut() {
+                    scope.push(name.clone());
+                }
+            }
+        }
+        // Fields of the WITH clause other than its CTEs (none today) still get walked.
+        self.fields("WithClause", with, READ, &["ctes"]);
+        let _ = owner;
+        true
+    }
+
+    pub(super) fn is_cte(&self, name: &str) -> bool {
+        self.ctes
+            .iter()
+            .rev()
+            .any(|scope| scope.iter().any(|n| n == name))
+    }
+
+    pub(super) fn select(&mut self, body: Id) {
+        self.selects += 1;
+        if self.selects == 1 && self.facts.node == "SelectStmt" {
+            self.query_shape(body);
+        }
+        let pushed = self.with_clause("SelectStmt", body);
+        self.levels.push(Vec::new());
+        let catalog_items = self.walk_from_clause(body);
+        if !catalog_items.is_empty() {
+            self.pin_catalog_relations(body, &catalog_items);
+        }
+        if let Some(into) = self.tree.get(body, "intoClause") {
+            self.construct("select_into", "SELECT … INTO creates a table");
+            self.select_into(into);
+        }
+        if let Some(locks) = self.tree.get(body, "lockingClause") {
+            for i in 0..self.tree.members(locks).len() {
+                let el = self.tree.members(locks)[i].id();
+                match wrapper(self.tree, el) {
+                    Some(("LockingClause", lc)) => self.locking_clause(lc),
+                    _ => self.value("SelectStmt", "lockingClause", el, READ),
+                }
+            }
+        }
+        self.fields(
+            "SelectStmt",
+            body,
+            READ,
+            &["withClause", "fromClause", "intoClause", "lockingClause"],
+        );
+        self.levels.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+        self.selects -= 1;
+    }
+
+    /// `LIMIT`, `OFFSET`, `GROUP BY`, `DISTINCT`, `WINDOW` and `ORDER BY` of the statement's
+    /// outermost query, for rules such as "a LIMIT of at most 1000, or an aggregate".
+    pub(super) fn query_shape(&mut self, body: Id) {
+        let t = self.tree;
+        let present = |key: &str| t.get(body, key).is_some_and(|l| !t.members(l).is_empty());
+        self.facts.limit = t.get(body, "limitCount").and_then(|c| self.row_bound(c));
+        self.facts.offset = t.get(body, "limitOffset").and_then(|c| self.row_bound(c));
+        self.facts.group_by = present("groupClause");
+        self.facts.distinct = t.get(body, "distinctClause").is_some();
+        self.facts.window = present("windowClause");
+        self.facts.order_by = present("sortClause");
+    }
+
+    /// A `LIMIT`/`OFFSET` value: a whole-number constant, `None` for `ALL`/`NULL`, or an
+    /// expression.
+    pub(super) fn row_bound(&self, id: Id) -> Option<RowBound> {
+        let t = self.tree;
+        match wrapper(t, id) {
+            Some(("A_Const", body)) if t.get_bool(body, "isnull") => None,
+            Some(("A_Const", body)) if t.get(body, "ival").is_some() => self
+                .string_literal(id)
+                .and_then(|v| v.parse().ok())
+                .map(RowBound::Count)
+                .or(Some(RowBound::Expression("expression".into()))),
+            _ => Some(RowBound::Expression("expression".into())),
+        }
+    }
+
+    /// Marks the call just recorded (the last of `facts.functions`) when it is an aggregate or
+    /// window call of the outermost query.
+    pub(super) fn aggregate_call(&mut self, body: Id) {
+        if self.selects != 1 || self.facts.node != "SelectStmt" {
+            return;
+        }
+        if self.tree.get(body, "over").is_some() {
+            self.facts.window = true;
+            return;
+        }
+        let Some(call) = self.facts.functions.last() else {
+            return;
+        };
+        let aggregate = if call.builtin {
+            BUILTIN_AGGREGATES.contains(&call.name.as_str())
+        } else {
+            self.opts.snapshot().is_some_and(|snap| {
+                snap.functions.iter().any(|f| {
+                    f.kind == "aggregate"
+                        && f.name == call.name
+                        && call.schema.as_ref().is_none_or(|s| *s == f.schema)
+                })
+            })
+        };
+        if aggregate {
+            self.facts.aggregate = true;
+            if !self.facts.aggregates.contains(&call.name) {
+                let name = call.name.clone();
+                self.facts.aggregates.push(name);
+            }
+        }
+    }
+
+    pub(super) fn dml(&mut self, ty: &str, body: Id) {
+        let pushed = self.with_clause(ty, body);
+        self.levels.push(Vec::new());
+        if let Some(rel) = self.tree.get(body, "relation") {
+            self.range_var(rel, Access::Write);
+        }
+        // MERGE's source, UPDATE … FROM and DELETE … USING are read.
+        for f in ["sourceRelation", "fromClause", "usingClause"] {
+            if let Some(items) = self.tree.get(body, f) {
+                if matches!(self.tree.value(items), Value::Array { .. }) {
+                    for i in 0..self.tree.members(items).len() {
+                        self.mark_from_item(self.tree.members(items)[i].id());
+                    }
+                } else {
+                    self.mark_from_item(items);
+                }
+            }
+            self.field(ty, body, f, READ);
+        }
+        if let Some(oc) = self.tree.get(body, "onConflictClause") {
+            if self.tree.get_str(oc, "action") == Some("ONCONFLICT_UPDATE") {
+                self.construct("data_modifying_statement", "INSERT … ON CONFLICT DO UPDATE");
+            }
+        }
+        self.fields(
+            ty,
+            body,
+            READ,
+            &[
+                "withClause",
+                "relation",
+                "sourceRelation",
+                "fromClause",
+                "usingClause",
+            ],
+        );
+        self.levels.pop();
+        if pushed {
+            self.ctes.pop();
+        }
+    }
+
+    pub(super) fn select_into(&mut self, into: Id) {
+        if let Some(rel) = self.tree.get(into, "rel") {
+            let before = self.facts.relations.len();
+            self.range_var(rel, Access::Create);
+            if let Some(r) = self.facts.relations.get(before).cloned() {
+                self.facts.into.push(r);
+            }
+        }
+        self.fields("IntoClause", into, READ, &["rel"]);
+    }
+
+    pub(super) fn locking_clause(&mut self, lc: Id) {
+        let strength = match self.tree.get_str(lc, "strength") {
+            Some("LCS_FORKEYSHARE") => ("for_key_share", "FOR KEY SHARE"),
+            Some("LCS_FORSHARE") => ("for_share", "FOR SHARE"),
+            Some("LCS_FORNOKEYUPDATE") => ("for_no_key_update", "FOR NO KEY UPDATE"),
+            Some("LCS_FORUPDATE") => ("for_update", "FOR UPDATE"),
+            _ => ("unknown", "the locking clause"),
+        };
+        let mut of = Vec::new();
+        if let Some(rels) = self.tree.get(lc, "lockedRels") {
+            for Member { id: el, .. } in self.tree.members(rels) {
+                let body = wrapper(self.tree, *el).map(|(_, b)| b).unwrap_or(*el);
+                if let Some(n) = self.tree.get_str(body, "relname") {
+                    of.push(n.to_string());
+                }
+            }
+        }
+        // The locked tables: those named in OF (by alias), else every table of this level.
+        let level = self.levels.last();
+        let locked: Vec<Arc<str>> = level
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|it| of.is_empty() || of.contains(&it.name))
+                    .flat_map(|it| it.relations.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for q in locked {
+            if let Some(r) = self
+                .facts
+                .relations
+                .iter()
+                .find(|r| *r.qualified_name == *q)
+                .cloned()
+            {
+                self.facts.relations.push(Relation {
+                    access: Access::Lock,
+                    ..r
+                });
+            }
+        }
+        self.construct("row_lock", format!("{} locks rows", strength.1));
+        self.facts.locking.push(Locking {
+            strength: strength.0.to_string(),
+            of,
+            clause: strength.1.to_string(),
+        });
+        self.fields(
+            "LockingClause",
+            lc,
+            Ctx {
+                access: Access::Lock,
+            },
+            &["lockedRels"],
+        );
+    }
+}
