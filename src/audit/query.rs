@@ -250,6 +250,61 @@ pub struct Scan {
     pub broken: Option<VerifyError>,
 }
 
+/// Calls being put together: intents wait for their outcome.
+#[derive(Default)]
+struct Joiner {
+    pending: HashMap<String, Row>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Joiner {
+    /// Takes one record, and hands `done` the call it completes, if any.
+    fn take(&mut self, record: Record, mut done: impl FnMut(Row)) {
+        match record.event.as_str() {
+            "decision" => done(record.row()),
+            "intent" => {
+                let id = record.decision_id.clone();
+                self.pending.insert(id.clone(), record.row());
+                self.order.push_back(id);
+                while self.pending.len() > MAX_PENDING {
+                    let Some(old) = self.order.pop_front() else {
+                        break;
+                    };
+                    if let Some(row) = self.pending.remove(&old) {
+                        done(row);
+                    }
+                }
+            }
+            "outcome" => {
+                if let Some(mut row) = self.pending.remove(&record.decision_id) {
+                    row.verdict = record.verdict.unwrap_or_else(|| match &record.error {
+                        Some(_) => super::verdict::FAILED.into(),
+                        None => super::verdict::ALLOWED.into(),
+                    });
+                    row.rules.extend(record.rules.unwrap_or_default());
+                    row.rows = record.rows;
+                    row.error = record.error;
+                    done(row);
+                }
+            }
+            _ => {}
+        }
+        if self.order.len() > 2 * MAX_PENDING.max(self.pending.len()) {
+            let pending = &self.pending;
+            self.order.retain(|id| pending.contains_key(id));
+        }
+    }
+
+    /// The calls still waiting when the log ends (in flight: their query may have run).
+    fn rest(mut self, mut done: impl FnMut(Row)) {
+        for id in std::mem::take(&mut self.order) {
+            if let Some(row) = self.pending.remove(&id) {
+                done(row);
+            }
+        }
+    }
+}
+
 /// Reads the log at `path`, checking its chain, and hands every call `filter` keeps to `emit`,
 /// in the order their last record was written.
 pub fn scan(
@@ -263,10 +318,18 @@ pub fn scan(
         VerifyError::NeedsKey => super::NEEDS_KEY.to_string(),
     })?;
     let mut result = Scan::default();
-    let mut pending: HashMap<String, Row> = HashMap::new();
-    let mut order: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    let write_err = |e: std::io::Error| format!("cannot write the answer: {e}");
-    loop {
+    let mut joiner = Joiner::default();
+    // A write that fails (a closed pipe: `audit query … | head`) ends the read.
+    let failed: std::cell::RefCell<Option<std::io::Error>> = std::cell::RefCell::new(None);
+    let mut done = |row: Row, calls: &mut usize| {
+        *calls += 1;
+        if failed.borrow().is_none() && filter.keeps(&row) {
+            if let Err(e) = emit(row) {
+                *failed.borrow_mut() = Some(e);
+            }
+        }
+    };
+    while failed.borrow().is_none() {
         let line = match reader.next_line() {
             Ok(Some(line)) => line,
             Ok(None) => break,
@@ -276,8 +339,8 @@ pub fn scan(
             }
         };
         result.records += 1;
-        let record: Record = match serde_json::from_slice(line) {
-            Ok(r) => r,
+        match serde_json::from_slice::<Record>(line) {
+            Ok(record) => joiner.take(record, |row| done(row, &mut result.calls)),
             Err(e) => {
                 let at = reader.line_no();
                 result.broken = Some(VerifyError::Broken(format!(
@@ -285,61 +348,11 @@ pub fn scan(
                 )));
                 break;
             }
-        };
-        match record.event.as_str() {
-            "decision" => {
-                result.calls += 1;
-                let row = record.row();
-                if filter.keeps(&row) {
-                    emit(row).map_err(write_err)?;
-                }
-            }
-            "intent" => {
-                let id = record.decision_id.clone();
-                pending.insert(id.clone(), record.row());
-                order.push_back(id);
-                while pending.len() > MAX_PENDING {
-                    let Some(old) = order.pop_front() else { break };
-                    if let Some(row) = pending.remove(&old) {
-                        result.calls += 1;
-                        if filter.keeps(&row) {
-                            emit(row).map_err(write_err)?;
-                        }
-                    }
-                }
-            }
-            "outcome" => {
-                if let Some(mut row) = pending.remove(&record.decision_id) {
-                    result.calls += 1;
-                    row.verdict =
-                        record
-                            .verdict
-                            .unwrap_or_else(|| match (&record.error, record.rows) {
-                                (Some(_), _) => super::verdict::FAILED.into(),
-                                _ => super::verdict::ALLOWED.into(),
-                            });
-                    row.rules.extend(record.rules.unwrap_or_default());
-                    row.rows = record.rows;
-                    row.error = record.error;
-                    if filter.keeps(&row) {
-                        emit(row).map_err(write_err)?;
-                    }
-                }
-            }
-            _ => {}
-        }
-        if order.len() > 2 * MAX_PENDING.max(pending.len()) {
-            order.retain(|id| pending.contains_key(id));
         }
     }
-    // Calls in flight when the log ends: their query may have run.
-    for id in order {
-        if let Some(row) = pending.remove(&id) {
-            result.calls += 1;
-            if filter.keeps(&row) {
-                emit(row).map_err(write_err)?;
-            }
-        }
+    joiner.rest(|row| done(row, &mut result.calls));
+    if let Some(e) = failed.into_inner() {
+        return Err(format!("cannot write the answer: {e}"));
     }
     if result.broken.is_none() {
         if let Err(e) = reader.finish() {

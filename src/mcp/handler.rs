@@ -400,37 +400,7 @@ impl Sqlguard {
         }
         let run_started = Instant::now();
         let limits = allowed.limits;
-        let mut plan_record = None;
-        let r = match &allowed.explain {
-            None => allowed
-                .pool
-                .execute(sql, limits)
-                .await
-                .map_err(|e| exec_message(&e)),
-            Some(facts) => {
-                let planned = self
-                    .run_planned(&allowed, facts, sql, &policy, &identity)
-                    .await;
-                match planned {
-                    Ok((Planned::Ran { plan, result }, judged_us)) => {
-                        plan_record = Some(PlanRecord::of(&plan, true, Value::Null, judged_us));
-                        Ok(result)
-                    }
-                    Ok((Planned::Refused { plan, verdict }, judged_us)) => {
-                        plan_record = Some(PlanRecord::of(
-                            &plan,
-                            false,
-                            json!(verdict.reasons),
-                            judged_us,
-                        ));
-                        let mut m = verdict.message();
-                        m.push_str("\nNothing was run: PostgreSQL only planned the query. Rewrite it as described and call the tool again.");
-                        Err(m)
-                    }
-                    Err(e) => Err(exec_message(&e)),
-                }
-            }
-        };
+        let (r, plan_record) = self.run(&allowed, sql, &policy, &identity).await;
         let (final_verdict, plan_rules) = match (&r, &plan_record) {
             (Ok(_), _) => (verdict::ALLOWED, Vec::new()),
             (Err(_), Some(p)) if !p.allow => (verdict::DENIED_BY_PLAN, rule_names(&p.reasons)),
@@ -472,6 +442,52 @@ impl Sqlguard {
             Ok(v) => CallToolResult::success(vec![ContentBlock::text(v.to_string())]),
             Err(message) => tool_error(&message),
         }
+    }
+
+    /// Runs an allowed call's query (after judging its plan, when the policy asks): the result
+    /// or the agent's message, and what the plan step saw.
+    async fn run(
+        &self,
+        allowed: &Allowed<'_>,
+        sql: &str,
+        policy: &crate::policy::Policy,
+        identity: &crate::policy::Identity,
+    ) -> (
+        Result<crate::execution::QueryResult, String>,
+        Option<PlanRecord>,
+    ) {
+        let mut plan_record = None;
+        let r = match &allowed.explain {
+            None => allowed
+                .pool
+                .execute(sql, allowed.limits)
+                .await
+                .map_err(|e| exec_message(&e)),
+            Some(facts) => {
+                let planned = self
+                    .run_planned(allowed, facts, sql, policy, identity)
+                    .await;
+                match planned {
+                    Ok((Planned::Ran { plan, result }, judged_us)) => {
+                        plan_record = Some(PlanRecord::of(&plan, true, Value::Null, judged_us));
+                        Ok(result)
+                    }
+                    Ok((Planned::Refused { plan, verdict }, judged_us)) => {
+                        plan_record = Some(PlanRecord::of(
+                            &plan,
+                            false,
+                            json!(verdict.reasons),
+                            judged_us,
+                        ));
+                        let mut m = verdict.message();
+                        m.push_str("\nNothing was run: PostgreSQL only planned the query. Rewrite it as described and call the tool again.");
+                        Err(m)
+                    }
+                    Err(e) => Err(exec_message(&e)),
+                }
+            }
+        };
+        (r, plan_record)
     }
 
     /// Explains the allowed query and decides again with `input.plan`: it runs only if

@@ -253,6 +253,94 @@ impl CallerIdentity {
     }
 }
 
+/// The connection pool's options, from the configuration or their defaults.
+fn pool_options(config: &Config) -> PoolOptions {
+    let defaults = PoolOptions::default();
+    PoolOptions {
+        size: config.pool_size.unwrap_or(defaults.size),
+        connect_timeout: config
+            .connect_timeout_ms
+            .map_or(defaults.connect_timeout, Duration::from_millis),
+        wait_timeout: config
+            .pool_wait_ms
+            .map_or(defaults.wait_timeout, Duration::from_millis),
+        idle_timeout: config
+            .idle_timeout_s
+            .map_or(defaults.idle_timeout, Duration::from_secs),
+    }
+}
+
+/// How a served database is reached: its dsn, or Teleport (native TLS routing or a tsh tunnel).
+/// A Teleport route that cannot be set up now is `Unavailable`, said at each call.
+fn backend(
+    spec: &DatabaseSpec,
+    config: &Config,
+    home: Option<&TshHome>,
+    settings: &SessionSettings,
+    pool: PoolOptions,
+) -> Result<Backend, String> {
+    Ok(match (spec.mode, &spec.dsn) {
+        (Mode::Direct, Some(dsn)) | (Mode::Auto, Some(dsn)) => {
+            let dialer = Dsn::parse(dsn)
+                .and_then(DirectDialer::new)
+                .map_err(|e| format!("database {}: {e}", spec.uri.resource()))?;
+            Backend::Ready(Database::with_options(
+                dialer.endpoint(),
+                settings.clone(),
+                pool,
+            ))
+        }
+        (mode, _) => match home
+            .cloned()
+            .ok_or_else(|| {
+                "no home directory to find tsh's files in: set [teleport] home".to_string()
+            })
+            .and_then(|h| {
+                crate::teleport::dialer(
+                    mode,
+                    h,
+                    &spec.uri,
+                    config.teleport.tsh.as_deref(),
+                    crate::teleport::native::ProxyTrust {
+                        ca: config.teleport.ca.clone(),
+                        insecure: config.teleport.insecure,
+                    },
+                )
+            }) {
+            Ok(dialer) => Backend::Ready(Database::with_options(
+                Endpoint {
+                    dialer,
+                    user: spec.uri.db_user().to_string(),
+                    dbname: spec.uri.db_name().to_string(),
+                    password: None,
+                },
+                settings.clone(),
+                pool,
+            )),
+            Err(e) => Backend::Unavailable(e),
+        },
+    })
+}
+
+/// The audit log, opened (a torn last line moved aside, said on stderr), when configured.
+fn open_audit(config: &Config) -> Result<Option<AuditLog>, String> {
+    Ok(match &config.audit_log {
+        Some(p) => {
+            let key = AuditKey {
+                file: config.audit_key_file.clone(),
+                env: config.audit_key_env.clone(),
+            }
+            .load()?;
+            let (log, notice) = AuditLog::open(p, key)?;
+            if let Some(n) = notice {
+                tracing::warn!("{n}");
+            }
+            Some(log)
+        }
+        None => None,
+    })
+}
+
 impl State {
     pub async fn build(opts: &ServeOptions) -> Result<Arc<State>, String> {
         let config = opts.load_config()?;
@@ -278,19 +366,7 @@ impl State {
         };
         let home = TshHome::locate(config.teleport.home.as_deref());
         let identity = CallerIdentity::new(home.clone(), specs.iter().any(|s| s.dsn.is_none()));
-        let defaults = PoolOptions::default();
-        let pool = PoolOptions {
-            size: config.pool_size.unwrap_or(defaults.size),
-            connect_timeout: config
-                .connect_timeout_ms
-                .map_or(defaults.connect_timeout, Duration::from_millis),
-            wait_timeout: config
-                .pool_wait_ms
-                .map_or(defaults.wait_timeout, Duration::from_millis),
-            idle_timeout: config
-                .idle_timeout_s
-                .map_or(defaults.idle_timeout, Duration::from_secs),
-        };
+        let pool = pool_options(&config);
         let analysis = Arc::new(AnalysisOptions::new(search_path));
         let refresh = CatalogRefresh {
             max_age: config
@@ -301,47 +377,7 @@ impl State {
         let use_catalog = config.catalog.unwrap_or(true);
         let mut databases = Vec::new();
         for spec in specs {
-            let backend = match (spec.mode, &spec.dsn) {
-                (Mode::Direct, Some(dsn)) | (Mode::Auto, Some(dsn)) => {
-                    let dialer = Dsn::parse(dsn)
-                        .and_then(DirectDialer::new)
-                        .map_err(|e| format!("database {}: {e}", spec.uri.resource()))?;
-                    Backend::Ready(Database::with_options(
-                        dialer.endpoint(),
-                        settings.clone(),
-                        pool,
-                    ))
-                }
-                (mode, _) => match home
-                    .clone()
-                    .ok_or_else(|| {
-                        "no home directory to find tsh's files in: set [teleport] home".to_string()
-                    })
-                    .and_then(|h| {
-                        crate::teleport::dialer(
-                            mode,
-                            h,
-                            &spec.uri,
-                            config.teleport.tsh.as_deref(),
-                            crate::teleport::native::ProxyTrust {
-                                ca: config.teleport.ca.clone(),
-                                insecure: config.teleport.insecure,
-                            },
-                        )
-                    }) {
-                    Ok(dialer) => Backend::Ready(Database::with_options(
-                        Endpoint {
-                            dialer,
-                            user: spec.uri.db_user().to_string(),
-                            dbname: spec.uri.db_name().to_string(),
-                            password: None,
-                        },
-                        settings.clone(),
-                        pool,
-                    )),
-                    Err(e) => Backend::Unavailable(e),
-                },
-            };
+            let backend = backend(&spec, &config, home.as_ref(), &settings, pool)?;
             let context = DatabaseContext {
                 uri: spec.uri.resource(),
                 cluster: spec.uri.cluster.clone(),
@@ -369,21 +405,7 @@ impl State {
             )?),
             _ => None,
         };
-        let audit = match &config.audit_log {
-            Some(p) => {
-                let key = AuditKey {
-                    file: config.audit_key_file.clone(),
-                    env: config.audit_key_env.clone(),
-                }
-                .load()?;
-                let (log, notice) = AuditLog::open(p, key)?;
-                if let Some(n) = notice {
-                    tracing::warn!("{n}");
-                }
-                Some(log)
-            }
-            None => None,
-        };
+        let audit = open_audit(&config)?;
         Ok(Arc::new(State {
             databases,
             policy: RwLock::new(Arc::new(policy)),
