@@ -151,10 +151,20 @@ pub fn run(args: CheckArgs) -> ExitCode {
             Err(e) => return usage_error(&format!("cannot explain the query on {dsn}: {e}")),
         }
     }
-    match args.format {
+    print_answer(&checked, plan.as_ref(), args.format);
+    if checked.decision.allow {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The decision (and the plan facts, with `--explain`), as text or JSON.
+fn print_answer(checked: &Checked, plan: Option<&PlanFacts>, format: Format) {
+    match format {
         Format::Json => {
-            let mut v = json_of(&checked);
-            if let Some(p) = &plan {
+            let mut v = json_of(checked);
+            if let Some(p) = plan {
                 v["plan"] = serde_json::to_value(p).unwrap_or_default();
             }
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
@@ -177,15 +187,10 @@ pub fn run(args: CheckArgs) -> ExitCode {
                     println!("- {at}{} [{}]", r.message, r.rule);
                 }
             }
-            if let Some(p) = &plan {
+            if let Some(p) = plan {
                 print_plan(p);
             }
         }
-    }
-    if checked.decision.allow {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }
 

@@ -5,7 +5,7 @@ pub mod check;
 mod policy;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -350,29 +350,7 @@ pub fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::Analyze { sql, analysis } => {
-            let sql = match read_sql(sql.as_deref()) {
-                Ok(s) => s,
-                Err(e) => return usage_error(&e),
-            };
-            let opts = match analysis.options() {
-                Ok(o) => o,
-                Err(e) => return usage_error(&e),
-            };
-            match crate::analysis::analyze_with(&sql, &opts) {
-                Ok(facts) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&facts).unwrap_or_default()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Command::Analyze { sql, analysis } => analyze(sql.as_deref(), &analysis),
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Catalog(cmd) => catalog::run(cmd),
@@ -394,31 +372,61 @@ pub fn main() -> ExitCode {
             file,
             key_file,
             key_env,
-        }) => match (crate::audit::AuditKey {
-            file: key_file,
-            env: key_env,
-        })
-        .load()
-        .map_err(crate::audit::VerifyError::Broken)
-        .and_then(|key| crate::audit::verify_log(&file, key))
-        {
-            Ok(n) => {
-                println!("{}: intact, {n} records", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(crate::audit::VerifyError::NeedsKey) => {
-                println!(
-                    "{}: NOT CHECKED: {}",
-                    file.display(),
-                    crate::audit::NEEDS_KEY
-                );
-                ExitCode::from(2)
-            }
-            Err(crate::audit::VerifyError::Broken(e)) => {
-                println!("{}: BROKEN: {e}", file.display());
-                ExitCode::from(1)
-            }
-        },
+        }) => audit_verify(&file, key_file, key_env),
+    }
+}
+
+/// `sqlguard analyze`: the facts of a SQL text.
+fn analyze(sql: Option<&str>, analysis: &AnalysisArgs) -> ExitCode {
+    let sql = match read_sql(sql) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let opts = match analysis.options() {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    match crate::analysis::analyze_with(&sql, &opts) {
+        Ok(facts) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&facts).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sqlguard audit verify`: 0 intact, 1 broken, 2 not checked (a keyed log without its key).
+fn audit_verify(file: &Path, key_file: Option<PathBuf>, key_env: Option<String>) -> ExitCode {
+    match (crate::audit::AuditKey {
+        file: key_file,
+        env: key_env,
+    })
+    .load()
+    .map_err(crate::audit::VerifyError::Broken)
+    .and_then(|key| crate::audit::verify_log(file, key))
+    {
+        Ok(n) => {
+            println!("{}: intact, {n} records", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(crate::audit::VerifyError::NeedsKey) => {
+            println!(
+                "{}: NOT CHECKED: {}",
+                file.display(),
+                crate::audit::NEEDS_KEY
+            );
+            ExitCode::from(2)
+        }
+        Err(crate::audit::VerifyError::Broken(e)) => {
+            println!("{}: BROKEN: {e}", file.display());
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -451,43 +459,60 @@ fn demo(serve: bool) -> ExitCode {
     }
 }
 
-fn config(args: ConfigArgs) -> ExitCode {
-    use crate::clientconfig::{merge, update_file, Client, Entry, JsonFormat};
+/// The databases `sqlguard config` names: URIs, or one name with --db-user and --db-name (the
+/// cluster from --cluster or the tsh profile), checked as Teleport checks its list.
+fn config_uris(args: &ConfigArgs) -> Result<Vec<crate::teleport::DatabaseUri>, String> {
     use crate::teleport::DatabaseUri;
-    let uris: Result<Vec<DatabaseUri>, String> = match (&args.db_user, &args.db_name) {
+    let uris: Vec<DatabaseUri> = match (&args.db_user, &args.db_name) {
         (Some(user), Some(db)) => {
             let [name] = args.targets.as_slice() else {
-                return usage_error("with --db-user and --db-name, name exactly one database");
+                return Err("with --db-user and --db-name, name exactly one database".into());
             };
             let cluster = match &args.cluster {
-                Some(c) => Ok(c.clone()),
+                Some(c) => c.clone(),
                 None => crate::teleport::TshHome::locate(None)
                     .ok_or_else(|| "no home directory".to_string())
                     .and_then(|h| h.current_profile())
                     .map(|p| p.cluster)
-                    .map_err(|e| format!("cannot tell the cluster ({e}): pass --cluster")),
+                    .map_err(|e| format!("cannot tell the cluster ({e}): pass --cluster"))?,
             };
-            cluster.map(|c| vec![DatabaseUri::new(&c, name, db, user)])
+            vec![DatabaseUri::new(&cluster, name, db, user)]
         }
         (None, None) => args
             .targets
             .iter()
             .map(|t| DatabaseUri::parse(t).map_err(|e| e.to_string()))
-            .collect(),
-        _ => Err("--db-user and --db-name go together".into()),
+            .collect::<Result<_, _>>()?,
+        _ => return Err("--db-user and --db-name go together".into()),
     };
-    let uris = match uris {
-        Ok(u) if !u.is_empty() => u,
-        Ok(_) => {
-            return usage_error(
-                "name at least one database (a URI, or NAME with --db-user and --db-name)",
-            )
-        }
+    if uris.is_empty() {
+        return Err(
+            "name at least one database (a URI, or NAME with --db-user and --db-name)".into(),
+        );
+    }
+    crate::teleport::uri::check_set(uris.iter())?;
+    Ok(uris)
+}
+
+/// The server configuration the client's sqlguard is to run with, as an absolute path, after
+/// checking that it loads.
+fn server_config(path: Option<&Path>) -> Result<Option<String>, String> {
+    let Some(p) = path else {
+        return Ok(None);
+    };
+    let abs = p
+        .canonicalize()
+        .map_err(|e| format!("cannot find the configuration {}: {e}", p.display()))?;
+    crate::config::Config::load(&abs)?;
+    Ok(Some(abs.display().to_string()))
+}
+
+fn config(args: ConfigArgs) -> ExitCode {
+    use crate::clientconfig::{merge, update_file, Client, Entry, JsonFormat};
+    let uris = match config_uris(&args) {
+        Ok(u) => u,
         Err(e) => return usage_error(&e),
     };
-    if let Err(e) = crate::teleport::uri::check_set(uris.iter()) {
-        return usage_error(&e);
-    }
     let command = match std::env::current_exe().and_then(|p| p.canonicalize()) {
         Ok(p) => p.display().to_string(),
         Err(e) => return usage_error(&format!("cannot find the sqlguard executable: {e}")),
@@ -498,20 +523,9 @@ fn config(args: ConfigArgs) -> ExitCode {
         JsonFormatArg::Auto => JsonFormat::Auto,
         JsonFormatArg::None => JsonFormat::None,
     };
-    let config = match &args.config {
-        None => None,
-        Some(p) => match p.canonicalize() {
-            Ok(abs) => match crate::config::Config::load(&abs) {
-                Ok(_) => Some(abs.display().to_string()),
-                Err(e) => return usage_error(&e),
-            },
-            Err(e) => {
-                return usage_error(&format!(
-                    "cannot find the configuration {}: {e}",
-                    p.display()
-                ))
-            }
-        },
+    let config = match server_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
     };
     let Some(target) = args.client_config else {
         let entry = Entry {

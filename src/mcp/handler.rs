@@ -179,6 +179,32 @@ fn exec_message(e: &ExecError) -> String {
     }
 }
 
+/// The functions of `snapshot` not built into PostgreSQL that `can_run` lets the caller call
+/// (each overload once).
+fn callable_functions(
+    snapshot: &crate::analysis::snapshot::Snapshot,
+    can_run: impl Fn(&str) -> bool,
+) -> Vec<Value> {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut functions: Vec<Value> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for f in &snapshot.functions {
+        if f.source == crate::analysis::FunctionSource::Builtin
+            || f.kind == "procedure"
+            || !seen.insert((f.schema.as_str(), f.name.as_str(), f.arguments.as_str()))
+        {
+            continue;
+        }
+        if can_run(&format!("SELECT {}.{}()", quote(&f.schema), quote(&f.name))) {
+            functions.push(json!({
+                "schema": f.schema, "name": f.name, "arguments": f.arguments,
+                "kind": f.kind, "volatility": f.volatility, "extension": f.extension,
+            }));
+        }
+    }
+    functions
+}
+
 /// The tool's JSON for a result, with a `note` when a limit cut it.
 fn response_json(result: &crate::execution::QueryResult, limits: &RunLimits) -> Value {
     let mut v = result_json(result);
@@ -722,25 +748,9 @@ impl Sqlguard {
             "relations": relations,
         });
         if let Some(snapshot) = opts.snapshot() {
-            let mut functions: Vec<Value> = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for f in &snapshot.functions {
-                if f.source == crate::analysis::FunctionSource::Builtin
-                    || f.kind == "procedure"
-                    || !seen.insert((f.schema.as_str(), f.name.as_str(), f.arguments.as_str()))
-                {
-                    continue;
-                }
-                if can_run(&format!("SELECT {}.{}()", quote(&f.schema), quote(&f.name))) {
-                    functions.push(json!({
-                        "schema": f.schema, "name": f.name, "arguments": f.arguments,
-                        "kind": f.kind, "volatility": f.volatility, "extension": f.extension,
-                    }));
-                }
-            }
             out["server_version"] = json!(snapshot.server.version);
             out["extensions"] = json!(snapshot.extensions);
-            out["functions"] = json!(functions);
+            out["functions"] = json!(callable_functions(snapshot, can_run));
         }
         Ok(out)
     }
