@@ -210,40 +210,52 @@ fn test(
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         }
-        TestFormat::Text => {
-            for r in results.iter().filter(|r| !r.passed) {
-                if r.package == testing::CASES {
-                    println!("FAIL case {}: {}", r.name, r.detail);
-                } else {
-                    println!(
-                        "FAIL data.{}.{} ({}): {}",
-                        r.package, r.name, r.file, r.detail
-                    );
-                }
-            }
-            if coverage {
-                for u in &uncovered {
-                    if u.lines.is_empty() {
-                        println!("coverage: {} fully covered", u.path);
-                    } else {
-                        let lines: Vec<String> = u.lines.iter().map(u32::to_string).collect();
-                        println!(
-                            "coverage: {} lines not covered: {}",
-                            u.path,
-                            lines.join(", ")
-                        );
-                    }
-                }
-            }
-            if results.is_empty() && filter.is_some() {
-                println!("no test matches --run");
-            }
-            println!("{} passed, {} failed", results.len() - failed, failed);
-        }
+        TestFormat::Text => print_text(
+            &results,
+            coverage.then_some(&uncovered[..]),
+            filter.is_some(),
+        ),
     }
     if failed == 0 && !results.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `policy test`'s report for people: the failures, the lines no test evaluated, the totals.
+fn print_text(
+    results: &[testing::TestResult],
+    uncovered: Option<&[testing::Uncovered]>,
+    filtered: bool,
+) {
+    for r in results.iter().filter(|r| !r.passed) {
+        if r.package == testing::CASES {
+            println!("FAIL case {}: {}", r.name, r.detail);
+        } else {
+            println!(
+                "FAIL data.{}.{} ({}): {}",
+                r.package, r.name, r.file, r.detail
+            );
+        }
+    }
+    if let Some(uncovered) = uncovered {
+        for u in uncovered {
+            if u.lines.is_empty() {
+                println!("coverage: {} fully covered", u.path);
+            } else {
+                let lines: Vec<String> = u.lines.iter().map(u32::to_string).collect();
+                println!(
+                    "coverage: {} lines not covered: {}",
+                    u.path,
+                    lines.join(", ")
+                );
+            }
+        }
+    }
+    if results.is_empty() && filtered {
+        println!("no test matches --run");
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    println!("{} passed, {} failed", results.len() - failed, failed);
 }

@@ -221,11 +221,28 @@ pub async fn tour(exe: &Path) -> Result<(), String> {
         yaml.lines().map(|l| format!("  {l}\n")).collect::<String>()
     );
 
+    allowed_tour(&client).await?;
+    refused_tour(&client).await?;
+    let _ = client.cancel().await;
+    let audit = demo.dir.join("audit.jsonl");
+    match crate::audit::verify(&audit, None) {
+        Ok(n) => println!("Every call above is in the hash-chained audit log: {n} records, chain intact (`sqlguard audit verify FILE`).\n"),
+        Err(e) => return Err(format!("the demo's audit log does not verify: {e}")),
+    }
+    audit_tour(&audit)?;
+    print_client_setup(exe);
+    println!("\nDemo finished: the PostgreSQL cluster is being removed.");
+    Ok(())
+}
+
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// The demo's reads, each with its first rows.
+async fn allowed_tour(client: &Client) -> Result<(), String> {
     let query = |sql: &'static str| {
         let args = serde_json::json!({"database": DEMO_RESOURCE, "query": sql});
         let params = CallToolRequestParams::new("teleport_postgres_query")
             .with_arguments(args.as_object().cloned().unwrap_or_default());
-        let client = &client;
         async move { client.call_tool(params).await.map_err(|e| e.to_string()) }
     };
     println!("== Allowed: reads run, inside a READ ONLY transaction that is rolled back ==\n");
@@ -253,6 +270,17 @@ pub async fn tour(exe: &Path) -> Result<(), String> {
         }
         println!();
     }
+    Ok(())
+}
+
+/// The demo's refusals, each with the reasons the agent sees.
+async fn refused_tour(client: &Client) -> Result<(), String> {
+    let query = |sql: &'static str| {
+        let args = serde_json::json!({"database": DEMO_RESOURCE, "query": sql});
+        let params = CallToolRequestParams::new("teleport_postgres_query")
+            .with_arguments(args.as_object().cloned().unwrap_or_default());
+        async move { client.call_tool(params).await.map_err(|e| e.to_string()) }
+    };
     println!("== Refused: each with the reason the agent sees ==\n");
     for (what, sql) in DENIED {
         let r = query(sql).await?;
@@ -272,13 +300,11 @@ pub async fn tour(exe: &Path) -> Result<(), String> {
         }
         println!();
     }
-    let _ = client.cancel().await;
-    let audit = demo.dir.join("audit.jsonl");
-    match crate::audit::verify(&audit, None) {
-        Ok(n) => println!("Every call above is in the hash-chained audit log: {n} records, chain intact (`sqlguard audit verify FILE`).\n"),
-        Err(e) => return Err(format!("the demo's audit log does not verify: {e}")),
-    }
-    audit_tour(&audit)?;
+    Ok(())
+}
+
+/// How to use the demo, and then one's own databases, from an MCP client.
+fn print_client_setup(exe: &Path) {
     println!("== Use it from an MCP client ==\n");
     println!(
         "Keep this demo database running and serve it on stdio:\n  {} demo --serve\n",
@@ -292,8 +318,6 @@ pub async fn tour(exe: &Path) -> Result<(), String> {
     );
     println!("\nFor your own databases behind Teleport, replace `tsh mcp db start` with `sqlguard serve` (same URIs):");
     println!("  {} serve \"{DEMO_URI}\"", exe.display());
-    println!("\nDemo finished: the PostgreSQL cluster is being removed.");
-    Ok(())
 }
 
 /// `sqlguard demo --serve`: the demo database, served on stdio until the client leaves.
