@@ -130,44 +130,10 @@ fn uri_of(arg: &Value) -> Option<DatabaseUri> {
     arg.as_str().and_then(|s| DatabaseUri::parse(s).ok())
 }
 
-/// Merges `entry` into the configuration document `doc` under `servers_key`.
-pub fn merge(doc: Value, servers_key: &str, entry: &Entry) -> Result<Value, String> {
-    let mut doc = match doc {
-        Value::Object(m) => m,
-        Value::Null => Map::new(),
-        other => {
-            return Err(format!(
-                "the file holds {}, not a JSON object",
-                kind(&other)
-            ))
-        }
-    };
-    let servers = doc
-        .entry(servers_key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(servers) = servers else {
-        return Err(format!("\"{servers_key}\" is not a JSON object"));
-    };
-    let existing = servers.get(&entry.name).cloned();
-    let mut server = match existing {
-        Some(Value::Object(m)) => m,
-        Some(other) => {
-            return Err(format!(
-                "\"{servers_key}.{}\" holds {}, not an object",
-                entry.name,
-                kind(&other)
-            ))
-        }
-        None => Map::new(),
-    };
-    // Keep the databases already served, replacing the same database, appending new ones;
-    // keep other arguments of a sqlguard entry (say `--config FILE`). tsh's own
-    // `mcp db start` arguments go with tsh.
-    let old_args: Vec<Value> = server
-        .get("args")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+/// The entry's new arguments: `serve`, the extra arguments of a sqlguard entry kept (its
+/// `--config` replaced by the entry's), then the databases already served (the same database
+/// replaced, new ones appended). tsh's own `mcp db start` arguments go with tsh.
+fn merged_args(old_args: &[Value], entry: &Entry) -> Vec<Value> {
     let mut uris: Vec<DatabaseUri> = old_args.iter().filter_map(uri_of).collect();
     let mut extra: Vec<Value> = Vec::new();
     let rest = old_args.iter().filter(|a| uri_of(a).is_none());
@@ -201,6 +167,45 @@ pub fn merge(doc: Value, servers_key: &str, entry: &Entry) -> Result<Value, Stri
     let mut args = vec![Value::from("serve")];
     args.extend(extra);
     args.extend(uris.iter().map(|u| Value::from(u.to_string())));
+    args
+}
+
+/// Merges `entry` into the configuration document `doc` under `servers_key`.
+pub fn merge(doc: Value, servers_key: &str, entry: &Entry) -> Result<Value, String> {
+    let mut doc = match doc {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        other => {
+            return Err(format!(
+                "the file holds {}, not a JSON object",
+                kind(&other)
+            ))
+        }
+    };
+    let servers = doc
+        .entry(servers_key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(servers) = servers else {
+        return Err(format!("\"{servers_key}\" is not a JSON object"));
+    };
+    let existing = servers.get(&entry.name).cloned();
+    let mut server = match existing {
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(format!(
+                "\"{servers_key}.{}\" holds {}, not an object",
+                entry.name,
+                kind(&other)
+            ))
+        }
+        None => Map::new(),
+    };
+    let old_args: Vec<Value> = server
+        .get("args")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let args = merged_args(&old_args, entry);
     if entry.vscode && !server.contains_key("type") {
         server.insert("type".into(), Value::from("stdio"));
     }

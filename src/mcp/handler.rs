@@ -129,6 +129,39 @@ fn schema_uri(d: &ServedDatabase) -> String {
 }
 
 /// A PostgreSQL error with every field, for the agent.
+/// The `outcome` record of an allowed call: its final verdict (and the plan rules that
+/// refused), timings; rows and errors are filled in by the caller.
+fn outcome_of(
+    record: &CallRecord,
+    r: &Result<crate::execution::QueryResult, String>,
+    plan_record: Option<PlanRecord>,
+    run_started: Instant,
+    started: Instant,
+) -> OutcomeRecord {
+    let (final_verdict, plan_rules) = match (&r, &plan_record) {
+        (Ok(_), _) => (verdict::ALLOWED, Vec::new()),
+        (Err(_), Some(p)) if !p.allow => (verdict::DENIED_BY_PLAN, rule_names(&p.reasons)),
+        (Err(_), _) => (verdict::FAILED, Vec::new()),
+    };
+    OutcomeRecord {
+        time: now_rfc3339(),
+        event: "outcome",
+        decision_id: record.decision_id.clone(),
+        session_id: record.session.session_id.clone(),
+        verdict: final_verdict,
+        rules: plan_rules,
+        rows: None,
+        truncated: None,
+        error: None,
+        plan: plan_record,
+        timings: Timings {
+            execution_us: Some(run_started.elapsed().as_micros() as u64),
+            total_us: Some(started.elapsed().as_micros() as u64),
+            ..Timings::default()
+        },
+    }
+}
+
 /// The `rule` of every reason, in order.
 fn rule_names(reasons: &Value) -> Vec<String> {
     reasons
@@ -427,28 +460,7 @@ impl Sqlguard {
         let run_started = Instant::now();
         let limits = allowed.limits;
         let (r, plan_record) = self.run(&allowed, sql, &policy, &identity).await;
-        let (final_verdict, plan_rules) = match (&r, &plan_record) {
-            (Ok(_), _) => (verdict::ALLOWED, Vec::new()),
-            (Err(_), Some(p)) if !p.allow => (verdict::DENIED_BY_PLAN, rule_names(&p.reasons)),
-            (Err(_), _) => (verdict::FAILED, Vec::new()),
-        };
-        let mut outcome = OutcomeRecord {
-            time: now_rfc3339(),
-            event: "outcome",
-            decision_id: record.decision_id.clone(),
-            session_id: record.session.session_id.clone(),
-            verdict: final_verdict,
-            rules: plan_rules,
-            rows: None,
-            truncated: None,
-            error: None,
-            plan: plan_record,
-            timings: Timings {
-                execution_us: Some(run_started.elapsed().as_micros() as u64),
-                total_us: Some(started.elapsed().as_micros() as u64),
-                ..Timings::default()
-            },
-        };
+        let mut outcome = outcome_of(&record, &r, plan_record, run_started, started);
         let response = match r {
             Ok(result) => {
                 outcome.rows = Some(result.rows.as_ref().map_or(0, Vec::len));
@@ -573,6 +585,26 @@ impl Sqlguard {
         }
     }
 
+    /// Analyzes and decides `sql` on `db` against its catalog, reading the catalog again when
+    /// the query names something it lacks (an extension created while serving).
+    async fn check_on(
+        &self,
+        db: &ServedDatabase,
+        sql: &str,
+        policy: &crate::policy::Policy,
+        identity: &crate::policy::Identity,
+    ) -> crate::policy::Checked {
+        let opts = db.analysis(&self.state.analysis).await;
+        db.lint(&opts, policy);
+        let checked = policy.check(sql, &opts, Some(&db.context), identity, TOOL_QUERY);
+        if let (Ok(facts), Some(live)) = (&checked.facts, &db.catalog) {
+            if let Some(fresh) = live.refresh_for(facts, db.backend.ready().ok()).await {
+                return policy.check(sql, &fresh, Some(&db.context), identity, TOOL_QUERY);
+            }
+        }
+        checked
+    }
+
     /// Resolves the database and decides: the pool and limits to run with, or the message
     /// for the agent. Fills the decision part of `record`.
     async fn decide<'s>(
@@ -601,16 +633,7 @@ impl Sqlguard {
                 format!("the query is {} bytes, over this server's limit of {} bytes: send a shorter query", sql.len(), state.max_query_bytes),
             );
         }
-        let opts = db.analysis(&state.analysis).await;
-        db.lint(&opts, policy);
-        let mut checked = policy.check(sql, &opts, Some(&db.context), identity, TOOL_QUERY);
-        // A name the snapshot lacks may have been created since it was read (an extension
-        // created while serving): read the catalog again and decide on the new one.
-        if let (Ok(facts), Some(live)) = (&checked.facts, &db.catalog) {
-            if let Some(fresh) = live.refresh_for(facts, db.backend.ready().ok()).await {
-                checked = policy.check(sql, &fresh, Some(&db.context), identity, TOOL_QUERY);
-            }
-        }
+        let checked = self.check_on(db, sql, policy, identity).await;
         record.timings.analysis_us = Some(checked.analysis_us);
         record.timings.policy_us = Some(checked.policy_us);
         record.timings.cached = checked.cached;

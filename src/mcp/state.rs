@@ -253,6 +253,18 @@ impl CallerIdentity {
     }
 }
 
+/// The configured bundle, loaded and prepared.
+fn load_policy(
+    config: &Config,
+    evaluator: crate::policy::Evaluator,
+    cache_entries: usize,
+) -> Result<Policy, String> {
+    let mut bundle = Bundle::load(&config.policy, &config.data).map_err(|e| e.to_string())?;
+    bundle.evaluator = evaluator;
+    Policy::with_cache(bundle, cache_entries)
+        .map_err(|e| format!("the policy bundle does not load: {e}"))
+}
+
 /// The connection pool's options, from the configuration or their defaults.
 fn pool_options(config: &Config) -> PoolOptions {
     let defaults = PoolOptions::default();
@@ -345,14 +357,11 @@ impl State {
     pub async fn build(opts: &ServeOptions) -> Result<Arc<State>, String> {
         let config = opts.load_config()?;
         let specs = config.database_specs(&opts.uris)?;
-        let mut bundle = Bundle::load(&config.policy, &config.data).map_err(|e| e.to_string())?;
         let evaluator = config.evaluator.unwrap_or_default();
-        bundle.evaluator = evaluator;
         let cache_entries = config
             .decision_cache_entries
             .unwrap_or(crate::policy::DEFAULT_CACHE_ENTRIES);
-        let policy = Policy::with_cache(bundle, cache_entries)
-            .map_err(|e| format!("the policy bundle does not load: {e}"))?;
+        let policy = load_policy(&config, evaluator, cache_entries)?;
         let search_path = config.search_path.clone().unwrap_or_else(|| {
             crate::analysis::DEFAULT_SEARCH_PATH
                 .iter()
