@@ -385,59 +385,7 @@ impl Connection {
                         .map_err(proto)?;
                     conn.flush().await?;
                 }
-                Message::AuthenticationSasl(body) => {
-                    let mut mechs = body.mechanisms();
-                    let mut scram = false;
-                    while let Some(m) = mechs.next().map_err(proto)? {
-                        scram |= m == sasl::SCRAM_SHA_256;
-                    }
-                    if !scram {
-                        return Err(ExecError::Protocol(
-                            "the server offers no SASL mechanism sqlguard supports (SCRAM-SHA-256)"
-                                .into(),
-                        ));
-                    }
-                    let mut client = sasl::ScramSha256::new(
-                        need_password()?.as_bytes(),
-                        sasl::ChannelBinding::unsupported(),
-                    );
-                    frontend::sasl_initial_response(
-                        sasl::SCRAM_SHA_256,
-                        client.message(),
-                        &mut conn.write_buf,
-                    )
-                    .map_err(proto)?;
-                    conn.flush().await?;
-                    match conn.read().await? {
-                        Message::AuthenticationSaslContinue(b) => {
-                            client.update(b.data()).map_err(proto)?
-                        }
-                        Message::ErrorResponse(e) => {
-                            return Err(ExecError::Postgres(Box::new(pg_error(e.fields()))))
-                        }
-                        _ => {
-                            return Err(ExecError::Protocol(
-                                "unexpected message during SCRAM".into(),
-                            ))
-                        }
-                    }
-                    frontend::sasl_response(client.message(), &mut conn.write_buf)
-                        .map_err(proto)?;
-                    conn.flush().await?;
-                    match conn.read().await? {
-                        Message::AuthenticationSaslFinal(b) => {
-                            client.finish(b.data()).map_err(proto)?
-                        }
-                        Message::ErrorResponse(e) => {
-                            return Err(ExecError::Postgres(Box::new(pg_error(e.fields()))))
-                        }
-                        _ => {
-                            return Err(ExecError::Protocol(
-                                "unexpected message during SCRAM".into(),
-                            ))
-                        }
-                    }
-                }
+                Message::AuthenticationSasl(body) => conn.scram(&body, need_password()?).await?,
                 Message::ErrorResponse(e) => {
                     return Err(ExecError::Postgres(Box::new(pg_error(e.fields()))))
                 }
@@ -447,11 +395,66 @@ impl Connection {
                 )),
             }
         }
+        conn.await_ready().await?;
+        Ok(conn)
+    }
+
+    /// SCRAM-SHA-256 authentication, the server having offered SASL.
+    async fn scram(
+        &mut self,
+        body: &postgres_protocol::message::backend::AuthenticationSaslBody,
+        password: &str,
+    ) -> Result<(), ExecError> {
+        let mut mechs = body.mechanisms();
+        let mut scram = false;
+        while let Some(m) = mechs.next().map_err(proto)? {
+            scram |= m == sasl::SCRAM_SHA_256;
+        }
+        if !scram {
+            return Err(ExecError::Protocol(
+                "the server offers no SASL mechanism sqlguard supports (SCRAM-SHA-256)".into(),
+            ));
+        }
+        let mut client =
+            sasl::ScramSha256::new(password.as_bytes(), sasl::ChannelBinding::unsupported());
+        frontend::sasl_initial_response(sasl::SCRAM_SHA_256, client.message(), &mut self.write_buf)
+            .map_err(proto)?;
+        self.flush().await?;
+        match self.read().await? {
+            Message::AuthenticationSaslContinue(b) => client.update(b.data()).map_err(proto)?,
+            Message::ErrorResponse(e) => {
+                return Err(ExecError::Postgres(Box::new(pg_error(e.fields()))))
+            }
+            _ => {
+                return Err(ExecError::Protocol(
+                    "unexpected message during SCRAM".into(),
+                ))
+            }
+        }
+        frontend::sasl_response(client.message(), &mut self.write_buf).map_err(proto)?;
+        self.flush().await?;
+        match self.read().await? {
+            Message::AuthenticationSaslFinal(b) => client.finish(b.data()).map_err(proto)?,
+            Message::ErrorResponse(e) => {
+                return Err(ExecError::Postgres(Box::new(pg_error(e.fields()))))
+            }
+            _ => {
+                return Err(ExecError::Protocol(
+                    "unexpected message during SCRAM".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// After authentication: the backend's key and parameters, until it is ready; refused
+    /// unless it lexes strings as the analysis does.
+    async fn await_ready(&mut self) -> Result<(), ExecError> {
         loop {
-            match conn.read().await? {
+            match self.read().await? {
                 Message::ReadyForQuery(_) => break,
                 Message::BackendKeyData(k) => {
-                    conn.backend_key = Some((k.process_id(), k.secret_key()))
+                    self.backend_key = Some((k.process_id(), k.secret_key()))
                 }
                 Message::ErrorResponse(e) => {
                     return Err(ExecError::Postgres(Box::new(pg_error(e.fields()))))
@@ -461,7 +464,7 @@ impl Connection {
         }
         // The analysis parses with standard_conforming_strings on; a server that lexes
         // differently could read a string literal another way (threat model, class 14).
-        if conn
+        if self
             .parameters
             .get("standard_conforming_strings")
             .map(String::as_str)
@@ -471,7 +474,7 @@ impl Connection {
                 "the server does not run with standard_conforming_strings=on, so its lexer could disagree with sqlguard's: the connection is refused".into(),
             ));
         }
-        Ok(conn)
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), ExecError> {
