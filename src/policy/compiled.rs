@@ -114,6 +114,32 @@ pub const AGREEMENT_SQL: &[&str] = &[
     "SELECT xmin, ctid FROM t",
 ];
 
+/// The callers and databases the two evaluators are compared in: nobody on no database, and
+/// a user with roles and traits on a labelled one.
+fn agreement_contexts() -> ([Identity; 2], [DatabaseContext; 2]) {
+    let people = [
+        Identity::default(),
+        Identity {
+            user: "alice@example.com".into(),
+            roles: vec!["analyst".into(), "access".into()],
+            traits: [("team".to_string(), vec!["data".to_string()])].into(),
+            ..Default::default()
+        },
+    ];
+    let databases = [
+        DatabaseContext::default(),
+        DatabaseContext {
+            uri: "teleport://clusters/c/databases/prod".into(),
+            cluster: "c".into(),
+            name: "prod".into(),
+            db_name: "app".into(),
+            db_user: "reader".into(),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+        },
+    ];
+    (people, databases)
+}
+
 impl Compiled {
     /// Compiles `engine`'s bundle (prepared, holding `data`) and proves it decides as the
     /// interpreter on [`AGREEMENT_SQL`]. An error says why the interpreter must decide.
@@ -209,57 +235,49 @@ impl Compiled {
         Ok((vm, self.decision.clone()))
     }
 
+    /// One rule for one input, by both evaluators: equal results (or both errors) agree.
+    fn compare(
+        &self,
+        engine: &regorus::Engine,
+        rule: &str,
+        input: &PolicyInput<'_>,
+        what: &str,
+    ) -> Result<(), String> {
+        let value = super::to_policy_value(input).map_err(|e| e.to_string())?;
+        let mut reference = engine.clone();
+        reference.set_input(value.clone());
+        let expected = reference
+            .eval_rule(rule.to_string())
+            .map_err(|e| e.to_string());
+        let got = self.eval(rule, value);
+        let same = match (&expected, &got) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(_), Err(_)) => true,
+            _ => false,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(format!(
+                "the compiled bundle decides {what} differently from the interpreter \
+                 (interpreter: {}, compiled: {})",
+                shown(&expected),
+                shown(&got)
+            ))
+        }
+    }
+
     /// Both evaluators on [`AGREEMENT_SQL`] in four contexts (and the plan decision on a few
     /// plans): the first difference is the error.
     fn agrees_with(&self, engine: &regorus::Engine) -> Result<(), String> {
-        let people = [
-            Identity::default(),
-            Identity {
-                user: "alice@example.com".into(),
-                roles: vec!["analyst".into(), "access".into()],
-                traits: [("team".to_string(), vec!["data".to_string()])].into(),
-                ..Default::default()
-            },
-        ];
-        let databases = [
-            DatabaseContext::default(),
-            DatabaseContext {
-                uri: "teleport://clusters/c/databases/prod".into(),
-                cluster: "c".into(),
-                name: "prod".into(),
-                db_name: "app".into(),
-                db_user: "reader".into(),
-                labels: [("env".to_string(), "prod".to_string())].into(),
-            },
-        ];
+        let (people, databases) = agreement_contexts();
         let plans = if self.plan.is_some() {
             agreement_plans()
         } else {
             Vec::new()
         };
-        let compare = |rule: &str, input: &PolicyInput<'_>, what: &str| -> Result<(), String> {
-            let value = super::to_policy_value(input).map_err(|e| e.to_string())?;
-            let mut reference = engine.clone();
-            reference.set_input(value.clone());
-            let expected = reference
-                .eval_rule(rule.to_string())
-                .map_err(|e| e.to_string());
-            let got = self.eval(rule, value);
-            let same = match (&expected, &got) {
-                (Ok(a), Ok(b)) => a == b,
-                (Err(_), Err(_)) => true,
-                _ => false,
-            };
-            if same {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the compiled bundle decides {what} differently from the interpreter \
-                     (interpreter: {}, compiled: {})",
-                    shown(&expected),
-                    shown(&got)
-                ))
-            }
+        let compare = |rule: &str, input: &PolicyInput<'_>, what: &str| {
+            self.compare(engine, rule, input, what)
         };
         // Each text is analyzed once; the four contexts are judged on as many threads as the
         // machine has cores (the interpreter's ~300 µs per call is most of a CLI start-up).
