@@ -133,26 +133,8 @@ impl Tunnel {
         if let Ok(mut s) = self.stderr.lock() {
             s.clear();
         }
-        if let Some(mut err) = child.stderr.take() {
-            let buf = self.stderr.clone();
-            tokio::spawn(async move {
-                let mut chunk = [0u8; 1024];
-                while let Ok(n) = err.read(&mut chunk).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut s) = buf.lock() {
-                        s.push_str(&String::from_utf8_lossy(&chunk[..n]));
-                        if s.len() > STDERR_KEEP {
-                            let cut = s.len() - STDERR_KEEP;
-                            let cut = (cut..s.len())
-                                .find(|i| s.is_char_boundary(*i))
-                                .unwrap_or(s.len());
-                            s.drain(..cut);
-                        }
-                    }
-                }
-            });
+        if let Some(err) = child.stderr.take() {
+            keep_stderr(err, self.stderr.clone());
         }
         // tsh prints "Started authenticated tunnel … on 127.0.0.1:<port>." once it listens:
         // that line is the readiness signal and names the port (no probe connection, which
@@ -249,6 +231,31 @@ fn ready_port(line: &str) -> Option<u16> {
     }
     let addr = line.trim_end().trim_end_matches('.').rsplit(' ').next()?;
     addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Keeps the last [`STDERR_KEEP`] bytes tsh writes to stderr in `buf`, for error messages.
+fn keep_stderr(
+    mut err: tokio::process::ChildStderr,
+    buf: std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = err.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = buf.lock() {
+                s.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                if s.len() > STDERR_KEEP {
+                    let cut = s.len() - STDERR_KEEP;
+                    let cut = (cut..s.len())
+                        .find(|i| s.is_char_boundary(*i))
+                        .unwrap_or(s.len());
+                    s.drain(..cut);
+                }
+            }
+        }
+    });
 }
 
 #[cfg(test)]
