@@ -244,6 +244,38 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.fields("RangeVar", body, READ, &["relname", "schemaname", "alias"]);
     }
 
+    /// The schemas an unqualified relation name may resolve to, through the pinned
+    /// `search_path` (a system schema that holds it ends the list), and whether it is a
+    /// system relation. Creating resolves to the path's first schema.
+    fn candidate_schemas(
+        &self,
+        name: &str,
+        access: Access,
+        system: impl Fn(&str, &str) -> bool,
+    ) -> (Vec<String>, bool) {
+        let mut candidates = Vec::new();
+        let mut builtin = false;
+        for s in self.opts.effective_search_path() {
+            if is_system_schema(s) {
+                if system(s, name) {
+                    candidates.push(s.to_string());
+                    builtin = true;
+                    break;
+                }
+            } else {
+                candidates.push(s.to_string());
+            }
+        }
+        if candidates.is_empty() {
+            candidates.push(self.opts.first_schema().to_string());
+        }
+        if access == Access::Create {
+            candidates.truncate(1);
+            builtin = false;
+        }
+        (candidates, builtin)
+    }
+
     /// Resolves a relation name through `search_path` (threat model, class 11). A schema
     /// before `pg_catalog` could hold a same-named table, so every schema the name could
     /// resolve to is listed in `candidates`.
@@ -268,27 +300,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                 (s.clone(), vec![s], builtin, true)
             }
             None => {
-                let mut candidates = Vec::new();
-                let mut builtin = false;
-                for s in self.opts.effective_search_path() {
-                    if is_system_schema(s) {
-                        if system(s, &name) {
-                            candidates.push(s.to_string());
-                            builtin = true;
-                            break;
-                        }
-                    } else {
-                        candidates.push(s.to_string());
-                    }
-                }
-                if candidates.is_empty() {
-                    candidates.push(self.opts.first_schema().to_string());
-                }
-                // Creating resolves to the first schema of the path, not to pg_catalog.
-                if access == Access::Create {
-                    candidates.truncate(1);
-                    builtin = false;
-                }
+                let (candidates, builtin) = self.candidate_schemas(&name, access, system);
                 (candidates[0].clone(), candidates, builtin, false)
             }
         };
