@@ -359,6 +359,82 @@ struct Frame<'a> {
     key: Option<&'a str>,
 }
 
+/// An object's key and its `:`. libpg_query's keys are field names: an escaped one is not
+/// its output.
+fn read_key<'a>(text: &'a str, pos: &mut usize) -> Result<&'a str, JsonError> {
+    let bytes = text.as_bytes();
+    let err = |offset, what| Err(JsonError { offset, what });
+    if bytes.get(*pos) != Some(&b'"') {
+        return err(*pos, "expected an object key");
+    }
+    let Cow::Borrowed(key) = read_string(text, pos)? else {
+        return err(*pos, "an escaped object key");
+    };
+    skip_ws(bytes, pos);
+    if bytes.get(*pos) != Some(&b':') {
+        return err(*pos, "expected ':'");
+    }
+    *pos += 1;
+    Ok(key)
+}
+
+/// A string, `true`, `false`, `null` or a number at `pos`.
+fn scalar(text: &str, pos: &mut usize, unescaped: &mut String) -> Result<Node, JsonError> {
+    let bytes = text.as_bytes();
+    let node = |tag, len: usize, val: usize| Node {
+        tag,
+        len: len as u32,
+        val: val as u64,
+    };
+    Ok(match bytes.get(*pos) {
+        Some(b'"') => match read_string(text, pos)? {
+            Cow::Borrowed(s) => {
+                let at = s.as_ptr() as usize - text.as_ptr() as usize;
+                node(STRING, s.len(), at)
+            }
+            Cow::Owned(s) => {
+                let n = node(UNESCAPED, s.len(), unescaped.len());
+                unescaped.push_str(&s);
+                n
+            }
+        },
+        Some(b't') if bytes[*pos..].starts_with(b"true") => {
+            *pos += 4;
+            node(TRUE, 0, 0)
+        }
+        Some(b'f') if bytes[*pos..].starts_with(b"false") => {
+            *pos += 5;
+            node(FALSE, 0, 0)
+        }
+        Some(b'n') if bytes[*pos..].starts_with(b"null") => {
+            *pos += 4;
+            node(NULL, 0, 0)
+        }
+        Some(c) if *c == b'-' || c.is_ascii_digit() => {
+            let start = *pos;
+            while *pos < bytes.len()
+                && matches!(bytes[*pos], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            {
+                *pos += 1;
+            }
+            match text[start..*pos].parse::<i64>() {
+                Ok(n) => Node {
+                    tag: INT,
+                    len: 0,
+                    val: n as u64,
+                },
+                Err(_) => node(NUMBER, *pos - start, start),
+            }
+        }
+        _ => {
+            return Err(JsonError {
+                offset: *pos,
+                what: "expected a value",
+            })
+        }
+    })
+}
+
 /// Parses `text` into a [`Tree`].
 pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
     let mut nodes: Vec<Node> = Vec::with_capacity(text.len() / 12 + 4);
@@ -384,19 +460,7 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
                     }
                     continue;
                 }
-                if bytes.get(pos) != Some(&b'"') {
-                    return err(pos, "expected an object key");
-                }
-                // libpg_query's keys are field names: an escaped one is not its output.
-                let Cow::Borrowed(key) = read_string(text, &mut pos)? else {
-                    return err(pos, "an escaped object key");
-                };
-                skip_ws(bytes, &mut pos);
-                if bytes.get(pos) != Some(&b':') {
-                    return err(pos, "expected ':'");
-                }
-                pos += 1;
-                frame.key = Some(key);
+                frame.key = Some(read_key(text, &mut pos)?);
                 skip_ws(bytes, &mut pos);
             } else if !frame.object && bytes.get(pos) == Some(&b']') {
                 pos += 1;
@@ -427,45 +491,7 @@ pub fn parse(text: &str) -> Result<Tree<'_>, JsonError> {
                 });
                 continue;
             }
-            Some(b'"') => match read_string(text, &mut pos)? {
-                Cow::Borrowed(s) => {
-                    let at = s.as_ptr() as usize - text.as_ptr() as usize;
-                    nodes.push(node(STRING, s.len(), at));
-                }
-                Cow::Owned(s) => {
-                    nodes.push(node(UNESCAPED, s.len(), unescaped.len()));
-                    unescaped.push_str(&s);
-                }
-            },
-            Some(b't') if bytes[pos..].starts_with(b"true") => {
-                pos += 4;
-                nodes.push(node(TRUE, 0, 0));
-            }
-            Some(b'f') if bytes[pos..].starts_with(b"false") => {
-                pos += 5;
-                nodes.push(node(FALSE, 0, 0));
-            }
-            Some(b'n') if bytes[pos..].starts_with(b"null") => {
-                pos += 4;
-                nodes.push(node(NULL, 0, 0));
-            }
-            Some(c) if *c == b'-' || c.is_ascii_digit() => {
-                let start = pos;
-                while pos < bytes.len()
-                    && matches!(bytes[pos], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
-                    pos += 1;
-                }
-                nodes.push(match text[start..pos].parse::<i64>() {
-                    Ok(n) => Node {
-                        tag: INT,
-                        len: 0,
-                        val: n as u64,
-                    },
-                    Err(_) => node(NUMBER, pos - start, start),
-                });
-            }
-            _ => return err(pos, "expected a value"),
+            _ => nodes.push(scalar(text, &mut pos, &mut unescaped)?),
         }
         push_member(&mut stack, &mut scratch, id);
         if !after_value(bytes, &mut pos, &mut stack)? {

@@ -333,6 +333,36 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
     }
 
+    /// `BETWEEN` runs `a >= x AND a <= y` (`NOT BETWEEN`: `a < x OR a > y`); `SYMMETRIC` also
+    /// with x and y swapped, so its bounds' types are not known.
+    fn between(&mut self, kind: &str, lexpr: Option<Id>, rexpr: Option<Id>) {
+        let snapshot = self.opts.snapshot().is_some();
+        let typed = |side: Option<Id>| side.filter(|_| snapshot).and_then(|e| self.operand_type(e));
+        let bounds: Vec<Id> = rexpr.map(|r| self.list_items(r)).unwrap_or_default();
+        let symmetric = kind.ends_with("_SYM");
+        let bound = |i: usize| {
+            if symmetric {
+                None
+            } else {
+                typed(bounds.get(i).copied())
+            }
+        };
+        let left = typed(lexpr);
+        let (low, high) = if kind.starts_with("AEXPR_NOT") {
+            ("<", ">")
+        } else {
+            (">=", "<=")
+        };
+        for (op, right) in [(low, bound(0)), (high, bound(1))] {
+            let operands = Operands {
+                prefix: false,
+                left,
+                right,
+            };
+            self.operator(&[op.to_string()], operands);
+        }
+    }
+
     pub(super) fn a_expr(&mut self, body: Id, ctx: Ctx) {
         // Every kind names its operator (`IN` and `BETWEEN` the comparisons they use, `LIKE`
         // `~~`), except the boolean connectives, which are not operators.
@@ -345,36 +375,10 @@ impl<'t, 'a> Walker<'t, 'a> {
             let typed =
                 |side: Option<Id>| side.filter(|_| snapshot).and_then(|e| self.operand_type(e));
             match kind {
-                // The grammar names these `BETWEEN`; PostgreSQL runs `a >= x AND a <= y`
-                // (NOT: `a < x OR a > y`); SYMMETRIC also with x and y swapped.
                 "AEXPR_BETWEEN"
                 | "AEXPR_NOT_BETWEEN"
                 | "AEXPR_BETWEEN_SYM"
-                | "AEXPR_NOT_BETWEEN_SYM" => {
-                    let bounds: Vec<Id> = rexpr.map(|r| self.list_items(r)).unwrap_or_default();
-                    let symmetric = kind.ends_with("_SYM");
-                    let bound = |i: usize| {
-                        if symmetric {
-                            None
-                        } else {
-                            typed(bounds.get(i).copied())
-                        }
-                    };
-                    let left = typed(lexpr);
-                    let (low, high) = if kind.starts_with("AEXPR_NOT") {
-                        ("<", ">")
-                    } else {
-                        (">=", "<=")
-                    };
-                    for (op, right) in [(low, bound(0)), (high, bound(1))] {
-                        let operands = Operands {
-                            prefix: false,
-                            left,
-                            right,
-                        };
-                        self.operator(&[op.to_string()], operands);
-                    }
-                }
+                | "AEXPR_NOT_BETWEEN_SYM" => self.between(kind, lexpr, rexpr),
                 _ => {
                     let names = self.name_list(list);
                     // `a op b`, `- b`, `a IS DISTINCT FROM b`, `NULLIF(a, b)`: one operator

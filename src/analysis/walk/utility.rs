@@ -88,6 +88,50 @@ impl<'t, 'a> Walker<'t, 'a> {
         }
     }
 
+    /// `SET TRANSACTION …` and `SET SESSION CHARACTERISTICS AS TRANSACTION …` (`DefElem`s):
+    /// each characteristic is a setting; switching to READ WRITE is a construct.
+    fn transaction_characteristics(
+        &mut self,
+        args: &[Id],
+        action: &str,
+        local: bool,
+        session: bool,
+    ) {
+        let mut read_only = None;
+        for a in args {
+            if let Some(("DefElem", d)) = wrapper(self.tree, *a) {
+                let opt = self.tree.get_str(d, "defname").unwrap_or("");
+                let val = self.tree.get(d, "arg").map(|v| self.def_value(v));
+                let setting = match opt {
+                    "transaction_read_only" => {
+                        read_only = val.as_deref().map(|v| v != "0" && v != "false");
+                        "transaction_read_only"
+                    }
+                    "transaction_isolation" => "transaction_isolation",
+                    "transaction_deferrable" => "transaction_deferrable",
+                    other => other,
+                };
+                let setting = if session {
+                    format!("default_{setting}")
+                } else {
+                    setting.to_string()
+                };
+                self.facts.settings.push(SettingAccess {
+                    name: Some(setting),
+                    action: action.into(),
+                    local,
+                    value: val,
+                });
+            }
+        }
+        if read_only == Some(false) {
+            self.construct(
+                "read_write_transaction",
+                "switches the transaction to READ WRITE",
+            );
+        }
+    }
+
     pub(super) fn variable_set(&mut self, body: Id) {
         let kind = self.tree.get_str(body, "kind").unwrap_or("");
         let name = self.tree.get_str(body, "name").map(str::to_lowercase);
@@ -107,39 +151,8 @@ impl<'t, 'a> Walker<'t, 'a> {
         match name.as_deref() {
             // SET TRANSACTION / SET SESSION CHARACTERISTICS AS TRANSACTION carry DefElems.
             Some("transaction") | Some("session characteristics") => {
-                let mut read_only = None;
-                for a in &args {
-                    if let Some(("DefElem", d)) = wrapper(self.tree, *a) {
-                        let opt = self.tree.get_str(d, "defname").unwrap_or("");
-                        let val = self.tree.get(d, "arg").map(|v| self.def_value(v));
-                        let setting = match opt {
-                            "transaction_read_only" => {
-                                read_only = val.as_deref().map(|v| v != "0" && v != "false");
-                                "transaction_read_only"
-                            }
-                            "transaction_isolation" => "transaction_isolation",
-                            "transaction_deferrable" => "transaction_deferrable",
-                            other => other,
-                        };
-                        let setting = if name.as_deref() == Some("session characteristics") {
-                            format!("default_{setting}")
-                        } else {
-                            setting.to_string()
-                        };
-                        self.facts.settings.push(SettingAccess {
-                            name: Some(setting),
-                            action: action.into(),
-                            local,
-                            value: val,
-                        });
-                    }
-                }
-                if read_only == Some(false) {
-                    self.construct(
-                        "read_write_transaction",
-                        "switches the transaction to READ WRITE",
-                    );
-                }
+                let session = name.as_deref() == Some("session characteristics");
+                self.transaction_characteristics(&args, action, local, session);
             }
             _ => {
                 let value = if args.is_empty() {
