@@ -17,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
         overwrite: data.len().is_multiple_of(2),
         vscode: false,
         env: Vec::new(),
+        config: data
+            .len()
+            .is_multiple_of(3)
+            .then(|| "/etc/sqlguard.toml".into()),
     };
     for key in ["mcpServers", "servers"] {
         if let Ok(out) = merge(doc.clone(), key, &entry) {
@@ -24,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
                 .as_array()
                 .expect("args");
             assert!(args.iter().any(|a| a.as_str() == Some(&uri.to_string())));
+            if let Some(config) = &entry.config {
+                assert!(args.iter().any(|a| a.as_str() == Some(config.as_str())));
+            }
             let text = render(&out, JsonFormat::Auto, true);
             assert_eq!(
                 serde_json::from_str::<serde_json::Value>(&text).unwrap(),

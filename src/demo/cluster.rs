@@ -96,18 +96,7 @@ impl LocalCluster {
     /// Creates, starts and watches a new cluster.
     pub fn start(opts: &ClusterOptions) -> Result<LocalCluster, String> {
         let bindir = bindir()?;
-        if is_root()
-            && Command::new("id")
-                .arg(PG_ACCOUNT)
-                .output()
-                .map(|o| !o.status.success())
-                .unwrap_or(true)
-        {
-            run(
-                Command::new("useradd").args(["--system", "--no-create-home", PG_ACCOUNT]),
-                "useradd postgres",
-            )?;
-        }
+        ensure_pg_account()?;
         let dir =
             std::env::temp_dir().join(format!("sqlguard-pg-{}-{}", std::process::id(), opts.tag));
         let _ = std::fs::remove_dir_all(&dir);
@@ -121,10 +110,31 @@ impl LocalCluster {
         };
         cluster.give(&dir)?;
         let _ = run(Command::new("chmod").arg("755").arg(&dir), "chmod");
-        let mut initdb = cluster.as_pg("initdb");
+        cluster.initdb(opts)?;
+        let mut conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+            cluster.port,
+            dir.display()
+        );
+        if let Some((cert, key)) = &opts.tls {
+            conf.push_str(&cluster.install_tls(cert, key)?);
+        }
+        let conf_file = dir.join("data/postgresql.auto.conf");
+        std::fs::write(&conf_file, conf)
+            .map_err(|e| format!("cannot write {}: {e}", conf_file.display()))?;
+        cluster.give(&conf_file)?;
+        cluster.watchdog()?;
+        cluster.pg_ctl_start()?;
+        Ok(cluster)
+    }
+
+    /// Runs `initdb` with trusted local access, the host authentication asked for and the
+    /// superuser's password when one is set.
+    fn initdb(&self, opts: &ClusterOptions) -> Result<(), String> {
+        let mut initdb = self.as_pg("initdb");
         initdb
             .arg("-D")
-            .arg(dir.join("data"))
+            .arg(self.dir.join("data"))
             .args([
                 "-U",
                 "postgres",
@@ -142,41 +152,33 @@ impl LocalCluster {
                 }
             ));
         if let Some(pw) = &opts.superuser_password {
-            let pwfile = dir.join("pwfile");
+            let pwfile = self.dir.join("pwfile");
             std::fs::write(&pwfile, format!("{pw}\n")).map_err(|e| e.to_string())?;
-            cluster.give(&pwfile)?;
+            self.give(&pwfile)?;
             initdb.arg(format!("--pwfile={}", pwfile.display()));
         }
-        run(&mut initdb, "initdb")?;
-        let mut conf = format!(
-            "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
-            cluster.port,
-            dir.display()
-        );
-        if let Some((cert, key)) = &opts.tls {
-            for (src, name) in [(cert, "server.crt"), (key, "server.key")] {
-                let dest = dir.join(name);
-                std::fs::copy(src, &dest)
-                    .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
-                cluster.give(&dest)?;
-            }
-            run(
-                Command::new("chmod").arg("600").arg(dir.join("server.key")),
-                "chmod",
-            )?;
-            conf.push_str(&format!(
-                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
-                dir.join("server.crt").display(),
-                dir.join("server.key").display()
-            ));
+        run(&mut initdb, "initdb").map(drop)
+    }
+
+    /// Copies the server certificate and key into the cluster directory; returns the
+    /// settings that turn TLS on.
+    fn install_tls(&self, cert: &Path, key: &Path) -> Result<String, String> {
+        for (src, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let dest = self.dir.join(name);
+            std::fs::copy(src, &dest).map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
+            self.give(&dest)?;
         }
-        let conf_file = dir.join("data/postgresql.auto.conf");
-        std::fs::write(&conf_file, conf)
-            .map_err(|e| format!("cannot write {}: {e}", conf_file.display()))?;
-        cluster.give(&conf_file)?;
-        cluster.watchdog()?;
-        cluster.pg_ctl_start()?;
-        Ok(cluster)
+        run(
+            Command::new("chmod")
+                .arg("600")
+                .arg(self.dir.join("server.key")),
+            "chmod",
+        )?;
+        Ok(format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            self.dir.join("server.crt").display(),
+            self.dir.join("server.key").display()
+        ))
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {
@@ -303,4 +305,21 @@ impl Drop for LocalCluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Creates the unprivileged account the cluster runs as, when running as root and it is missing
+/// (`initdb` and `postgres` refuse to run as root).
+fn ensure_pg_account() -> Result<(), String> {
+    let missing = Command::new("id")
+        .arg(PG_ACCOUNT)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true);
+    if is_root() && missing {
+        run(
+            Command::new("useradd").args(["--system", "--no-create-home", PG_ACCOUNT]),
+            "useradd postgres",
+        )?;
+    }
+    Ok(())
 }

@@ -124,6 +124,74 @@ fn database_yaml(d: &ServedDatabase) -> String {
     out
 }
 
+/// The catalog's relations and the columns the connection's role may read, in order.
+const SCHEMA_SQL: &str = "SELECT n.nspname AS table_schema, c.relname AS table_name, \
+                   CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view' \
+                        WHEN 'f' THEN 'foreign_table' ELSE 'partitioned_table' END AS table_type, \
+                   a.attname AS column_name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS data_type \
+                   FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                   WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') \
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+                     AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+                     AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT') \
+                   ORDER BY 1, 2, a.attnum";
+
+/// The relations and columns of the catalog rows (ordered by relation) that `can_run` lets
+/// the caller read: a relation when `SELECT 1 FROM it` is allowed, a column when selecting it
+/// is.
+fn readable_relations(
+    rows: impl IntoIterator<Item = serde_json::Map<String, Value>>,
+    can_run: &dyn Fn(&str) -> bool,
+) -> Vec<Value> {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut relations: Vec<Value> = Vec::new();
+    let mut current: Option<(String, String, bool)> = None;
+    for row in rows {
+        let s = row
+            .get("table_schema")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let t = row
+            .get("table_name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let col = row.get("column_name").and_then(Value::as_str).unwrap_or("");
+        if current
+            .as_ref()
+            .is_none_or(|(cs, ct, _)| *cs != s || *ct != t)
+        {
+            let readable = can_run(&format!("SELECT 1 FROM {}.{}", quote(&s), quote(&t)));
+            if readable {
+                relations.push(json!({
+                    "schema": s, "name": t,
+                    "kind": row.get("table_type").cloned().unwrap_or(Value::Null),
+                    "columns": [],
+                }));
+            }
+            current = Some((s.clone(), t.clone(), readable));
+        }
+        if current.as_ref().is_some_and(|c| c.2)
+            && can_run(&format!(
+                "SELECT {} FROM {}.{}",
+                quote(col),
+                quote(&s),
+                quote(&t)
+            ))
+        {
+            if let Some(Value::Array(cols)) =
+                relations.last_mut().and_then(|r| r.get_mut("columns"))
+            {
+                cols.push(json!({"name": col, "type": row.get("data_type").cloned().unwrap_or(Value::Null)}));
+            }
+        }
+    }
+    relations
+}
+
 fn schema_uri(d: &ServedDatabase) -> String {
     d.context.uri.replacen("teleport://", "sqlguard://", 1) + "/schema"
 }
@@ -686,18 +754,6 @@ impl Sqlguard {
     /// the non-built-in functions the policy lets it call.
     async fn schema(&self, d: &ServedDatabase) -> Result<Value, String> {
         let pool = d.backend.ready().map_err(str::to_string)?;
-        let sql = "SELECT n.nspname AS table_schema, c.relname AS table_name, \
-                   CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view' \
-                        WHEN 'f' THEN 'foreign_table' ELSE 'partitioned_table' END AS table_type, \
-                   a.attname AS column_name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS data_type \
-                   FROM pg_catalog.pg_class c \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-                   WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') \
-                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
-                     AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
-                     AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT') \
-                   ORDER BY 1, 2, a.attnum";
         let limits = RunLimits {
             max_rows: 20_000,
             max_result_bytes: 8 << 20,
@@ -705,7 +761,7 @@ impl Sqlguard {
             ..RunLimits::default()
         };
         let r = pool
-            .execute(sql, limits)
+            .execute(SCHEMA_SQL, limits)
             .await
             .map_err(|e| exec_message(&e))?;
         let policy = self.state.policy();
@@ -715,56 +771,13 @@ impl Sqlguard {
             .identity
             .clone()
             .map_or_else(|| self.state.identity.current(), Arc::new);
-        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         let can_run = |q: &str| {
             policy
                 .check(q, &opts, Some(&d.context), &identity, TOOL_QUERY)
                 .decision
                 .allow
         };
-        let mut relations: Vec<Value> = Vec::new();
-        let mut current: Option<(String, String, bool)> = None;
-        for row in r.rows.unwrap_or_default() {
-            let s = row
-                .get("table_schema")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let t = row
-                .get("table_name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let col = row.get("column_name").and_then(Value::as_str).unwrap_or("");
-            if current
-                .as_ref()
-                .is_none_or(|(cs, ct, _)| *cs != s || *ct != t)
-            {
-                let readable = can_run(&format!("SELECT 1 FROM {}.{}", quote(&s), quote(&t)));
-                if readable {
-                    relations.push(json!({
-                        "schema": s, "name": t,
-                        "kind": row.get("table_type").cloned().unwrap_or(Value::Null),
-                        "columns": [],
-                    }));
-                }
-                current = Some((s.clone(), t.clone(), readable));
-            }
-            if current.as_ref().is_some_and(|c| c.2)
-                && can_run(&format!(
-                    "SELECT {} FROM {}.{}",
-                    quote(col),
-                    quote(&s),
-                    quote(&t)
-                ))
-            {
-                if let Some(Value::Array(cols)) =
-                    relations.last_mut().and_then(|r| r.get_mut("columns"))
-                {
-                    cols.push(json!({"name": col, "type": row.get("data_type").cloned().unwrap_or(Value::Null)}));
-                }
-            }
-        }
+        let relations = readable_relations(r.rows.unwrap_or_default(), &can_run);
         let mut out = json!({
             "database": d.context.uri,
             "note": "Only the relations and columns the policy lets you read are listed. PostgreSQL's built-in functions may be called unless volatile or in a risk category; of the other functions, only those listed under `functions` may be called.",

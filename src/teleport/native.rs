@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use super::identity::read_cert;
+use super::profile::DbCredentials;
 use super::{DatabaseUri, Profile, TshHome};
 use crate::execution::{tls, BoxStream, Dial, ExecError};
 
@@ -51,6 +52,27 @@ pub fn tsh_db_login_hint(uri: &DatabaseUri) -> String {
     )
 }
 
+/// Native mode needs a proxy that routes by ALPN on its web port without a connection upgrade.
+fn check_routing(profile: &Profile) -> Result<(), ExecError> {
+    let unroutable = |why: &str| {
+        ExecError::Connect {
+        target: format!("Teleport proxy {}", profile.proxy_addr()),
+        reason: format!("{why}: use mode = \"tsh-tunnel\" (mode = \"auto\" does so by itself when tsh is installed)"),
+    }
+    };
+    if !profile.tls_routing_enabled {
+        return Err(unroutable(
+            "the proxy does not use TLS routing (tls_routing_enabled is not true in the tsh profile), which sqlguard's native mode needs",
+        ));
+    }
+    if profile.tls_routing_conn_upgrade_required {
+        return Err(unroutable(
+            "the proxy sits behind an L7 load balancer (tls_routing_conn_upgrade_required in the tsh profile), and sqlguard's native mode does not do the connection upgrade yet",
+        ));
+    }
+    Ok(())
+}
+
 impl NativeDialer {
     pub fn new(home: TshHome, uri: DatabaseUri, trust: ProxyTrust) -> NativeDialer {
         NativeDialer { home, uri, trust }
@@ -61,22 +83,7 @@ impl NativeDialer {
     pub fn prepare(&self) -> Result<(Profile, rustls::ClientConfig), ExecError> {
         let cred = ExecError::Credentials;
         let profile = self.home.current_profile().map_err(cred)?;
-        let unroutable = |why: &str| {
-            ExecError::Connect {
-            target: format!("Teleport proxy {}", profile.proxy_addr()),
-            reason: format!("{why}: use mode = \"tsh-tunnel\" (mode = \"auto\" does so by itself when tsh is installed)"),
-        }
-        };
-        if !profile.tls_routing_enabled {
-            return Err(unroutable(
-                "the proxy does not use TLS routing (tls_routing_enabled is not true in the tsh profile), which sqlguard's native mode needs",
-            ));
-        }
-        if profile.tls_routing_conn_upgrade_required {
-            return Err(unroutable(
-                "the proxy sits behind an L7 load balancer (tls_routing_conn_upgrade_required in the tsh profile), and sqlguard's native mode does not do the connection upgrade yet",
-            ));
-        }
+        check_routing(&profile)?;
         if let Some(user_cert) = self.home.user_cert(&profile) {
             if read_cert(&user_cert).map(|c| c.expired()).unwrap_or(false) {
                 return Err(cred(format!(
@@ -104,6 +111,18 @@ impl NativeDialer {
                 tsh_db_login_hint(&self.uri)
             )));
         }
+        let config = self.tls_config(&profile, &creds)?;
+        Ok((profile, config))
+    }
+
+    /// The client TLS configuration: the database certificate as client identity, ALPN as
+    /// tsh's local proxy sends it.
+    fn tls_config(
+        &self,
+        profile: &Profile,
+        creds: &DbCredentials,
+    ) -> Result<rustls::ClientConfig, ExecError> {
+        let cred = ExecError::Credentials;
         let certs = tls::load_certs(&creds.cert).map_err(cred)?;
         let key = tls::load_key(&creds.key).map_err(cred)?;
         // The web port presents a public, configured or self-signed certificate: system roots
@@ -111,7 +130,7 @@ impl NativeDialer {
         let mut roots = tls::roots(&[]).unwrap_or_else(|_| rustls::RootCertStore::empty());
         for ca in self
             .home
-            .cluster_cas(&profile)
+            .cluster_cas(profile)
             .iter()
             .chain(self.trust.ca.iter())
         {
@@ -126,7 +145,7 @@ impl NativeDialer {
         } else {
             tls::Verify::Full
         };
-        let config = tls::client_config(
+        tls::client_config(
             verify,
             roots,
             Some((certs, key)),
@@ -138,8 +157,7 @@ impl NativeDialer {
                 "cannot use the database certificate {}: {e}",
                 creds.cert.display()
             ))
-        })?;
-        Ok((profile, config))
+        })
     }
 
     async fn connect(&self) -> Result<BoxStream, ExecError> {

@@ -90,11 +90,8 @@ impl Tunnel {
         Ok(port)
     }
 
-    async fn start(&self) -> Result<Running, ExecError> {
-        let fail = |reason: String| ExecError::Connect {
-            target: format!("tsh proxy db tunnel for {}", self.uri.name),
-            reason,
-        };
+    /// `tsh proxy db --tunnel` for this database, stopped with sqlguard.
+    fn command(&self) -> Command {
         let mut cmd = Command::new(&self.tsh);
         cmd.env("TELEPORT_HOME", &self.home)
             // No --port: tsh binds a free one and names it on its ready line.
@@ -121,6 +118,15 @@ impl Tunnel {
                 Ok(())
             });
         }
+        cmd
+    }
+
+    async fn start(&self) -> Result<Running, ExecError> {
+        let fail = |reason: String| ExecError::Connect {
+            target: format!("tsh proxy db tunnel for {}", self.uri.name),
+            reason,
+        };
+        let mut cmd = self.command();
         let mut child = cmd.spawn().map_err(|e| {
             fail(format!(
                 "cannot run {}: {e}; install tsh or set [teleport] tsh = \"/path/to/tsh\"",
