@@ -124,6 +124,11 @@ fn database_yaml(d: &ServedDatabase) -> String {
     out
 }
 
+/// `s` as a quoted SQL identifier.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// The catalog's relations and the columns the connection's role may read, in order.
 const SCHEMA_SQL: &str = "SELECT n.nspname AS table_schema, c.relname AS table_name, \
                    CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view' \
@@ -145,7 +150,6 @@ fn readable_relations(
     rows: impl IntoIterator<Item = serde_json::Map<String, Value>>,
     can_run: &dyn Fn(&str) -> bool,
 ) -> Vec<Value> {
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let mut relations: Vec<Value> = Vec::new();
     let mut current: Option<(String, String, bool)> = None;
     for row in rows {
@@ -164,7 +168,7 @@ fn readable_relations(
             .as_ref()
             .is_none_or(|(cs, ct, _)| *cs != s || *ct != t)
         {
-            let readable = can_run(&format!("SELECT 1 FROM {}.{}", quote(&s), quote(&t)));
+            let readable = can_run(&format!("SELECT 1 FROM {}.{}", quoted(&s), quoted(&t)));
             if readable {
                 relations.push(json!({
                     "schema": s, "name": t,
@@ -177,9 +181,9 @@ fn readable_relations(
         if current.as_ref().is_some_and(|c| c.2)
             && can_run(&format!(
                 "SELECT {} FROM {}.{}",
-                quote(col),
-                quote(&s),
-                quote(&t)
+                quoted(col),
+                quoted(&s),
+                quoted(&t)
             ))
         {
             if let Some(Value::Array(cols)) =
@@ -286,7 +290,6 @@ fn callable_functions(
     snapshot: &crate::analysis::snapshot::Snapshot,
     can_run: impl Fn(&str) -> bool,
 ) -> Vec<Value> {
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let mut functions: Vec<Value> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for f in &snapshot.functions {
@@ -296,7 +299,11 @@ fn callable_functions(
         {
             continue;
         }
-        if can_run(&format!("SELECT {}.{}()", quote(&f.schema), quote(&f.name))) {
+        if can_run(&format!(
+            "SELECT {}.{}()",
+            quoted(&f.schema),
+            quoted(&f.name)
+        )) {
             functions.push(json!({
                 "schema": f.schema, "name": f.name, "arguments": f.arguments,
                 "kind": f.kind, "volatility": f.volatility, "extension": f.extension,

@@ -102,19 +102,13 @@ impl<'t, 'a> Walker<'t, 'a> {
             if let Some(("DefElem", d)) = wrapper(self.tree, *a) {
                 let opt = self.tree.get_str(d, "defname").unwrap_or("");
                 let val = self.tree.get(d, "arg").map(|v| self.def_value(v));
-                let setting = match opt {
-                    "transaction_read_only" => {
-                        read_only = val.as_deref().map(|v| v != "0" && v != "false");
-                        "transaction_read_only"
-                    }
-                    "transaction_isolation" => "transaction_isolation",
-                    "transaction_deferrable" => "transaction_deferrable",
-                    other => other,
-                };
+                if opt == "transaction_read_only" {
+                    read_only = val.as_deref().map(|v| v != "0" && v != "false");
+                }
                 let setting = if session {
-                    format!("default_{setting}")
+                    format!("default_{opt}")
                 } else {
-                    setting.to_string()
+                    opt.to_string()
                 };
                 self.facts.settings.push(SettingAccess {
                     name: Some(setting),
