@@ -310,12 +310,15 @@ impl Drop for LocalCluster {
 /// Creates the unprivileged account the cluster runs as, when running as root and it is missing
 /// (`initdb` and `postgres` refuse to run as root).
 fn ensure_pg_account() -> Result<(), String> {
+    if !is_root() {
+        return Ok(());
+    }
     let missing = Command::new("id")
         .arg(PG_ACCOUNT)
         .output()
         .map(|o| !o.status.success())
         .unwrap_or(true);
-    if is_root() && missing {
+    if missing {
         run(
             Command::new("useradd").args(["--system", "--no-create-home", PG_ACCOUNT]),
             "useradd postgres",
