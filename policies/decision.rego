@@ -2,7 +2,8 @@
 #
 # Every other file of this package adds entries to `deny`, each an object
 # {"rule": <name>, "message": <what to change>, "statement": <index or -1>}.
-# A call is allowed only when nothing denies it.
+# A call is allowed only when nothing denies it. Entries of `ask`, of the same shape, say
+# that a person must approve the call before it runs: deny wins over ask, ask over allow.
 package sqlguard
 
 import rego.v1
@@ -10,6 +11,7 @@ import rego.v1
 decision := {
 	"allow": count(deny) == 0,
 	"reasons": sorted_reasons,
+	"ask": sorted_asks,
 	"limits": effective_limits,
 	"explain": explain_plan,
 }
@@ -18,6 +20,11 @@ decision := {
 reason_by_key := {reason_key(d): d | some d in deny}
 
 sorted_reasons := [reason_by_key[k] | some k in sort(object.keys(reason_by_key))]
+
+# Asks in the same order; none where the call is denied anyway.
+ask_by_key := {reason_key(a): a | some a in ask}
+
+sorted_asks := [ask_by_key[k] | count(deny) == 0; some k in sort(object.keys(ask_by_key))]
 
 reason_key(r) := sprintf("%06d %s %s", [r.statement + 1, r.rule, r.message])
 

@@ -38,9 +38,18 @@ deny contains r if {
 
 plan_by_key := {reason_key(d): d | some d in plan_deny}
 
+plan_ask_by_key := {reason_key(a): a | some a in plan_ask}
+
 plan_decision := {
 	"allow": count(plan_deny) == 0,
 	"reasons": [plan_by_key[k] | some k in sort(object.keys(plan_by_key))],
+	"ask": [plan_ask_by_key[k] | some k in sort(object.keys(plan_ask_by_key))],
+}
+
+# A plan rule may ask instead of deny (`plan_ask contains reason(…)`): a person approves the
+# call after its plan is judged and before it is sent.
+ask contains r if {
+	some r in plan_ask
 }
 
 # EXPLAIN ANALYZE runs its statement: where queries are judged by their plan, it would run
@@ -59,6 +68,14 @@ plan_deny contains reason("plan_cost", 0, msg) if {
 	limit := data.sqlguard.plan.max_total_cost
 	input.plan.total_cost > limit
 	msg := sprintf("PostgreSQL estimates this query's cost at %s, over this database's limit of %s%s: %s", [approx(input.plan.total_cost), approx(limit), costliest_part, "filter on indexed columns, aggregate before joining, and add a LIMIT"])
+}
+
+# plan.ask_over_total_cost: a plan dearer than this (and within max_total_cost) runs only once
+# a person approves it.
+plan_ask contains reason("plan_cost_needs_approval", 0, msg) if {
+	limit := data.sqlguard.plan.ask_over_total_cost
+	input.plan.total_cost > limit
+	msg := sprintf("PostgreSQL estimates this query's cost at %s, over %s, above which a person approves each query on this database%s", [approx(input.plan.total_cost), approx(limit), costliest_part])
 }
 
 plan_deny contains reason("plan_rows", 0, msg) if {

@@ -50,6 +50,15 @@ deny contains reason("table_not_allowed", i, msg) if {
 	msg := sprintf("table %s is not in the policy's allowed tables (tables.allow): query the tables the database's schema resource lists, which are the ones you may read", [name])
 }
 
+# tables.ask: relations a person must approve each read or write of (the agent's human, asked
+# in the MCP client before the query runs).
+ask contains reason("table_needs_approval", i, msg) if {
+	some pattern in object.get(data.sqlguard.tables, "ask", [])
+	some [i, name] in table_refs
+	name_matches(pattern, name)
+	msg := sprintf("table %s needs a person's approval for each query (tables.ask)", [name])
+}
+
 deny contains reason("sensitive_catalog", i, msg) if {
 	some [i, name] in table_refs
 	name in data.sqlguard.tables.sensitive

@@ -61,6 +61,9 @@ struct Request {
 struct Answer<'a> {
     allow: bool,
     reasons: &'a [crate::policy::Reason],
+    /// Why a person must approve the call first (allowed only then).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    ask: &'a [crate::policy::Reason],
     limits: &'a crate::policy::Limits,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     explain: bool,
@@ -82,6 +85,7 @@ fn answer_of(checked: &Checked) -> Answer<'_> {
     Answer {
         allow: d.allow,
         reasons: &d.reasons,
+        ask: &d.ask,
         limits: &d.limits,
         explain: d.explain,
         kinds,
@@ -152,7 +156,14 @@ pub fn run(args: CheckArgs) -> ExitCode {
         }
     }
     print_answer(&checked, plan.as_ref(), args.format);
-    if checked.decision.allow {
+    exit_code(&checked.decision)
+}
+
+/// 0 allowed, 1 denied, 3 allowed once a person approves it (2 is a usage error).
+fn exit_code(d: &crate::policy::Decision) -> ExitCode {
+    if d.asks() {
+        ExitCode::from(3)
+    } else if d.allow {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -171,26 +182,36 @@ fn print_answer(checked: &Checked, plan: Option<&PlanFacts>, format: Format) {
         }
         Format::Text => {
             let d = &checked.decision;
-            if d.allow {
+            if d.asks() {
+                println!(
+                    "ASK: runs only once a person approves it (limits: {} rows, {} bytes, {} ms)",
+                    d.limits.max_rows, d.limits.max_result_bytes, d.limits.statement_timeout_ms
+                );
+                print_reasons(&d.ask);
+            } else if d.allow {
                 println!(
                     "ALLOWED (limits: {} rows, {} bytes, {} ms)",
                     d.limits.max_rows, d.limits.max_result_bytes, d.limits.statement_timeout_ms
                 );
             } else {
                 println!("DENIED");
-                for r in &d.reasons {
-                    let at = if r.statement >= 0 {
-                        format!("statement {}: ", r.statement + 1)
-                    } else {
-                        String::new()
-                    };
-                    println!("- {at}{} [{}]", r.message, r.rule);
-                }
+                print_reasons(&d.reasons);
             }
             if let Some(p) = plan {
                 print_plan(p);
             }
         }
+    }
+}
+
+fn print_reasons(reasons: &[crate::policy::Reason]) {
+    for r in reasons {
+        let at = if r.statement >= 0 {
+            format!("statement {}: ", r.statement + 1)
+        } else {
+            String::new()
+        };
+        println!("- {at}{} [{}]", r.message, r.rule);
     }
 }
 
@@ -310,7 +331,7 @@ fn run_jsonl(
                 let id = req.identity.as_ref().unwrap_or(&default_id);
                 let tool = req.tool.as_deref().unwrap_or(&args.context.tool);
                 let checked = policy.check(&req.sql, opts, Some(db), id, tool);
-                all_allowed &= checked.decision.allow;
+                all_allowed &= checked.decision.allow && !checked.decision.asks();
                 serde_json::to_writer(&mut out, &answer_of(&checked))
             }
             Err(e) => {

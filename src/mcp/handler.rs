@@ -196,6 +196,14 @@ fn readable_relations(
     relations
 }
 
+/// The refusal of a call the policy lets run only once a person approves it. This server does
+/// not ask (MCP elicitation is not implemented yet), so such a call never runs.
+fn unapproved_message(d: &crate::policy::Decision) -> String {
+    let mut m = d.ask_message();
+    m.push_str("\nThis sqlguard server cannot ask for approval yet, so the query was not run: ask the operator to allow it without approval, or run it yourself outside the agent.");
+    m
+}
+
 fn schema_uri(d: &ServedDatabase) -> String {
     d.context.uri.replacen("teleport://", "sqlguard://", 1) + "/schema"
 }
@@ -586,14 +594,24 @@ impl Sqlguard {
                         Ok(result)
                     }
                     Ok((Planned::Refused { plan, verdict }, judged_us)) => {
-                        plan_record = Some(PlanRecord::of(
-                            &plan,
-                            false,
-                            json!(verdict.reasons),
-                            judged_us,
-                        ));
-                        let mut m = verdict.message();
-                        m.push_str("\nNothing was run: PostgreSQL only planned the query. Rewrite it as described and call the tool again.");
+                        // A refusal for want of approval keeps the asks (and no reasons).
+                        let unapproved = verdict.reasons.is_empty() && !verdict.ask.is_empty();
+                        let reasons = if unapproved {
+                            &verdict.ask
+                        } else {
+                            &verdict.reasons
+                        };
+                        plan_record =
+                            Some(PlanRecord::of(&plan, false, json!(reasons), judged_us));
+                        let mut m = if unapproved {
+                            unapproved_message(&verdict)
+                        } else {
+                            verdict.message()
+                        };
+                        m.push_str("\nNothing was run: PostgreSQL only planned the query.");
+                        if !unapproved {
+                            m.push_str(" Rewrite it as described and call the tool again.");
+                        }
                         Err(m)
                     }
                     Err(e) => Err(exec_message(&e)),
@@ -627,7 +645,12 @@ impl Sqlguard {
                 };
                 let decision = policy.decide_with_plan(&input, &allowed.decision);
                 judged_us = started.elapsed().as_micros() as u64;
-                if decision.allow {
+                if decision.asks() {
+                    Err(crate::policy::Decision {
+                        allow: false,
+                        ..decision
+                    })
+                } else if decision.allow {
                     Ok(())
                 } else {
                     Err(decision)
@@ -726,6 +749,11 @@ impl Sqlguard {
             let mut m = checked.decision.message();
             m.push_str("\nRewrite the query as described and call the tool again.");
             return Err(m);
+        }
+        if checked.decision.asks() {
+            record.allow = false;
+            record.reasons = json!(checked.decision.ask);
+            return Err(unapproved_message(&checked.decision));
         }
         let limits = checked.decision.limits;
         record.limits = Some(json!(limits));

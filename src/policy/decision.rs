@@ -1,4 +1,4 @@
-//! The decision: allow or deny, why, and the limits execution must enforce.
+//! The decision: allow, ask a person, or deny; why; and the limits execution must enforce.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,10 @@ pub struct Limits {
 pub struct Decision {
     pub allow: bool,
     pub reasons: Vec<Reason>,
+    /// Allowed only once a person approves it: why each approval is needed. Empty when the
+    /// call is denied (deny wins over ask).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ask: Vec<Reason>,
     pub limits: Limits,
     /// The policy asks to see PostgreSQL's plan before the query runs: the query is
     /// explained and decided again with `input.plan` (`data.sqlguard.plan.explain`).
@@ -58,9 +62,26 @@ impl Decision {
                 message: message.into(),
                 statement: -1,
             }],
+            ask: Vec::new(),
             limits: DENIED_LIMITS,
             explain: false,
         }
+    }
+
+    /// Allowed, but only once a person approves it.
+    pub fn asks(&self) -> bool {
+        self.allow && !self.ask.is_empty()
+    }
+
+    /// Why a person must approve, one line each, for the person and the agent.
+    pub fn ask_message(&self) -> String {
+        let mut out = String::from("The sqlguard policy asks a person to approve this query:");
+        for r in &self.ask {
+            out.push_str("\n- ");
+            out.push_str(&r.message);
+            out.push_str(&format!(" [{}]", r.rule));
+        }
+        out
     }
 
     /// The reasons as one message for people, with what to change.

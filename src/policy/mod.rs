@@ -42,6 +42,8 @@ pub const PLAN_DECISION_RULE: &str = "data.sqlguard.plan_decision";
 struct PlanVerdict {
     allow: bool,
     reasons: Vec<Reason>,
+    #[serde(default)]
+    ask: Vec<Reason>,
 }
 
 /// A loaded, prepared policy bundle.
@@ -255,6 +257,7 @@ impl Policy {
             Ok(v) => Decision {
                 allow: v.allow,
                 reasons: v.reasons,
+                ask: v.ask,
                 limits: DENIED_LIMITS,
                 explain: false,
             },
@@ -440,13 +443,22 @@ impl Policy {
 }
 
 /// The static decision `allowed` with the plan rules' verdict.
+/// The static decision `allowed` with the plan rules' verdict: the plan's denials replace the
+/// allowance, its asks join the static ones.
 fn with_plan_verdict(allowed: &Decision, verdict: Decision) -> Decision {
     if verdict.allow && verdict.reasons.is_empty() {
-        allowed.clone()
+        let mut d = allowed.clone();
+        for a in verdict.ask {
+            if !d.ask.contains(&a) {
+                d.ask.push(a);
+            }
+        }
+        d
     } else {
         Decision {
             allow: false,
             reasons: verdict.reasons,
+            ask: Vec::new(),
             ..allowed.clone()
         }
     }
@@ -478,6 +490,11 @@ fn from_value(v: &regorus::Value) -> Decision {
     match serde_json::from_str::<Decision>(&text) {
         Ok(d) if d.allow && !d.reasons.is_empty() => Decision {
             allow: false,
+            ask: Vec::new(),
+            ..d
+        },
+        Ok(d) if !d.allow && !d.ask.is_empty() => Decision {
+            ask: Vec::new(),
             ..d
         },
         Ok(d) if d.allow && (d.limits.max_rows == 0 || d.limits.statement_timeout_ms == 0 || d.limits.max_result_bytes == 0) => {
