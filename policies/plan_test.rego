@@ -116,3 +116,19 @@ test_numbers_for_people if {
 	sqlguard.approx(4250000) == "4.3 M"
 	sqlguard.approx_bytes(104857600) == "100 MB"
 }
+
+test_a_dear_plan_asks_a_person_and_a_dearer_one_is_denied if {
+	asking := object.union(knobs, {"ask_over_total_cost": 1000})
+	d := sqlguard.plan_decision with input as with_plan(plan([scan("analytics.events", 100000)], events))
+		with data.sqlguard.plan as object.union(asking, {"deny_seq_scan_over_rows": 10000000})
+	d.allow
+	some r in d.ask
+	r.rule == "plan_cost_needs_approval"
+	contains(r.message, "above which a person approves")
+	cheap := sqlguard.plan_decision with input as with_plan(plan([scan("analytics.events", 100)], events))
+		with data.sqlguard.plan as asking
+	count(cheap.ask) == 0
+	dear := sqlguard.plan_decision with input as with_plan(plan([scan("analytics.events", 40000000)], events))
+		with data.sqlguard.plan as asking
+	not dear.allow
+}

@@ -517,3 +517,43 @@ test_a_view_over_a_side_channel_or_a_sensitive_catalog_is_denied if {
 	w := object.union(rel("public.roles_peek", "read"), {"kind": "view", "view_reads": ["pg_catalog.pg_authid.rolpassword"], "view_tables": ["pg_catalog.pg_authid"]})
 	denied_by("view_reads_denied", one({"relations": [w]}))
 }
+
+# ---- ask: a person approves in the MCP client (tables.ask)
+
+asked_by(rule, inp) if {
+	d := sqlguard.decision with input as inp
+	d.allow
+	some r in d.ask
+	r.rule == rule
+}
+
+test_an_asked_table_is_allowed_once_approved if {
+	inp := one({"relations": [rel("hr.payroll", "read")]})
+	asked_by("table_needs_approval", inp) with data.sqlguard.tables.ask as ["hr.payroll"]
+	d := sqlguard.decision with input as inp with data.sqlguard.tables.ask as ["hr.*"]
+	some r in d.ask
+	contains(r.message, "hr.payroll needs a person's approval")
+}
+
+test_no_ask_without_tables_ask if {
+	d := sqlguard.decision with input as one({"relations": [rel("hr.payroll", "read")]})
+	d.allow
+	count(d.ask) == 0
+}
+
+test_deny_wins_over_ask if {
+	inp := one({"relations": [rel("hr.payroll", "read")]})
+	d := sqlguard.decision with input as inp with data.sqlguard.tables.ask as ["hr.payroll"] with data.sqlguard.tables.deny as ["hr.*"]
+	not d.allow
+	count(d.ask) == 0
+}
+
+test_ask_holds_through_views_children_and_statistics if {
+	view := object.union(rel("public.pay_view", "read"), {"kind": "view", "view_tables": ["hr.payroll"], "view_reads": ["hr.payroll", "hr.payroll.amount"]})
+	asked_by("table_needs_approval", one({"relations": [view]})) with data.sqlguard.tables.ask as ["hr.payroll"]
+	parent := object.union(rel("hr.payroll_all", "read"), {"descendants": ["hr.payroll"]})
+	asked_by("table_needs_approval", one({"relations": [parent]})) with data.sqlguard.tables.ask as ["hr.payroll"]
+	child := object.union(rel("hr.payroll_2026", "read"), {"ancestors": ["hr.payroll"]})
+	asked_by("table_needs_approval", one({"relations": [child]})) with data.sqlguard.tables.ask as ["hr.payroll"]
+	asked_by("table_needs_approval", stats_of(["hr.payroll"], ["hr.payroll.amount"], [])) with data.sqlguard.tables.ask as ["hr.payroll"] with data.sqlguard.tables.allow as ["*"]
+}

@@ -50,13 +50,35 @@ deny contains reason("table_not_allowed", i, msg) if {
 	msg := sprintf("table %s is not in the policy's allowed tables (tables.allow): query the tables the database's schema resource lists, which are the ones you may read", [name])
 }
 
-# tables.ask: relations a person must approve each read or write of (the agent's human, asked
-# in the MCP client before the query runs).
+# tables.ask: relations a person must approve each read of (the agent's human, asked in the
+# MCP client before the query runs). It holds for every other way to the same rows: their
+# partitions and children (table_refs), views and materialized views built on them, and the
+# statistics rows that sample their values.
 ask contains reason("table_needs_approval", i, msg) if {
-	some pattern in object.get(data.sqlguard.tables, "ask", [])
 	some [i, name] in table_refs
-	name_matches(pattern, name)
+	asked_table(name)
 	msg := sprintf("table %s needs a person's approval for each query (tables.ask)", [name])
+}
+
+ask contains reason("table_needs_approval", i, msg) if {
+	some i, s in input.query.statements
+	some r in s.relations
+	some table in r.view_tables
+	asked_table(table)
+	msg := sprintf("view %s reads %s, which needs a person's approval for each query (tables.ask)", [r.qualified_name, table])
+}
+
+ask contains reason("table_needs_approval", i, msg) if {
+	some [i, r] in stats_reads
+	some e in r.stats_of.columns
+	[table, _] := stats_column(e)
+	asked_table(table)
+	msg := sprintf("%s rows sample values of %s, which needs a person's approval for each query (tables.ask)", [r.qualified_name, table])
+}
+
+asked_table(name) if {
+	some pattern in object.get(data.sqlguard.tables, "ask", [])
+	name_matches(pattern, name)
 }
 
 deny contains reason("sensitive_catalog", i, msg) if {

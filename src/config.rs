@@ -8,6 +8,7 @@
 //! audit_query = "text"             # or "hash"
 //! audit_fail_closed = true
 //! max_query_bytes = 65536
+//! approval_timeout_s = 120     # how long a person has to answer a policy's ask
 //! pool_size = 4
 //! connect_timeout_ms = 10000   # opening a connection and starting its session
 //! pool_wait_ms = 15000         # waiting for a connection other calls hold
@@ -63,6 +64,9 @@ pub struct Config {
     /// Query texts longer than this are logged as a prefix and a hash (default 4096).
     pub audit_query_max_bytes: Option<usize>,
     pub max_query_bytes: Option<usize>,
+    /// How long the person at the MCP client has to approve a call the policy asks about, in
+    /// seconds (default 120); no answer in time is a refusal.
+    pub approval_timeout_s: Option<u64>,
     pub pool_size: Option<usize>,
     /// Opening a database connection and starting its session, in ms (default 10000).
     pub connect_timeout_ms: Option<u64>,

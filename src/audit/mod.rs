@@ -197,7 +197,10 @@ pub mod verdict {
     pub const DENIED_BY_PLAN: &str = "denied_by_plan";
     pub const FAILED: &str = "failed";
     pub const PENDING: &str = "pending";
-    pub const ALL: [&str; 5] = [ALLOWED, DENIED, DENIED_BY_PLAN, FAILED, PENDING];
+    /// The policy asked a person to approve the call, and it was not approved (declined,
+    /// cancelled, timed out, or the client could not be asked): nothing ran.
+    pub const UNAPPROVED: &str = "unapproved";
+    pub const ALL: [&str; 6] = [ALLOWED, DENIED, DENIED_BY_PLAN, FAILED, PENDING, UNAPPROVED];
 }
 
 /// A server's start, policy reload (accepted or refused) or stop.
@@ -277,7 +280,26 @@ pub struct CallRecord {
     /// Why an allowed call could not run (no route to the database).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The person's answer, when the policy asked for approval before the query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
     pub timings: Timings,
+}
+
+/// A policy's ask and the person's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRecord {
+    /// `query` (before anything ran) or `plan` (after PostgreSQL planned it).
+    pub step: &'static str,
+    /// `approved`, `declined`, `cancelled`, `timed_out`, `unsupported` or `malformed`.
+    pub answer: &'static str,
+    /// The rules that asked.
+    pub rules: Vec<String>,
+    /// How long the answer took, in ms.
+    pub wait_ms: u64,
+    /// Why it was not approved.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// What happened to an allowed call's query.
@@ -287,7 +309,7 @@ pub struct OutcomeRecord {
     pub event: &'static str,
     pub decision_id: String,
     pub session_id: String,
-    /// [`verdict`]: `allowed`, `denied_by_plan` or `failed`; final.
+    /// [`verdict`]: `allowed`, `denied_by_plan`, `unapproved` or `failed`; final.
     pub verdict: &'static str,
     /// The plan rules that refused, when the plan step refused.
     pub rules: Vec<String>,
@@ -300,6 +322,9 @@ pub struct OutcomeRecord {
     /// The plan step, when the policy asked for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanRecord>,
+    /// The person's answer, when the plan step asked for approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRecord>,
     pub timings: Timings,
 }
 

@@ -63,6 +63,9 @@ pub struct Row {
     pub client: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub policy_digest: String,
+    /// The person's answer when the policy asked for approval (`approved`, `declined`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// The fields of a record the rows are made of.
@@ -108,6 +111,14 @@ struct Record {
     rows: Option<u64>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    approval: Option<AnswerOnly>,
+}
+
+#[derive(Deserialize)]
+struct AnswerOnly {
+    #[serde(default)]
+    answer: String,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +180,7 @@ impl Record {
             error: self.error,
             client: self.client.map(|c| format!("{} {}", c.name, c.version)),
             policy_digest: self.policy_digest,
+            approval: self.approval.map(|a| a.answer),
         }
     }
 }
@@ -284,6 +296,9 @@ impl Joiner {
                     row.rules.extend(record.rules.unwrap_or_default());
                     row.rows = record.rows;
                     row.error = record.error;
+                    if let Some(a) = record.approval {
+                        row.approval = Some(a.answer);
+                    }
                     done(row);
                 }
             }
@@ -479,6 +494,8 @@ pub struct Summary {
     pub by_database: BTreeMap<String, usize>,
     pub by_verdict: BTreeMap<String, usize>,
     pub by_rule: BTreeMap<String, usize>,
+    /// Calls the policy asked a person about, by the person's answer.
+    pub by_approval: BTreeMap<String, usize>,
     pub first: Option<String>,
     pub last: Option<String>,
 }
@@ -491,6 +508,9 @@ impl Summary {
         *self.by_verdict.entry(row.verdict.clone()).or_default() += 1;
         for r in &row.rules {
             *self.by_rule.entry(r.clone()).or_default() += 1;
+        }
+        if let Some(a) = &row.approval {
+            *self.by_approval.entry(a.clone()).or_default() += 1;
         }
         if self.first.as_ref().is_none_or(|f| row.time < *f) {
             self.first = Some(row.time.clone());
@@ -513,8 +533,12 @@ impl Summary {
             ("user", &self.by_user),
             ("database", &self.by_database),
             ("rule", &self.by_rule),
+            ("approval", &self.by_approval),
         ];
         for (title, counts) in sections {
+            if counts.is_empty() && title == "approval" {
+                continue;
+            }
             writeln!(out, "\nby {title}:")?;
             let mut sorted: Vec<(&String, &usize)> = counts.iter().collect();
             sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

@@ -13,13 +13,15 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 
+use super::approval::{Approver, Asked};
 use super::state::{ServedDatabase, State};
 use crate::audit::{
-    now_rfc3339, verdict, CallRecord, Caller, ClientRecord, OutcomeRecord, PlanRecord, QueryText,
-    SessionRecord, Timings,
+    now_rfc3339, verdict, ApprovalRecord, CallRecord, Caller, ClientRecord, OutcomeRecord,
+    PlanRecord, QueryText, SessionRecord, Timings,
 };
 use crate::config::AuditQuery;
 use crate::execution::{result_json, ExecError, PgError, Planned, RunLimits};
+use crate::policy::Reason;
 use crate::teleport::uri::{DatabaseUri, EXPECTED_FORMAT};
 
 pub const TOOL_LIST: &str = "teleport_list_databases";
@@ -196,34 +198,42 @@ fn readable_relations(
     relations
 }
 
-/// The refusal of a call the policy lets run only once a person approves it. This server does
-/// not ask (MCP elicitation is not implemented yet), so such a call never runs.
-fn unapproved_message(d: &crate::policy::Decision) -> String {
-    let mut m = d.ask_message();
-    m.push_str("\nThis sqlguard server cannot ask for approval yet, so the query was not run: ask the operator to allow it without approval, or run it yourself outside the agent.");
-    m
+/// The audit's account of one ask and its answer.
+fn approval_record(step: &'static str, asks: &[Reason], asked: &Asked) -> ApprovalRecord {
+    ApprovalRecord {
+        step,
+        answer: asked.answer.as_str(),
+        rules: asks.iter().map(|r| r.rule.clone()).collect(),
+        wait_ms: asked.waited.as_millis() as u64,
+        detail: asked.detail.clone(),
+    }
 }
 
 fn schema_uri(d: &ServedDatabase) -> String {
     d.context.uri.replacen("teleport://", "sqlguard://", 1) + "/schema"
 }
 
-/// A PostgreSQL error with every field, for the agent.
 /// The `outcome` record of an allowed call: its final verdict (and the plan rules that
 /// refused), timings; rows and errors are filled in by the caller.
 fn outcome_of(
     record: &CallRecord,
-    r: &Result<crate::execution::QueryResult, String>,
-    plan_record: Option<PlanRecord>,
+    ran: Ran,
     run_started: Instant,
     started: Instant,
-) -> OutcomeRecord {
-    let (final_verdict, plan_rules) = match (&r, &plan_record) {
-        (Ok(_), _) => (verdict::ALLOWED, Vec::new()),
-        (Err(_), Some(p)) if !p.allow => (verdict::DENIED_BY_PLAN, rule_names(&p.reasons)),
-        (Err(_), _) => (verdict::FAILED, Vec::new()),
+) -> (OutcomeRecord, Result<crate::execution::QueryResult, String>) {
+    let Ran {
+        result: r,
+        plan: plan_record,
+        approval,
+    } = ran;
+    let unapproved = approval.as_ref().filter(|a| a.answer != "approved");
+    let (final_verdict, plan_rules) = match (&r, &plan_record, unapproved) {
+        (Ok(_), _, _) => (verdict::ALLOWED, Vec::new()),
+        (Err(_), _, Some(a)) => (verdict::UNAPPROVED, a.rules.clone()),
+        (Err(_), Some(p), None) if !p.allow => (verdict::DENIED_BY_PLAN, rule_names(&p.reasons)),
+        (Err(_), _, None) => (verdict::FAILED, Vec::new()),
     };
-    OutcomeRecord {
+    let outcome = OutcomeRecord {
         time: now_rfc3339(),
         event: "outcome",
         decision_id: record.decision_id.clone(),
@@ -234,12 +244,14 @@ fn outcome_of(
         truncated: None,
         error: None,
         plan: plan_record,
+        approval,
         timings: Timings {
             execution_us: Some(run_started.elapsed().as_micros() as u64),
             total_us: Some(started.elapsed().as_micros() as u64),
             ..Timings::default()
         },
-    }
+    };
+    (outcome, r)
 }
 
 /// The `rule` of every reason, in order.
@@ -346,6 +358,14 @@ fn response_json(result: &crate::execution::QueryResult, limits: &RunLimits) -> 
 }
 
 /// A call the static decision allowed: where and how it runs.
+/// What became of an allowed call's query: its result or the agent's message, what the plan
+/// step saw, and the person's answer when the plan step asked.
+struct Ran {
+    result: Result<crate::execution::QueryResult, String>,
+    plan: Option<PlanRecord>,
+    approval: Option<ApprovalRecord>,
+}
+
 struct Allowed<'s> {
     pool: &'s crate::execution::Database,
     limits: RunLimits,
@@ -493,6 +513,7 @@ impl Sqlguard {
             kinds: None,
             limits: None,
             error: None,
+            approval: None,
             timings: Timings::default(),
         }
     }
@@ -502,6 +523,7 @@ impl Sqlguard {
         database: &str,
         sql: &str,
         client: Option<ClientRecord>,
+        approver: &Approver,
     ) -> CallToolResult {
         let state = &self.state;
         let policy = state.policy();
@@ -519,11 +541,7 @@ impl Sqlguard {
         record.timings.total_us = Some(started.elapsed().as_micros() as u64);
         record.rules = rule_names(&record.reasons);
         let allowed = match decided {
-            Ok(run) => {
-                record.event = "intent";
-                record.verdict = verdict::PENDING;
-                run
-            }
+            Ok(run) => run,
             Err(message) => {
                 if record.allow {
                     // Allowed, but there is no route to the database.
@@ -536,14 +554,32 @@ impl Sqlguard {
                 return tool_error(&message);
             }
         };
+        // An ask is answered here, before anything runs, unless the plan is judged too: then
+        // the person is asked once, after the plan step, with every reason.
+        if allowed.decision.asks() && allowed.explain.is_none() {
+            let asks = &allowed.decision.ask;
+            let asked = approver.ask(&allowed.context.uri, sql, asks, "query").await;
+            record.approval = Some(approval_record("query", asks, &asked));
+            record.timings.total_us = Some(started.elapsed().as_micros() as u64);
+            if !asked.approved() {
+                record.allow = false;
+                record.verdict = verdict::UNAPPROVED;
+                if let Err(refusal) = self.audit(&record) {
+                    return tool_error(&refusal);
+                }
+                return tool_error(&asked.refusal(asks, &allowed.context.uri));
+            }
+        }
+        record.event = "intent";
+        record.verdict = verdict::PENDING;
         // The intent is on disk before the query can reach the database.
         if let Err(refusal) = self.audit(&record) {
             return tool_error(&refusal);
         }
         let run_started = Instant::now();
         let limits = allowed.limits;
-        let (r, plan_record) = self.run(&allowed, sql, &policy, &identity).await;
-        let mut outcome = outcome_of(&record, &r, plan_record, run_started, started);
+        let ran = self.run(&allowed, sql, &policy, &identity, approver).await;
+        let (mut outcome, r) = outcome_of(&record, ran, run_started, started);
         let response = match r {
             Ok(result) => {
                 outcome.rows = Some(result.rows.as_ref().map_or(0, Vec::len));
@@ -565,64 +601,99 @@ impl Sqlguard {
         }
     }
 
-    /// Runs an allowed call's query (after judging its plan, when the policy asks): the result
-    /// or the agent's message, and what the plan step saw.
+    /// Runs an allowed call's query (after judging its plan, when the policy asks, and asking
+    /// the person when the plan step asks).
     async fn run(
         &self,
         allowed: &Allowed<'_>,
         sql: &str,
         policy: &crate::policy::Policy,
         identity: &crate::policy::Identity,
-    ) -> (
-        Result<crate::execution::QueryResult, String>,
-        Option<PlanRecord>,
-    ) {
-        let mut plan_record = None;
-        let r = match &allowed.explain {
-            None => allowed
+        approver: &Approver,
+    ) -> Ran {
+        let Some(facts) = &allowed.explain else {
+            let result = allowed
                 .pool
                 .execute(sql, allowed.limits)
                 .await
-                .map_err(|e| exec_message(&e)),
-            Some(facts) => {
-                let planned = self
-                    .run_planned(allowed, facts, sql, policy, identity)
-                    .await;
-                match planned {
-                    Ok((Planned::Ran { plan, result }, judged_us)) => {
-                        plan_record = Some(PlanRecord::of(&plan, true, Value::Null, judged_us));
-                        Ok(result)
-                    }
-                    Ok((Planned::Refused { plan, verdict }, judged_us)) => {
-                        // A refusal for want of approval keeps the asks (and no reasons).
-                        let unapproved = verdict.reasons.is_empty() && !verdict.ask.is_empty();
-                        let reasons = if unapproved {
-                            &verdict.ask
-                        } else {
-                            &verdict.reasons
-                        };
-                        plan_record =
-                            Some(PlanRecord::of(&plan, false, json!(reasons), judged_us));
-                        let mut m = if unapproved {
-                            unapproved_message(&verdict)
-                        } else {
-                            verdict.message()
-                        };
-                        m.push_str("\nNothing was run: PostgreSQL only planned the query.");
-                        if !unapproved {
-                            m.push_str(" Rewrite it as described and call the tool again.");
-                        }
-                        Err(m)
-                    }
-                    Err(e) => Err(exec_message(&e)),
+                .map_err(|e| exec_message(&e));
+            return Ran {
+                result,
+                plan: None,
+                approval: None,
+            };
+        };
+        let first = self
+            .run_planned(allowed, facts, sql, policy, identity, &[])
+            .await;
+        let (plan, verdict, judged_us) = match first {
+            Ok((Planned::Ran { plan, result }, judged_us)) => {
+                return Ran {
+                    result: Ok(result),
+                    plan: Some(PlanRecord::of(&plan, true, Value::Null, judged_us)),
+                    approval: None,
+                }
+            }
+            Ok((Planned::Refused { plan, verdict }, judged_us)) => (plan, verdict, judged_us),
+            Err(e) => {
+                return Ran {
+                    result: Err(exec_message(&e)),
+                    plan: None,
+                    approval: None,
                 }
             }
         };
-        (r, plan_record)
+        if !verdict.reasons.is_empty() || verdict.ask.is_empty() {
+            let plan = PlanRecord::of(&plan, false, json!(verdict.reasons), judged_us);
+            let mut m = verdict.message();
+            m.push_str("\nNothing was run: PostgreSQL only planned the query. Rewrite it as described and call the tool again.");
+            return Ran {
+                result: Err(m),
+                plan: Some(plan),
+                approval: None,
+            };
+        }
+        // The plan passed but asks: the person answers now, with every reason (static and
+        // plan), and only an approval runs the statement.
+        let asks = &verdict.ask;
+        let asked = approver.ask(&allowed.context.uri, sql, asks, "plan").await;
+        let approval = Some(approval_record("plan", asks, &asked));
+        let plan_seen = Some(PlanRecord::of(&plan, true, json!(asks), judged_us));
+        if !asked.approved() {
+            return Ran {
+                result: Err(asked.refusal(asks, &allowed.context.uri)),
+                plan: plan_seen,
+                approval,
+            };
+        }
+        // Planned and judged again in the transaction it runs in: it runs if the plan still
+        // asks for nothing beyond what the person approved.
+        let approved: Vec<&str> = asks.iter().map(|r| r.rule.as_str()).collect();
+        let again = self
+            .run_planned(allowed, facts, sql, policy, identity, &approved)
+            .await;
+        let result = match again {
+            Ok((Planned::Ran { result, .. }, _)) => Ok(result),
+            Ok((Planned::Refused { verdict, .. }, _)) if verdict.reasons.is_empty() => Err(format!(
+                "{}\nThe plan changed after the person approved it and now needs another approval; nothing was run: call the tool again.",
+                verdict.ask_message()
+            )),
+            Ok((Planned::Refused { verdict, .. }, _)) => Err(format!(
+                "{}\nThe plan changed after the person approved it; nothing was run: rewrite the query as described and call the tool again.",
+                verdict.message()
+            )),
+            Err(e) => Err(exec_message(&e)),
+        };
+        Ran {
+            result,
+            plan: plan_seen,
+            approval,
+        }
     }
 
-    /// Explains the allowed query and decides again with `input.plan`: it runs only if
-    /// that decision allows it too. Returns what happened and the plan decision's time.
+    /// Explains the allowed query and decides again with `input.plan`: it runs only if that
+    /// decision allows it without asking anything beyond `approved` (the rules a person has
+    /// approved for this call). Returns what happened and the plan decision's time.
     async fn run_planned(
         &self,
         allowed: &Allowed<'_>,
@@ -630,6 +701,7 @@ impl Sqlguard {
         sql: &str,
         policy: &crate::policy::Policy,
         identity: &crate::policy::Identity,
+        approved: &[&str],
     ) -> Result<(Planned<crate::policy::Decision>, u64), ExecError> {
         let mut judged_us = 0;
         let planned = allowed
@@ -645,15 +717,19 @@ impl Sqlguard {
                 };
                 let decision = policy.decide_with_plan(&input, &allowed.decision);
                 judged_us = started.elapsed().as_micros() as u64;
-                if decision.asks() {
+                let unapproved = decision
+                    .ask
+                    .iter()
+                    .any(|r| !approved.contains(&r.rule.as_str()));
+                if !decision.allow {
+                    Err(decision)
+                } else if decision.asks() && unapproved {
                     Err(crate::policy::Decision {
                         allow: false,
                         ..decision
                     })
-                } else if decision.allow {
-                    Ok(())
                 } else {
-                    Err(decision)
+                    Ok(())
                 }
             })
             .await?;
@@ -751,9 +827,8 @@ impl Sqlguard {
             return Err(m);
         }
         if checked.decision.asks() {
-            record.allow = false;
+            // Allowed once a person approves: the asks are the reasons on record.
             record.reasons = json!(checked.decision.ask);
-            return Err(unapproved_message(&checked.decision));
         }
         let limits = checked.decision.limits;
         record.limits = Some(json!(limits));
@@ -906,7 +981,12 @@ impl ServerHandler for Sqlguard {
             ))
             .into());
         };
-        Ok(self.query(database, query, client).await.into())
+        let approver = Approver {
+            peer: context.peer.clone(),
+            timeout: self.state.approval_timeout,
+            cancelled: context.ct.clone(),
+        };
+        Ok(self.query(database, query, client, &approver).await.into())
     }
 
     async fn list_resources(

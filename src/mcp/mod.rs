@@ -5,6 +5,7 @@
 //! tool in the input) → guarded execution with the decision's limits → result, and leaves
 //! one audit line. stdout belongs to the protocol: every log goes to stderr.
 
+pub mod approval;
 pub mod framing;
 mod handler;
 mod reload;

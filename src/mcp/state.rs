@@ -154,6 +154,8 @@ pub struct State {
     pub audit_query_max_bytes: usize,
     pub audit_fail_closed: bool,
     pub max_query_bytes: usize,
+    /// How long a person has to answer a policy's ask.
+    pub approval_timeout: std::time::Duration,
     /// This server's session (one per process: one MCP client over stdio), on every record.
     pub session_id: String,
     /// Ships every audit record to the decision-log collector, when one is configured.
@@ -431,6 +433,12 @@ impl State {
                 .unwrap_or(crate::audit::DEFAULT_MAX_QUERY_BYTES),
             audit_fail_closed: config.audit_fail_closed.unwrap_or(true),
             max_query_bytes: config.max_query_bytes.unwrap_or(DEFAULT_MAX_QUERY_BYTES),
+            approval_timeout: std::time::Duration::from_secs(
+                config
+                    .approval_timeout_s
+                    .unwrap_or(super::approval::DEFAULT_APPROVAL_TIMEOUT_S)
+                    .max(1),
+            ),
             session_id,
             shipper,
         }))

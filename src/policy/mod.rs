@@ -442,7 +442,6 @@ impl Policy {
     }
 }
 
-/// The static decision `allowed` with the plan rules' verdict.
 /// The static decision `allowed` with the plan rules' verdict: the plan's denials replace the
 /// allowance, its asks join the static ones.
 fn with_plan_verdict(allowed: &Decision, verdict: Decision) -> Decision {

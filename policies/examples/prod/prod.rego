@@ -24,6 +24,17 @@ deny contains reason("prod_limit", i, msg) if {
 	msg := sprintf("on production databases a query returns at most %d rows: add LIMIT %d (a number), or aggregate without GROUP BY", [max, max])
 }
 
+# More than data.sqlguard.ext.prod.ask_over_limit rows (within max_limit) is a bulk read: a
+# person at the MCP client approves it before it runs.
+ask contains reason("prod_bulk_read", i, msg) if {
+	input.database.labels.env == "prod"
+	some i, s in input.query.statements
+	is_number(s.limit)
+	s.limit > data.sqlguard.ext.prod.ask_over_limit
+	s.limit <= data.sqlguard.ext.prod.max_limit
+	msg := sprintf("this query reads up to %d rows from a production database, more than %d: a person approves each such read", [s.limit, data.sqlguard.ext.prod.ask_over_limit])
+}
+
 bounded_rows(s) if {
 	is_number(s.limit)
 	s.limit <= data.sqlguard.ext.prod.max_limit

@@ -81,3 +81,15 @@ test_dev_needs_no_limit if {
 	d := sqlguard.decision with input as call([stmt({"relations": [rel("analytics.daily", "read")]})])
 	d.allow
 }
+
+test_prod_asks_a_person_before_a_bulk_read if {
+	d := sqlguard.decision with input as prod([stmt({"relations": [rel("analytics.daily", "read")], "limit": 500})])
+	d.allow
+	some r in d.ask
+	r.rule == "prod_bulk_read"
+	contains(r.message, "up to 500 rows")
+	small := sqlguard.decision with input as prod([stmt({"relations": [rel("analytics.daily", "read")], "limit": 100})])
+	count(small.ask) == 0
+	dev := sqlguard.decision with input as call([stmt({"relations": [rel("analytics.daily", "read")], "limit": 500})])
+	count(dev.ask) == 0
+}
