@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::support::cluster::{Cluster, DB};
 
-fn python() -> Option<PathBuf> {
+pub fn python() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let candidates = [
         std::env::var("SQLGUARD_PYTHON")

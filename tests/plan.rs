@@ -89,7 +89,7 @@ async fn query(
 /// statement's own text, whatever its name); the plan step parses the statement as
 /// `sqlguard_planned` and explains that (`EXPLAIN … EXECUTE sqlguard_planned`), and
 /// `log_min_duration_statement = 0` logs the Parse with its text.
-fn logged(cluster: &Cluster, marker: &str) -> (usize, usize) {
+pub fn logged(cluster: &Cluster, marker: &str) -> (usize, usize) {
     let log = std::fs::read_to_string(cluster.local.dir.join("log")).unwrap_or_default();
     let lines = || log.lines().filter(move |l| l.contains(marker));
     let executed = lines()

@@ -3,6 +3,7 @@
 mod support;
 
 mod analysis;
+mod approval;
 mod audit;
 mod cache;
 mod catalog;

@@ -209,7 +209,10 @@ impl Approver {
             ),
             Err(ServiceError::McpError(e)) => done(
                 Answer::Unsupported,
-                format!("the client refused the request: {}", e.message),
+                format!(
+                    "the approval request could not be sent to this client: {}",
+                    e.message
+                ),
             ),
             Err(e) => done(
                 Answer::Unsupported,
