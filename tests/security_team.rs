@@ -590,7 +590,7 @@ fn the_input_can_be_printed_and_the_prod_limit_rule_holds() {
 
     let prod = policies().join("examples/prod");
     let cases: &[(&str, &str, bool)] = &[
-        ("env=prod", "SELECT * FROM analytics.daily LIMIT 1000", true),
+        ("env=prod", "SELECT * FROM analytics.daily LIMIT 100", true),
         (
             "env=prod",
             "SELECT * FROM analytics.daily LIMIT 1001",

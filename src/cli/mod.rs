@@ -33,7 +33,8 @@ enum Command {
         #[command(flatten)]
         analysis: AnalysisArgs,
     },
-    /// Decide whether SQL may run: exit 0 allowed, 1 denied, 2 usage or policy error.
+    /// Decide whether SQL may run: exit 0 allowed, 1 denied, 3 allowed once a person approves
+    /// it (the policy asks), 2 usage or policy error.
     Check(check::CheckArgs),
     /// Work on policy bundles.
     #[command(subcommand)]

@@ -45,7 +45,8 @@ control, no FOR UPDATE/SHARE, no SELECT INTO, no data-modifying WITH; volatile o
 functions (pg_sleep, nextval, dblink, file access, …) are refused; write values into the query (no \
 $1 parameters). Results are capped (rows, bytes and time, usually 1000 rows / 1 MiB / 30 s): \
 'truncated': true means more rows exist, so add WHERE, LIMIT or aggregates. A refused query comes \
-back as an error that says what to change. To learn the schema, read the resource \
+back as an error that says what to change. Some queries need a person's approval: the server asks \
+the user in the client and runs the query only if they approve. To learn the schema, read the resource \
 sqlguard://clusters/<cluster>/databases/<name>/schema";
 
 /// Added to [`INSTRUCTIONS`] only when the policy lets the caller read them on every database.
