@@ -49,6 +49,7 @@ plan_decision := {
 # A plan rule may ask instead of deny (`plan_ask contains reason(…)`): a person approves the
 # call after its plan is judged and before it is sent.
 ask contains r if {
+	input.plan
 	some r in plan_ask
 }
 

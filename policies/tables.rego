@@ -54,13 +54,13 @@ deny contains reason("table_not_allowed", i, msg) if {
 # MCP client before the query runs). It holds for every other way to the same rows: their
 # partitions and children (table_refs), views and materialized views built on them, and the
 # statistics rows that sample their values.
-ask contains reason("table_needs_approval", i, msg) if {
+table_asks contains reason("table_needs_approval", i, msg) if {
 	some [i, name] in table_refs
 	asked_table(name)
 	msg := sprintf("table %s needs a person's approval for each query (tables.ask)", [name])
 }
 
-ask contains reason("table_needs_approval", i, msg) if {
+table_asks contains reason("table_needs_approval", i, msg) if {
 	some i, s in input.query.statements
 	some r in s.relations
 	some table in r.view_tables
@@ -68,7 +68,7 @@ ask contains reason("table_needs_approval", i, msg) if {
 	msg := sprintf("view %s reads %s, which needs a person's approval for each query (tables.ask)", [r.qualified_name, table])
 }
 
-ask contains reason("table_needs_approval", i, msg) if {
+table_asks contains reason("table_needs_approval", i, msg) if {
 	some [i, r] in stats_reads
 	some e in r.stats_of.columns
 	[table, _] := stats_column(e)
@@ -76,8 +76,16 @@ ask contains reason("table_needs_approval", i, msg) if {
 	msg := sprintf("%s rows sample values of %s, which needs a person's approval for each query (tables.ask)", [r.qualified_name, table])
 }
 
+# The usual configuration asks nothing: one test, and the rules above are not entered.
+ask contains r if {
+	count(asked_patterns) > 0
+	some r in table_asks
+}
+
+asked_patterns := object.get(data.sqlguard.tables, "ask", [])
+
 asked_table(name) if {
-	some pattern in object.get(data.sqlguard.tables, "ask", [])
+	some pattern in asked_patterns
 	name_matches(pattern, name)
 }
 

@@ -131,7 +131,13 @@ fn the_person_at_the_client_approves_each_asked_call() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // PostgreSQL ran each approved query once, and no refused one, not even planned ones.
+    each_approved_query_ran_once(cluster, &tag);
+    every_answer_is_audited(&dir.join("audit.jsonl"), &tag);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PostgreSQL ran each approved query once, and no refused one, not even planned ones.
+fn each_approved_query_ran_once(cluster: &Cluster, tag: &str) {
     let ran = |marker: &str| logged(cluster, &format!("{tag}-{marker} ")).0;
     for approved in [
         "approve-1",
@@ -160,15 +166,17 @@ fn the_person_at_the_client_approves_each_asked_call() {
     }
     // The plan asks came after PostgreSQL planned the query (explained, then not run).
     assert!(logged(cluster, &format!("{tag}-decline-plan ")).1 >= 1);
+}
 
-    // The audit log holds each ask with its answer and wait, and its chain verifies.
-    let audit_path = dir.join("audit.jsonl");
+/// The audit log holds each ask with its answer and wait, its chain verifies, and `audit
+/// query` and `audit summary` answer "which asks were refused, and how".
+fn every_answer_is_audited(audit_path: &std::path::Path, tag: &str) {
     let verify = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
         .args(["audit", "verify", audit_path.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(verify.status.success(), "{verify:?}");
-    let audit: Vec<serde_json::Value> = std::fs::read_to_string(&audit_path)
+    let audit: Vec<serde_json::Value> = std::fs::read_to_string(audit_path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -243,5 +251,4 @@ fn the_person_at_the_client_approves_each_asked_call() {
         summary.contains("by approval:") && summary.contains("timed_out"),
         "{summary}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

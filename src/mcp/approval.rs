@@ -23,6 +23,11 @@ use crate::policy::Reason;
 /// How long the person has to answer unless configured (`approval_timeout_s`).
 pub const DEFAULT_APPROVAL_TIMEOUT_S: u64 = 120;
 
+/// How long a person has to answer: `approval_timeout_s`, at least one second.
+pub fn timeout(configured: Option<u64>) -> Duration {
+    Duration::from_secs(configured.unwrap_or(DEFAULT_APPROVAL_TIMEOUT_S).max(1))
+}
+
 /// Query texts longer than this are not put before a person: they are refused instead.
 const MAX_SHOWN_QUERY_BYTES: usize = 16 * 1024;
 
@@ -175,37 +180,17 @@ impl Approver {
                 return done(Answer::Cancelled, "the tool call was cancelled while waiting for the person".into());
             }
         };
-        let secs = self.timeout.as_secs();
         match answered {
-            Ok(result) => match (result.action, result.content) {
-                (ElicitationAction::Accept, Some(content)) => {
-                    match content.get("decision").and_then(|v| v.as_str()) {
-                        Some("approve") => done(Answer::Approved, String::new()),
-                        Some("decline") => {
-                            done(Answer::Declined, "the person chose decline".into())
-                        }
-                        _ => done(
-                            Answer::Malformed,
-                            format!("the client's answer {content} is neither approve nor decline"),
-                        ),
-                    }
-                }
-                (ElicitationAction::Accept, None) => done(
-                    Answer::Malformed,
-                    "the client accepted without an answer to the form".into(),
-                ),
-                (ElicitationAction::Decline, _) => {
-                    done(Answer::Declined, "the person declined".into())
-                }
-                (ElicitationAction::Cancel, _) => done(
-                    Answer::Cancelled,
-                    "the person dismissed the request without answering".into(),
-                ),
-                (other, _) => done(Answer::Malformed, format!("the client answered {other:?}")),
-            },
+            Ok(result) => {
+                let (answer, detail) = read_answer(result);
+                done(answer, detail)
+            }
             Err(ServiceError::Timeout { .. }) => done(
                 Answer::TimedOut,
-                format!("nobody answered within {secs} s (approval_timeout_s)"),
+                format!(
+                    "nobody answered within {} s (approval_timeout_s)",
+                    self.timeout.as_secs()
+                ),
             ),
             Err(ServiceError::McpError(e)) => done(
                 Answer::Unsupported,
@@ -219,5 +204,31 @@ impl Approver {
                 format!("the request could not reach the person: {e}"),
             ),
         }
+    }
+}
+
+/// What the client's answer means: only `accept` with `decision = approve` approves.
+fn read_answer(result: rmcp::model::ElicitResult) -> (Answer, String) {
+    match (result.action, result.content) {
+        (ElicitationAction::Accept, Some(content)) => {
+            match content.get("decision").and_then(|v| v.as_str()) {
+                Some("approve") => (Answer::Approved, String::new()),
+                Some("decline") => (Answer::Declined, "the person chose decline".into()),
+                _ => (
+                    Answer::Malformed,
+                    format!("the client's answer {content} is neither approve nor decline"),
+                ),
+            }
+        }
+        (ElicitationAction::Accept, None) => (
+            Answer::Malformed,
+            "the client accepted without an answer to the form".into(),
+        ),
+        (ElicitationAction::Decline, _) => (Answer::Declined, "the person declined".into()),
+        (ElicitationAction::Cancel, _) => (
+            Answer::Cancelled,
+            "the person dismissed the request without answering".into(),
+        ),
+        (other, _) => (Answer::Malformed, format!("the client answered {other:?}")),
     }
 }

@@ -555,21 +555,11 @@ impl Sqlguard {
                 return tool_error(&message);
             }
         };
-        // An ask is answered here, before anything runs, unless the plan is judged too: then
-        // the person is asked once, after the plan step, with every reason.
-        if allowed.decision.asks() && allowed.explain.is_none() {
-            let asks = &allowed.decision.ask;
-            let asked = approver.ask(&allowed.context.uri, sql, asks, "query").await;
-            record.approval = Some(approval_record("query", asks, &asked));
-            record.timings.total_us = Some(started.elapsed().as_micros() as u64);
-            if !asked.approved() {
-                record.allow = false;
-                record.verdict = verdict::UNAPPROVED;
-                if let Err(refusal) = self.audit(&record) {
-                    return tool_error(&refusal);
-                }
-                return tool_error(&asked.refusal(asks, &allowed.context.uri));
-            }
+        if let Err(refusal) = self
+            .approve_first(&allowed, sql, approver, &mut record, started)
+            .await
+        {
+            return tool_error(&refusal);
         }
         record.event = "intent";
         record.verdict = verdict::PENDING;
@@ -600,6 +590,33 @@ impl Sqlguard {
             Ok(v) => CallToolResult::success(vec![ContentBlock::text(v.to_string())]),
             Err(message) => tool_error(&message),
         }
+    }
+
+    /// An ask is answered here, before anything runs, unless the plan is judged too: then the
+    /// person is asked once, after the plan step, with every reason. `Err` with the agent's
+    /// message when the call is not approved (its `decision` record written).
+    async fn approve_first(
+        &self,
+        allowed: &Allowed<'_>,
+        sql: &str,
+        approver: &Approver,
+        record: &mut CallRecord,
+        started: Instant,
+    ) -> Result<(), String> {
+        if !allowed.decision.asks() || allowed.explain.is_some() {
+            return Ok(());
+        }
+        let asks = &allowed.decision.ask;
+        let asked = approver.ask(&allowed.context.uri, sql, asks, "query").await;
+        record.approval = Some(approval_record("query", asks, &asked));
+        record.timings.total_us = Some(started.elapsed().as_micros() as u64);
+        if asked.approved() {
+            return Ok(());
+        }
+        record.allow = false;
+        record.verdict = verdict::UNAPPROVED;
+        self.audit(record)?;
+        Err(asked.refusal(asks, &allowed.context.uri))
     }
 
     /// Runs an allowed call's query (after judging its plan, when the policy asks, and asking
@@ -667,13 +684,33 @@ impl Sqlguard {
                 approval,
             };
         }
-        // Planned and judged again in the transaction it runs in: it runs if the plan still
-        // asks for nothing beyond what the person approved.
+        let result = self
+            .run_approved(allowed, facts, sql, policy, identity, asks)
+            .await;
+        Ran {
+            result,
+            plan: plan_seen,
+            approval,
+        }
+    }
+
+    /// Runs a query whose plan a person approved for `asks`: planned and judged again in the
+    /// transaction it runs in, it runs if the plan still asks for nothing beyond those rules
+    /// and nothing denies it.
+    async fn run_approved(
+        &self,
+        allowed: &Allowed<'_>,
+        facts: &crate::analysis::Facts,
+        sql: &str,
+        policy: &crate::policy::Policy,
+        identity: &crate::policy::Identity,
+        asks: &[Reason],
+    ) -> Result<crate::execution::QueryResult, String> {
         let approved: Vec<&str> = asks.iter().map(|r| r.rule.as_str()).collect();
         let again = self
             .run_planned(allowed, facts, sql, policy, identity, &approved)
             .await;
-        let result = match again {
+        match again {
             Ok((Planned::Ran { result, .. }, _)) => Ok(result),
             Ok((Planned::Refused { verdict, .. }, _)) if verdict.reasons.is_empty() => Err(format!(
                 "{}\nThe plan changed after the person approved it and now needs another approval; nothing was run: call the tool again.",
@@ -684,11 +721,6 @@ impl Sqlguard {
                 verdict.message()
             )),
             Err(e) => Err(exec_message(&e)),
-        };
-        Ran {
-            result,
-            plan: plan_seen,
-            approval,
         }
     }
 

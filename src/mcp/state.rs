@@ -433,12 +433,7 @@ impl State {
                 .unwrap_or(crate::audit::DEFAULT_MAX_QUERY_BYTES),
             audit_fail_closed: config.audit_fail_closed.unwrap_or(true),
             max_query_bytes: config.max_query_bytes.unwrap_or(DEFAULT_MAX_QUERY_BYTES),
-            approval_timeout: std::time::Duration::from_secs(
-                config
-                    .approval_timeout_s
-                    .unwrap_or(super::approval::DEFAULT_APPROVAL_TIMEOUT_S)
-                    .max(1),
-            ),
+            approval_timeout: super::approval::timeout(config.approval_timeout_s),
             session_id,
             shipper,
         }))
