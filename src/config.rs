@@ -22,6 +22,11 @@
 //! url = "https://logs.example.com/logs"
 //! ca = "collector-ca.pem"      # spool = "decisions.spool", token_env = "VAR", labels = {…}
 //!
+//! [http]                     # serve --listen: MCP over HTTP behind Teleport's app access
+//! listen = "0.0.0.0:8080"
+//! jwks_url = "https://teleport.example.com/.well-known/jwks.json"
+//! audience = "http://sqlguard:8080"   # the aud Teleport signs for the app
+//!
 //! [identity]                   # who calls dsn databases (no Teleport): NOT verified
 //! user = "alice"
 //! roles = ["contractor"]
@@ -93,8 +98,35 @@ pub struct Config {
     /// certificate says who calls. Not verified: policy input marks it
     /// `"source": "configuration"`.
     pub identity: Option<IdentityConfig>,
+    /// `serve --listen`: MCP over streamable HTTP with Teleport's JWT.
+    #[serde(default)]
+    pub http: HttpConfig,
     #[serde(default, rename = "database")]
     pub databases: Vec<DatabaseConfig>,
+}
+
+/// `[http]` of the configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where to listen (`--listen` overrides).
+    pub listen: Option<String>,
+    /// The cluster's JWKS: `https://PROXY/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+    /// A CA certificate (PEM) to trust for the JWKS endpoint, besides the system's roots.
+    pub jwks_ca: Option<PathBuf>,
+    /// The `aud` the tokens must name: the app's URI as Teleport sees it.
+    pub audience: Option<String>,
+    /// The `iss` the tokens must name (the Teleport cluster's name), when set.
+    pub issuer: Option<String>,
+    /// Host names the server answers to (the `Host` header), besides localhost.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Serve without tokens: every caller is this machine's user. Local tests only.
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+    /// The largest request body, in bytes (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]

@@ -12,6 +12,7 @@ mod clientconfig;
 mod doctor;
 mod evaluator;
 mod execution;
+mod http;
 mod live_catalog;
 mod mcp;
 mod oracle;

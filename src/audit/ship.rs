@@ -148,21 +148,24 @@ fn write_offset(spool: &Path, offset: u64) -> std::io::Result<()> {
 
 /// The HTTP client: rustls over ring, trusting the system's roots and the configured CA.
 fn agent(config: &DecisionLogConfig) -> Result<ureq::Agent, String> {
+    https_agent(config.ca.as_deref(), "[decision_log] ca")
+}
+
+/// An HTTPS client (rustls over ring) trusting the system's roots and `ca` (a PEM file; `what`
+/// names its setting in errors).
+pub fn https_agent(ca: Option<&std::path::Path>, what: &str) -> Result<ureq::Agent, String> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
     let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
         .certs
         .into_iter()
         .map(|c| Certificate::from_der(c.as_ref()).to_owned())
         .collect();
-    if let Some(ca) = &config.ca {
-        let pem =
-            std::fs::read(ca).map_err(|e| format!("[decision_log] ca {}: {e}", ca.display()))?;
-        roots.push(Certificate::from_pem(&pem).map_err(|e| {
-            format!(
-                "[decision_log] ca {} is not a PEM certificate: {e}",
-                ca.display()
-            )
-        })?);
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("{what} {}: {e}", ca.display()))?;
+        roots.push(
+            Certificate::from_pem(&pem)
+                .map_err(|e| format!("{what} {} is not a PEM certificate: {e}", ca.display()))?,
+        );
     }
     let tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)

@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Audit log file (JSON lines, hash-chained).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Serve MCP over streamable HTTP at ADDR (`/mcp`), verifying Teleport's JWT on every
+    /// request (`[http]` of the configuration), instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -621,6 +625,7 @@ fn serve_options(args: ServeArgs) -> crate::mcp::ServeOptions {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let listen = args.listen.clone();
     let opts = serve_options(args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -629,7 +634,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(crate::mcp::serve(opts)) {
+    let served = match listen {
+        Some(addr) => runtime.block_on(crate::mcp::http::serve(opts, Some(addr))),
+        None => runtime.block_on(crate::mcp::serve(opts)),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sqlguard serve: {e}");

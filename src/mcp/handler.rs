@@ -63,6 +63,9 @@ const INFORMATION_SCHEMA_QUERIES: [&str; 2] = [
 #[derive(Clone)]
 pub struct Sqlguard {
     state: Arc<State>,
+    /// Over HTTP: the user whose token opened this MCP session; another user's token on it
+    /// is refused.
+    session_user: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn object_schema(properties: Value, required: &[&str]) -> Arc<serde_json::Map<String, Value>> {
@@ -379,15 +382,57 @@ struct Allowed<'s> {
 
 impl Sqlguard {
     pub fn new(state: Arc<State>) -> Sqlguard {
-        Sqlguard { state }
+        Sqlguard {
+            state,
+            session_user: Arc::default(),
+        }
+    }
+
+    /// The identity Teleport's token gave this HTTP request (`None` over stdio), held to the
+    /// user who opened the session.
+    fn request_identity(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Option<Arc<crate::policy::Identity>>, String> {
+        let Some(id) = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Arc<crate::policy::Identity>>())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let mut bound = self.session_user.lock().unwrap_or_else(|p| p.into_inner());
+        match bound.as_deref() {
+            None => *bound = Some(id.user.clone()),
+            Some(user) if user != id.user => {
+                return Err(format!(
+                    "this MCP session was opened by {user}, and the request's token is {}'s: open a session of your own",
+                    id.user
+                ))
+            }
+            Some(_) => {}
+        }
+        Ok(Some(id))
+    }
+
+    /// The request's identity, else the server's (stdio: Teleport's login or the local user).
+    fn caller(
+        &self,
+        request: &Option<Arc<crate::policy::Identity>>,
+    ) -> Arc<crate::policy::Identity> {
+        request
+            .clone()
+            .unwrap_or_else(|| self.state.identity.current())
     }
 
     /// Whether the policy lets the caller use `tool`: the refusal's reasons and message.
-    fn tool_allowed(&self, tool: &str) -> Result<(), (Value, String)> {
-        let d = self
-            .state
-            .policy()
-            .tool_allowed(tool, &self.state.identity.current());
+    fn tool_allowed(
+        &self,
+        tool: &str,
+        identity: &crate::policy::Identity,
+    ) -> Result<(), (Value, String)> {
+        let d = self.state.policy().tool_allowed(tool, identity);
         if d.allow {
             Ok(())
         } else {
@@ -525,10 +570,12 @@ impl Sqlguard {
         sql: &str,
         client: Option<ClientRecord>,
         approver: &Approver,
+        caller: Option<Arc<crate::policy::Identity>>,
     ) -> CallToolResult {
         let state = &self.state;
         let policy = state.policy();
-        let identity = self.caller_on(database);
+        // A verified request identity (HTTP) wins over the configured and the server's.
+        let identity = caller.unwrap_or_else(|| self.caller_on(database));
         let started = Instant::now();
         let mut record = self.call_record(TOOL_QUERY, database, &identity, &policy, client);
         record.query = Some(QueryText::new(
@@ -895,7 +942,11 @@ impl Sqlguard {
     /// The relations and columns this identity's policy lets it read, with column types as
     /// PostgreSQL writes them, and (from the catalog snapshot) the extensions installed and
     /// the non-built-in functions the policy lets it call.
-    async fn schema(&self, d: &ServedDatabase) -> Result<Value, String> {
+    async fn schema(
+        &self,
+        d: &ServedDatabase,
+        identity: &crate::policy::Identity,
+    ) -> Result<Value, String> {
         let pool = d.backend.ready().map_err(str::to_string)?;
         let limits = RunLimits {
             max_rows: 20_000,
@@ -909,14 +960,9 @@ impl Sqlguard {
             .map_err(|e| exec_message(&e))?;
         let policy = self.state.policy();
         let opts = d.analysis(&self.state.analysis).await;
-        let identity = d
-            .spec
-            .identity
-            .clone()
-            .map_or_else(|| self.state.identity.current(), Arc::new);
         let can_run = |q: &str| {
             policy
-                .check(q, &opts, Some(&d.context), &identity, TOOL_QUERY)
+                .check(q, &opts, Some(&d.context), identity, TOOL_QUERY)
                 .decision
                 .allow
         };
@@ -950,12 +996,16 @@ impl ServerHandler for Sqlguard {
     async fn list_tools(
         &self,
         _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let request = self
+            .request_identity(&context)
+            .map_err(|m| ErrorData::invalid_request(m, None))?;
+        let identity = self.caller(&request);
         // Tools the policy denies this identity are not listed (Teleport's MCP RBAC).
         let visible = tools()
             .into_iter()
-            .filter(|t| self.tool_allowed(&t.name).is_ok())
+            .filter(|t| self.tool_allowed(&t.name, &identity).is_ok())
             .collect();
         Ok(ListToolsResult::with_all_items(visible))
     }
@@ -977,11 +1027,15 @@ impl ServerHandler for Sqlguard {
             }
         };
         let client = client_of(&context);
+        let caller = match self.request_identity(&context) {
+            Ok(c) => c,
+            Err(m) => return Ok(tool_error(&m).into()),
+        };
         let args = request.arguments.unwrap_or_default();
         let get = |k: &str| args.get(k).and_then(Value::as_str);
-        if let Err((reasons, m)) = self.tool_allowed(name) {
+        if let Err((reasons, m)) = self.tool_allowed(name, &self.caller(&caller)) {
             let policy = self.state.policy();
-            let identity = self.state.identity.current();
+            let identity = self.caller(&caller);
             let mut record = self.call_record(
                 tool,
                 get("database").unwrap_or(""),
@@ -998,7 +1052,7 @@ impl ServerHandler for Sqlguard {
         }
         if tool == TOOL_LIST {
             let policy = self.state.policy();
-            let identity = self.state.identity.current();
+            let identity = self.caller(&caller);
             let mut record = self.call_record(tool, "", &identity, &policy, client);
             record.allow = true;
             record.verdict = verdict::ALLOWED;
@@ -1019,7 +1073,10 @@ impl ServerHandler for Sqlguard {
             timeout: self.state.approval_timeout,
             cancelled: context.ct.clone(),
         };
-        Ok(self.query(database, query, client, &approver).await.into())
+        Ok(self
+            .query(database, query, client, &approver, caller)
+            .await
+            .into())
     }
 
     async fn list_resources(
@@ -1059,9 +1116,13 @@ impl ServerHandler for Sqlguard {
             .databases
             .iter()
             .find(|d| uri == d.context.uri || uri == schema_uri(d));
-        let identity = match served.and_then(|d| d.spec.identity.clone()) {
-            Some(id) => Arc::new(id),
-            None => self.state.identity.current(),
+        let request = self
+            .request_identity(&context)
+            .map_err(|m| ErrorData::invalid_request(m, None))?;
+        let identity = match (request, served.and_then(|d| d.spec.identity.clone())) {
+            (Some(id), _) => id,
+            (None, Some(id)) => Arc::new(id),
+            (None, None) => self.state.identity.current(),
         };
         let database = served.map_or("", |d| d.context.uri.as_str());
         let mut record =
@@ -1088,7 +1149,7 @@ impl ServerHandler for Sqlguard {
             }
             if uri == schema_uri(d) {
                 let v = self
-                    .schema(d)
+                    .schema(d, &identity)
                     .await
                     .map_err(|e| ErrorData::internal_error(e, None))?;
                 let c =

@@ -8,6 +8,7 @@
 pub mod approval;
 pub mod framing;
 mod handler;
+pub mod http;
 mod reload;
 pub mod state;
 

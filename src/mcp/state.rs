@@ -483,6 +483,32 @@ impl State {
         }
     }
 
+    /// Records an HTTP request refused before it reached MCP (no or a bad token): a `decision`
+    /// record of tool `http`, verdict `denied`, with the rule and the reason.
+    pub fn audit_refused_request(&self, rule: &str, message: &str) {
+        let policy = self.policy();
+        let record = serde_json::json!({
+            "time": crate::audit::now_rfc3339(),
+            "event": "decision",
+            "decision_id": uuid::Uuid::new_v4().to_string(),
+            "session_id": self.session_id,
+            "policy_digest": policy.digest(),
+            "database": "",
+            "identity": {"user": "", "roles": [], "source": "teleport"},
+            "tool": "http",
+            "allow": false,
+            "verdict": crate::audit::verdict::DENIED,
+            "rules": [rule],
+            "reasons": [{"rule": rule, "message": message, "statement": -1}],
+        });
+        self.ship(&record);
+        if let Some(log) = &self.audit {
+            if let Err(e) = log.append(&record) {
+                tracing::error!("AUDIT LOG WRITE FAILED for a refused request: {e}");
+            }
+        }
+    }
+
     /// Reads each database's catalog and warns about the policy's entries that name nothing in
     /// it: at start and after a reload, not only at a database's first call.
     pub async fn lint_all(&self) {

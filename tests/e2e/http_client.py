@@ -1,0 +1,174 @@
+"""`sqlguard serve --listen` with Teleport's JWT, end to end, with the official MCP Python SDK's
+streamable-HTTP client.
+
+Run by tests/http.rs (which starts PostgreSQL and writes the configuration):
+    python tests/e2e/http_client.py SQLGUARD_BIN CONFIG DB_URI JWKS_PORT MCP_PORT AUDIENCE ISSUER
+This script serves the JWKS itself (two RSA keys; the set it serves can change: a rotation),
+signs tokens the way Teleport does (RS256, `kid`, claims aud/iss/sub/username/roles/traits/
+nbf/exp), starts sqlguard, and drives it. Prints one line per check and 'N passed, N failed'.
+"""
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+BIN, CONFIG, DB, JWKS_PORT, MCP_PORT, AUDIENCE, ISSUER = sys.argv[1:8]
+URL = f"http://127.0.0.1:{MCP_PORT}/mcp"
+passed, failed = 0, 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name}: {detail}")
+
+
+def b64(n):
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+KEYS = {kid: rsa.generate_private_key(public_exponent=65537, key_size=2048) for kid in ("k1", "k2", "rogue")}
+served_kids = ["k1"]
+
+
+def jwks():
+    keys = []
+    for kid in served_kids:
+        pub = KEYS[kid].public_key().public_numbers()
+        keys.append({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": b64(pub.n), "e": b64(pub.e)})
+    return {"keys": keys}
+
+
+class Jwks(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(jwks()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def token(user, roles, kid="k1", aud=AUDIENCE, iss=ISSUER, exp_in=600, nbf_in=-5, alg="RS256"):
+    now = int(time.time())
+    claims = {
+        "aud": [aud], "iss": iss, "sub": user, "username": user, "roles": roles,
+        "traits": {"logins": [user]}, "nbf": now + nbf_in, "exp": now + exp_in,
+    }
+    if alg == "HS256":
+        return jwt.encode(claims, "not-the-cluster-key-but-long-enough-for-hs256", algorithm="HS256", headers={"kid": kid})
+    return jwt.encode(claims, KEYS[kid], algorithm=alg, headers={"kid": kid})
+
+
+def text_of(result):
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+async def session_call(tok, sql):
+    headers = {"Teleport-Jwt-Assertion": tok} if tok else {}
+    async with create_mcp_http_client(headers=headers) as http:
+        async with streamable_http_client(URL, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                r = await session.call_tool("teleport_postgres_query", {"database": DB, "query": sql})
+                return r.is_error, text_of(r)
+
+
+def raw_post(tok):
+    """A bare MCP initialize POST: the HTTP status and body (401s happen before MCP)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}).encode()
+    req = urllib.request.Request(URL, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+    if tok is not None:
+        req.add_header("Teleport-Jwt-Assertion", tok)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_ready():
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{MCP_PORT}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except Exception:
+            time.sleep(0.05)
+    return False
+
+
+async def main():
+    server = ThreadingHTTPServer(("127.0.0.1", int(JWKS_PORT)), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proc = subprocess.Popen([BIN, "serve", "--config", CONFIG, "--listen", f"127.0.0.1:{MCP_PORT}"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        check("/healthz answers", wait_ready())
+        with urllib.request.urlopen(f"http://127.0.0.1:{MCP_PORT}/readyz", timeout=5) as r:
+            check("/readyz: every database has a route", r.status == 200)
+
+        sql = "SELECT count(*) AS n FROM hr.salaries"
+        err, text = await session_call(token("alice", ["dev"]), sql)
+        check("alice (dev) may read hr.salaries", not err and '"n"' in text, text)
+        err, text = await session_call(token("bob", ["contractor"]), sql)
+        check("bob (contractor) may not, on the same query", err and "role_contractor_hr" in text, text)
+
+        for name, tok, rule in [
+            ("missing", None, "jwt_missing"),
+            ("garbage", "not.a.jwt", "jwt_malformed"),
+            ("expired", token("alice", ["dev"], exp_in=-120), "jwt_expired"),
+            ("not yet valid", token("alice", ["dev"], nbf_in=300), "jwt_not_yet_valid"),
+            ("wrong audience", token("alice", ["dev"], aud="http://other-app"), "jwt_wrong_audience"),
+            ("wrong issuer", token("alice", ["dev"], iss="another-cluster"), "jwt_wrong_issuer"),
+            ("unknown key", token("alice", ["dev"], kid="rogue"), "jwt_unknown_key"),
+            ("HS256 (the public key as a secret)", token("alice", ["dev"], alg="HS256"), "jwt_bad_signature"),
+        ]:
+            status, body = raw_post(tok)
+            check(f"{name} token: 401", status == 401, (status, body))
+            check(f"{name} token: says why ({rule})", rule in body, body)
+
+        # Rotation: the cluster signs with k2 now; sqlguard fetches the set again for the new kid.
+        served_kids[:] = ["k1", "k2"]
+        time.sleep(1.2)  # unknown kids fetch the set at most once a second
+        err, text = await session_call(token("alice", ["dev"], kid="k2"), "SELECT 1 AS one")
+        check("a token of a rotated-in key is accepted without a restart", not err, text)
+        served_kids[:] = ["k2"]
+        status, body = raw_post(token("alice", ["dev"], kid="rogue"))
+        check("after rotation an unknown key is still refused", status == 401, (status, body))
+    finally:
+        proc.terminate()
+        try:
+            _, stderr = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        check("SIGTERM stops the server cleanly", proc.returncode == 0, (proc.returncode, stderr[-2000:]))
+        server.shutdown()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+asyncio.run(main())

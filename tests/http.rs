@@ -1,0 +1,122 @@
+//! `sqlguard serve --listen`: MCP over streamable HTTP, every request carrying a Teleport JWT,
+//! driven by the official MCP Python SDK's HTTP client (`tests/e2e/http_client.py`, which also
+//! serves the JWKS and signs the tokens as Teleport does) against the real cluster.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::cluster::{free_port, Cluster, WRITER, WRITER_PASSWORD};
+
+const TEAM_DB: &str = "team";
+const URI: &str = "teleport://clusters/test-cluster/databases/team";
+const AUDIENCE: &str = "http://sqlguard.test:8080";
+const ISSUER: &str = "test-cluster";
+
+#[test]
+fn teleport_tokens_decide_who_calls_over_http() {
+    let Some(python) = crate::mcp::python() else {
+        return;
+    };
+    let cluster = Cluster::shared();
+    cluster.psql(
+        "postgres",
+        &format!("CREATE DATABASE {TEAM_DB} OWNER {WRITER}"),
+    );
+    cluster.psql(
+        TEAM_DB,
+        &format!(
+            "SET ROLE {WRITER}; CREATE SCHEMA hr; CREATE TABLE hr.salaries (name text, amount int);
+             INSERT INTO hr.salaries VALUES ('ana', 5000);"
+        ),
+    );
+    let dir = std::env::temp_dir().join(format!("sqlguard-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (jwks_port, mcp_port) = (free_port(), free_port());
+    let audit = dir.join("audit.jsonl");
+    let config = dir.join("sqlguard.toml");
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::write(
+        &config,
+        format!(
+            "policy = [\"{root}/policies/examples/roles\"]\naudit_log = {audit:?}\n\n\
+             [http]\njwks_url = \"http://127.0.0.1:{jwks_port}/jwks\"\naudience = \"{AUDIENCE}\"\nissuer = \"{ISSUER}\"\n\n\
+             [[database]]\nuri = \"{URI}?dbName={TEAM_DB}&dbUser={WRITER}\"\n\
+             dsn = \"postgres://{WRITER}:{WRITER_PASSWORD}@127.0.0.1:{port}/{TEAM_DB}?sslmode=disable\"\n",
+            audit = audit.display().to_string(),
+            port = cluster.port,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(python)
+        .arg(PathBuf::from(root).join("tests/e2e/http_client.py"))
+        .args([
+            env!("CARGO_BIN_EXE_sqlguard"),
+            config.to_str().unwrap(),
+            URI,
+            &jwks_port.to_string(),
+            &mcp_port.to_string(),
+            AUDIENCE,
+            ISSUER,
+        ])
+        .env("SQLGUARD_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the HTTP client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Each refused token is in the audit log with its rule; each call names its caller.
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for rule in [
+        "jwt_missing",
+        "jwt_malformed",
+        "jwt_expired",
+        "jwt_not_yet_valid",
+        "jwt_wrong_audience",
+        "jwt_wrong_issuer",
+        "jwt_unknown_key",
+        "jwt_bad_signature",
+    ] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["tool"] == "http" && r["rules"][0] == rule),
+            "no audit record of a {rule} refusal"
+        );
+    }
+    let by = |user: &str| {
+        records
+            .iter()
+            .filter(|r| r["identity"]["user"] == user && r["tool"] == "teleport_postgres_query")
+            .map(|r| {
+                (
+                    r["verdict"].as_str().unwrap_or("").to_string(),
+                    r["identity"]["source"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        by("alice")
+            .iter()
+            .any(|(v, s)| v == "pending" && s == "teleport"),
+        "{:?}",
+        by("alice")
+    );
+    assert!(
+        by("bob")
+            .iter()
+            .any(|(v, s)| v == "denied" && s == "teleport"),
+        "{:?}",
+        by("bob")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
