@@ -27,6 +27,10 @@
 //! jwks_url = "https://teleport.example.com/.well-known/jwks.json"
 //! audience = "http://sqlguard:8080"   # the aud Teleport signs for the app
 //!
+//! [limits.per_user]           # per identity; over either, a call is refused, never queued
+//! concurrent = 4
+//! per_minute = 120
+//!
 //! [identity]                   # who calls dsn databases (no Teleport): NOT verified
 //! user = "alice"
 //! roles = ["contractor"]
@@ -98,6 +102,9 @@ pub struct Config {
     /// certificate says who calls. Not verified: policy input marks it
     /// `"source": "configuration"`.
     pub identity: Option<IdentityConfig>,
+    /// Limits on the server's callers.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// `serve --listen`: MCP over streamable HTTP with Teleport's JWT.
     #[serde(default)]
     pub http: HttpConfig,
@@ -293,4 +300,22 @@ impl Config {
         crate::teleport::uri::check_set(specs.iter().map(|s| &s.uri))?;
         Ok(specs)
     }
+}
+
+/// `[limits]` of the configuration.
+#[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default)]
+    pub per_user: PerUser,
+}
+
+/// `[limits.per_user]`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PerUser {
+    /// Queries one user may have running at once (absent: no limit).
+    pub concurrent: Option<usize>,
+    /// Queries one user may start per minute (absent: no limit).
+    pub per_minute: Option<usize>,
 }

@@ -40,6 +40,7 @@ fn teleport_tokens_decide_who_calls_over_http() {
         format!(
             "policy = [\"{root}/policies/examples/roles\"]\naudit_log = {audit:?}\n\n\
              [http]\njwks_url = \"http://127.0.0.1:{jwks_port}/jwks\"\naudience = \"{AUDIENCE}\"\nissuer = \"{ISSUER}\"\n\n\
+             [limits.per_user]\nconcurrent = 2\nper_minute = 40\n\n\
              [[database]]\nuri = \"{URI}?dbName={TEAM_DB}&dbUser={WRITER}\"\n\
              dsn = \"postgres://{WRITER}:{WRITER_PASSWORD}@127.0.0.1:{port}/{TEAM_DB}?sslmode=disable\"\n",
             audit = audit.display().to_string(),

@@ -1068,6 +1068,20 @@ impl ServerHandler for Sqlguard {
             ))
             .into());
         };
+        let identity = caller.clone().unwrap_or_else(|| self.caller_on(database));
+        let _running = match self.state.limiter.start(&identity.user) {
+            Ok(running) => running,
+            Err((rule, m)) => {
+                let policy = self.state.policy();
+                let mut record = self.call_record(tool, database, &identity, &policy, client);
+                record.rules = vec![rule.to_string()];
+                record.reasons = json!([{"rule": rule, "message": m, "statement": -1}]);
+                if let Err(refusal) = self.audit(&record) {
+                    return Ok(tool_error(&refusal).into());
+                }
+                return Ok(tool_error(&m).into());
+            }
+        };
         let approver = Approver {
             peer: context.peer.clone(),
             timeout: self.state.approval_timeout,

@@ -60,6 +60,8 @@ struct JwkSet {
 const REFETCH_MIN: Duration = Duration::from_secs(1);
 /// Keys are fetched again after this long anyway (a rotation that removed a key).
 const KEYS_MAX_AGE: Duration = Duration::from_secs(600);
+/// How long a stopping server waits for running calls.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// Clock skew allowed on `exp` and `nbf`.
 const LEEWAY_S: u64 = 60;
 
@@ -367,6 +369,7 @@ pub async fn serve(mut opts: ServeOptions, listen: Option<String>) -> Result<(),
             .map_or(listen.clone(), |a| a.to_string())
     );
     let stop = shutdown.clone();
+    let drain = state.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let mut term =
@@ -374,6 +377,11 @@ pub async fn serve(mut opts: ServeOptions, listen: Option<String>) -> Result<(),
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            // Running calls finish and write their outcomes; new ones are refused.
+            let left = drain.limiter.drain(DRAIN_GRACE).await;
+            if left > 0 {
+                tracing::warn!(left, "calls still running after the drain: cancelled");
             }
             stop.cancel();
         })

@@ -9,6 +9,7 @@ pub mod approval;
 pub mod framing;
 mod handler;
 pub mod http;
+pub mod limits;
 mod reload;
 pub mod state;
 

@@ -156,6 +156,8 @@ pub struct State {
     pub max_query_bytes: usize,
     /// How long a person has to answer a policy's ask.
     pub approval_timeout: std::time::Duration,
+    /// Per-identity limits, and the drain at shutdown.
+    pub limiter: Arc<super::limits::Limiter>,
     /// This server's session (one per process: one MCP client over stdio), on every record.
     pub session_id: String,
     /// Ships every audit record to the decision-log collector, when one is configured.
@@ -434,6 +436,7 @@ impl State {
             audit_fail_closed: config.audit_fail_closed.unwrap_or(true),
             max_query_bytes: config.max_query_bytes.unwrap_or(DEFAULT_MAX_QUERY_BYTES),
             approval_timeout: super::approval::timeout(config.approval_timeout_s),
+            limiter: Arc::new(super::limits::Limiter::new(config.limits.per_user)),
             session_id,
             shipper,
         }))

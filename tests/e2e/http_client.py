@@ -90,8 +90,22 @@ async def session_call(tok, sql):
         async with streamable_http_client(URL, http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
+                await session.list_tools()  # as clients do; the SDK checks results against it
                 r = await session.call_tool("teleport_postgres_query", {"database": DB, "query": sql})
                 return r.is_error, text_of(r)
+
+
+async def session_calls(tok, sqls):
+    """Several calls on one session, in order."""
+    out = []
+    async with create_mcp_http_client(headers={"Teleport-Jwt-Assertion": tok}) as http:
+        async with streamable_http_client(URL, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                for sql in sqls:
+                    r = await session.call_tool("teleport_postgres_query", {"database": DB, "query": sql})
+                    out.append((r.is_error, text_of(r)))
+    return out
 
 
 def raw_post(tok):
@@ -158,8 +172,31 @@ async def main():
         served_kids[:] = ["k2"]
         status, body = raw_post(token("alice", ["dev"], kid="rogue"))
         check("after rotation an unknown key is still refused", status == 401, (status, body))
-    finally:
+
+        # Per-user limits: refused at once, never queued.
+        slow = "SELECT count(*) AS n FROM generate_series(1, 20000000)"
+        results = await asyncio.gather(*[session_call(token("carol", ["dev"]), slow) for _ in range(3)])
+        over = [t for e, t in results if e and "limits.per_user.concurrent = 2" in t]
+        check("one user's third concurrent call is refused", len(over) == 1, results)
+        check("her other two ran", sum(1 for e, _ in results if not e) == 2, results)
+        texts = await session_calls(token("dave", ["dev"]), ["SELECT 1 AS one"] * 41)
+        check("one user's first 40 calls in a minute run", all(not e for e, _ in texts[:40]), texts[:40])
+        check("the 41st is refused with when to call again", texts[40][0] and "limits.per_user.per_minute = 40" in texts[40][1] and "call again in" in texts[40][1], texts[40])
+        err, text = await session_call(token("erin", ["dev"]), "SELECT 1 AS one")
+        check("other users are not held back by one user's limit", not err, text)
+
+        # Drain: a call running at SIGTERM finishes with its result; new calls are refused.
+        running = asyncio.create_task(session_call(token("alice", ["dev"]), slow))
+        await asyncio.sleep(0.8)
         proc.terminate()
+        await asyncio.sleep(0.2)
+        err, text = await session_call(token("frank", ["dev"]), "SELECT 1 AS one")
+        check("a call during the drain is refused as shutting down", err and "shutting down" in text, text)
+        err, text = await running
+        check("the call running at SIGTERM finishes with its result", not err and '"n"' in text, text)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
         try:
             _, stderr = proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
