@@ -818,7 +818,11 @@ impl Sqlguard {
 
     /// Appends a record; `Err` with the agent's message when the call must be refused because
     /// the log cannot be written (`audit_fail_closed`).
-    fn audit<T: serde::Serialize>(&self, record: &T) -> Result<(), String> {
+    fn audit<T: serde::Serialize + super::metrics::Observed>(
+        &self,
+        record: &T,
+    ) -> Result<(), String> {
+        record.observe(&self.state.metrics);
         self.state.ship(record);
         let Some(log) = self.state.audit.as_ref() else {
             return Ok(());

@@ -315,6 +315,18 @@ async fn readyz(AxumState(shared): AxumState<Shared>) -> Response {
     }
 }
 
+async fn metrics(AxumState(shared): AxumState<Shared>) -> Response {
+    let text = shared.state.metrics.render(&shared.state);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 /// Serves MCP over streamable HTTP on `listen` until SIGINT or SIGTERM.
 pub async fn serve(mut opts: ServeOptions, listen: Option<String>) -> Result<(), String> {
     opts.ship = true;
@@ -356,6 +368,7 @@ pub async fn serve(mut opts: ServeOptions, listen: Option<String>) -> Result<(),
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics))
         .with_state(shared)
         .merge(guarded);
     let listener = tokio::net::TcpListener::bind(&listen)

@@ -10,6 +10,7 @@ pub mod framing;
 mod handler;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 mod reload;
 pub mod state;
 

@@ -158,6 +158,8 @@ pub struct State {
     pub approval_timeout: std::time::Duration,
     /// Per-identity limits, and the drain at shutdown.
     pub limiter: Arc<super::limits::Limiter>,
+    /// Calls, refusals and latencies, for `/metrics`.
+    pub metrics: super::metrics::Metrics,
     /// This server's session (one per process: one MCP client over stdio), on every record.
     pub session_id: String,
     /// Ships every audit record to the decision-log collector, when one is configured.
@@ -437,6 +439,7 @@ impl State {
             max_query_bytes: config.max_query_bytes.unwrap_or(DEFAULT_MAX_QUERY_BYTES),
             approval_timeout: super::approval::timeout(config.approval_timeout_s),
             limiter: Arc::new(super::limits::Limiter::new(config.limits.per_user)),
+            metrics: super::metrics::Metrics::new(),
             session_id,
             shipper,
         }))
@@ -489,6 +492,7 @@ impl State {
     /// Records an HTTP request refused before it reached MCP (no or a bad token): a `decision`
     /// record of tool `http`, verdict `denied`, with the rule and the reason.
     pub fn audit_refused_request(&self, rule: &str, message: &str) {
+        self.metrics.refused_request(rule);
         let policy = self.policy();
         let record = serde_json::json!({
             "time": crate::audit::now_rfc3339(),

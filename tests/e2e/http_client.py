@@ -185,6 +185,20 @@ async def main():
         err, text = await session_call(token("erin", ["dev"]), "SELECT 1 AS one")
         check("other users are not held back by one user's limit", not err, text)
 
+        with urllib.request.urlopen(f"http://127.0.0.1:{MCP_PORT}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        for needle in [
+            'sqlguard_calls_total{tool="teleport_postgres_query",verdict="denied"}',
+            'sqlguard_calls_total{tool="teleport_postgres_query",verdict="allowed"}',
+            'sqlguard_refusals_total{rule="role_contractor_hr"} 1',
+            'sqlguard_refusals_total{rule="jwt_expired"} 1',
+            'sqlguard_refusals_total{rule="per_user_rate"} 1',
+            "sqlguard_decision_seconds_bucket",
+            "sqlguard_execution_seconds_count",
+            'sqlguard_pool_connections{database="' + DB + '",state="open"}',
+        ]:
+            check(f"/metrics has {needle}", needle in metrics, metrics[:3000])
+
         # Drain: a call running at SIGTERM finishes with its result; new calls are refused.
         running = asyncio.create_task(session_call(token("alice", ["dev"]), slow))
         await asyncio.sleep(0.8)
