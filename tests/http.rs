@@ -12,24 +12,22 @@ const URI: &str = "teleport://clusters/test-cluster/databases/team";
 const AUDIENCE: &str = "http://sqlguard.test:8080";
 const ISSUER: &str = "test-cluster";
 
-#[test]
-fn teleport_tokens_decide_who_calls_over_http() {
-    let Some(python) = crate::mcp::python() else {
-        return;
-    };
+/// The `team` database (built once) and a configuration for `serve --listen`: its directory,
+/// file, and the JWKS and MCP ports.
+fn team_setup(tag: &str, limits: &str) -> (PathBuf, PathBuf, u16, u16) {
     let cluster = Cluster::shared();
-    cluster.psql(
-        "postgres",
-        &format!("CREATE DATABASE {TEAM_DB} OWNER {WRITER}"),
-    );
-    cluster.psql(
-        TEAM_DB,
-        &format!(
-            "SET ROLE {WRITER}; CREATE SCHEMA hr; CREATE TABLE hr.salaries (name text, amount int);
-             INSERT INTO hr.salaries VALUES ('ana', 5000);"
-        ),
-    );
-    let dir = std::env::temp_dir().join(format!("sqlguard-http-{}", std::process::id()));
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        cluster.psql("postgres", &format!("CREATE DATABASE {TEAM_DB} OWNER {WRITER}"));
+        cluster.psql(
+            TEAM_DB,
+            &format!(
+                "SET ROLE {WRITER}; CREATE SCHEMA hr; CREATE TABLE hr.salaries (name text, amount int);
+                 INSERT INTO hr.salaries VALUES ('ana', 5000);"
+            ),
+        );
+    });
+    let dir = std::env::temp_dir().join(format!("sqlguard-http-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (jwks_port, mcp_port) = (free_port(), free_port());
     let audit = dir.join("audit.jsonl");
@@ -40,7 +38,7 @@ fn teleport_tokens_decide_who_calls_over_http() {
         format!(
             "policy = [\"{root}/policies/examples/roles\"]\naudit_log = {audit:?}\n\n\
              [http]\njwks_url = \"http://127.0.0.1:{jwks_port}/jwks\"\naudience = \"{AUDIENCE}\"\nissuer = \"{ISSUER}\"\n\n\
-             [limits.per_user]\nconcurrent = 2\nper_minute = 40\n\n\
+             {limits}\n\
              [[database]]\nuri = \"{URI}?dbName={TEAM_DB}&dbUser={WRITER}\"\n\
              dsn = \"postgres://{WRITER}:{WRITER_PASSWORD}@127.0.0.1:{port}/{TEAM_DB}?sslmode=disable\"\n",
             audit = audit.display().to_string(),
@@ -48,6 +46,20 @@ fn teleport_tokens_decide_who_calls_over_http() {
         ),
     )
     .unwrap();
+    (dir, config, jwks_port, mcp_port)
+}
+
+#[test]
+fn teleport_tokens_decide_who_calls_over_http() {
+    let Some(python) = crate::mcp::python() else {
+        return;
+    };
+    let (dir, config, jwks_port, mcp_port) = team_setup(
+        "auth",
+        "[limits.per_user]\nconcurrent = 2\nper_minute = 40\n",
+    );
+    let audit = dir.join("audit.jsonl");
+    let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(python)
         .arg(PathBuf::from(root).join("tests/e2e/http_client.py"))
         .args([
@@ -118,6 +130,43 @@ fn teleport_tokens_decide_who_calls_over_http() {
             .any(|(v, s)| v == "denied" && s == "teleport"),
         "{:?}",
         by("bob")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bounded load test on loopback: 64 sessions at once over HTTP (each its own user and
+/// token) against one stdio session with 64 calls in flight, same run, same query; 0 errors.
+/// `SQLGUARD_LOAD_CALLS` sets the calls (640 by default; docs/performance.md has the figures
+/// of 20,000 and the command).
+#[test]
+fn load_on_loopback() {
+    let Some(python) = crate::mcp::python() else {
+        return;
+    };
+    let calls = std::env::var("SQLGUARD_LOAD_CALLS").unwrap_or_else(|_| "640".into());
+    let (dir, config, jwks_port, mcp_port) = team_setup("load", "");
+    let out = Command::new(python)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/load.py"))
+        .args([
+            env!("CARGO_BIN_EXE_sqlguard"),
+            config.to_str().unwrap(),
+            URI,
+            &jwks_port.to_string(),
+            &mcp_port.to_string(),
+            AUDIENCE,
+            ISSUER,
+            "64",
+            &calls,
+        ])
+        .env("SQLGUARD_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the load test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
