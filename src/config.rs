@@ -22,8 +22,7 @@
 //! url = "https://logs.example.com/logs"
 //! ca = "collector-ca.pem"      # spool = "decisions.spool", token_env = "VAR", labels = {…}
 //!
-//! [http]                     # serve --listen: MCP over HTTP behind Teleport's app access
-//! listen = "0.0.0.0:8080"
+//! [http]                     # serve --listen ADDR: MCP over HTTP behind Teleport's app access
 //! jwks_url = "https://teleport.example.com/.well-known/jwks.json"
 //! audience = "http://sqlguard:8080"   # the aud Teleport signs for the app
 //!
@@ -116,8 +115,6 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Where to listen (`--listen` overrides).
-    pub listen: Option<String>,
     /// The cluster's JWKS: `https://PROXY/.well-known/jwks.json`.
     pub jwks_url: Option<String>,
     /// A CA certificate (PEM) to trust for the JWKS endpoint, besides the system's roots.

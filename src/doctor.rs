@@ -79,10 +79,27 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
     checks.push(analysis_check());
     checks.push(policy_check(&config));
     checks.extend(teleport_checks(&config, &specs));
+    checks.extend(http_check(&config));
     checks.extend(database_checks(opts).await);
     // The MCP server answers `initialize` over stdio, as a client would start it.
     checks.push(mcp_check(opts, exe).await);
     checks
+}
+
+/// `[http]` (for `serve --listen`), when configured: the JWKS answers with keys.
+fn http_check(config: &crate::config::Config) -> Option<Check> {
+    let http = &config.http;
+    if http.jwks_url.is_none() && http.audience.is_none() && !http.insecure_no_auth {
+        return None;
+    }
+    Some(match crate::mcp::http::check_config(http) {
+        Ok(detail) => pass("http tokens", detail),
+        Err(e) => fail(
+            "http tokens",
+            e,
+            "set [http] jwks_url to https://PROXY/.well-known/jwks.json and audience to the app's URI (docs/teleport-app.md)",
+        ),
+    })
 }
 
 /// The analysis reads libpg_query's raw parse tree as its JSON reads (else the slower JSON

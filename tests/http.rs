@@ -170,3 +170,39 @@ fn load_on_loopback() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `doctor` checks `[http]`: a JWKS it cannot fetch, and `insecure_no_auth`, fail with a fix.
+#[test]
+fn doctor_checks_the_token_configuration() {
+    let dir = std::env::temp_dir().join(format!("sqlguard-http-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    for (http, words) in [
+        (
+            format!("jwks_url = \"http://127.0.0.1:{port}/jwks\"\naudience = \"{AUDIENCE}\""),
+            "could not be fetched",
+        ),
+        ("insecure_no_auth = true".to_string(), "unauthenticated"),
+        (
+            format!("jwks_url = \"http://127.0.0.1:{port}/jwks\""),
+            "needs audience",
+        ),
+    ] {
+        let config = dir.join("doctor.toml");
+        std::fs::write(
+            &config,
+            format!("[http]\n{http}\n\n[[database]]\nuri = \"{URI}?dbName=team&dbUser=u\"\ndsn = \"postgres://u@127.0.0.1:{port}/team\"\n"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+            .args(["doctor", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && text.contains("✗ http tokens") && text.contains(words),
+            "{http}: {text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

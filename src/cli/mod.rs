@@ -39,7 +39,8 @@ enum Command {
     /// Work on policy bundles.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Serve the databases over MCP on stdio (what an MCP client runs).
+    /// Serve the databases over MCP on stdio (what an MCP client runs), or over streamable
+    /// HTTP with `--listen` (a team server behind Teleport's app access).
     Serve(ServeArgs),
     /// Work on audit logs.
     #[command(subcommand)]
@@ -635,7 +636,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
     };
     let served = match listen {
-        Some(addr) => runtime.block_on(crate::mcp::http::serve(opts, Some(addr))),
+        Some(addr) => runtime.block_on(crate::mcp::http::serve(opts, addr)),
         None => runtime.block_on(crate::mcp::serve(opts)),
     };
     match served {

@@ -238,6 +238,24 @@ impl Verifier {
     }
 }
 
+/// For `doctor`: whether `[http]` can verify tokens (its JWKS fetched now), or why not.
+pub fn check_config(config: &HttpConfig) -> Result<String, String> {
+    if config.insecure_no_auth {
+        return Err("insecure_no_auth = true: every caller of serve --listen is served as this machine's user, unauthenticated".into());
+    }
+    let verifier = Verifier::new(config)?;
+    let keys = verifier.fetch()?;
+    if keys.is_empty() {
+        return Err(format!("the JWKS {} holds no RSA key", verifier.url));
+    }
+    Ok(format!(
+        "{} RSA key(s) at {}; tokens must name aud {}",
+        keys.len(),
+        verifier.url,
+        config.audience.as_deref().unwrap_or("")
+    ))
+}
+
 /// How requests are authenticated.
 #[derive(Clone)]
 enum Auth {
@@ -328,12 +346,9 @@ async fn metrics(AxumState(shared): AxumState<Shared>) -> Response {
 }
 
 /// Serves MCP over streamable HTTP on `listen` until SIGINT or SIGTERM.
-pub async fn serve(mut opts: ServeOptions, listen: Option<String>) -> Result<(), String> {
+pub async fn serve(mut opts: ServeOptions, listen: String) -> Result<(), String> {
     opts.ship = true;
     let config = opts.load_config()?.http;
-    let listen = listen
-        .or(config.listen.clone())
-        .ok_or("--listen ADDR (or [http] listen) is needed to serve over HTTP")?;
     let auth = if config.insecure_no_auth {
         eprintln!("!!!!! sqlguard serves {listen} WITHOUT AUTHENTICATION (insecure_no_auth = true): every caller gets this machine's identity. Local tests only. !!!!!");
         Auth::None

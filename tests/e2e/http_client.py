@@ -150,6 +150,16 @@ async def main():
         err, text = await session_call(token("bob", ["contractor"]), sql)
         check("bob (contractor) may not, on the same query", err and "role_contractor_hr" in text, text)
 
+        # A session belongs to the user who opened it.
+        async with create_mcp_http_client(headers={"Teleport-Jwt-Assertion": token("alice", ["dev"])}) as http:
+            async with streamable_http_client(URL, http_client=http) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    await session.list_tools()
+                    http.headers["Teleport-Jwt-Assertion"] = token("bob", ["contractor"])
+                    r = await session.call_tool("teleport_postgres_query", {"database": DB, "query": "SELECT 1 AS one"})
+                    check("another user's token on alice's session is refused", r.is_error and "opened by alice" in text_of(r), text_of(r))
+
         for name, tok, rule in [
             ("missing", None, "jwt_missing"),
             ("garbage", "not.a.jwt", "jwt_malformed"),
