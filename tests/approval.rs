@@ -111,24 +111,17 @@ fn the_person_at_the_client_approves_each_asked_call() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = config(&dir, cluster);
     let tag = format!("ask{}", std::process::id());
-    let out = Command::new(python)
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/approval_client.py"))
-        .args([
+    crate::mcp::run_e2e(
+        &python,
+        "approval_client.py",
+        &[
             env!("CARGO_BIN_EXE_sqlguard"),
             config.to_str().unwrap(),
             URI,
             PLAN_URI,
             &tag,
-        ])
-        .env("SQLGUARD_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the approval client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        "warn",
     );
 
     each_approved_query_ran_once(cluster, &tag);

@@ -12,9 +12,28 @@ const URI: &str = "teleport://clusters/test-cluster/databases/team";
 const AUDIENCE: &str = "http://sqlguard.test:8080";
 const ISSUER: &str = "test-cluster";
 
-/// The `team` database (built once) and a configuration for `serve --listen`: its directory,
-/// file, and the JWKS and MCP ports.
-fn team_setup(tag: &str, limits: &str) -> (PathBuf, PathBuf, u16, u16) {
+/// A configuration for `serve --listen` over the `team` database.
+struct Team {
+    dir: PathBuf,
+    /// The scripts' first arguments: sqlguard, the configuration, the database, the JWKS and
+    /// MCP ports, the audience and the issuer.
+    args: Vec<String>,
+}
+
+impl Team {
+    fn run(&self, python: &std::path::Path, script: &str, more: &[&str], log: &str) {
+        let args: Vec<&str> = self
+            .args
+            .iter()
+            .map(String::as_str)
+            .chain(more.iter().copied())
+            .collect();
+        crate::mcp::run_e2e(python, script, &args, log);
+    }
+}
+
+/// The `team` database (built once) and a configuration for `serve --listen` with `limits`.
+fn team_setup(tag: &str, limits: &str) -> Team {
     let cluster = Cluster::shared();
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
@@ -46,7 +65,19 @@ fn team_setup(tag: &str, limits: &str) -> (PathBuf, PathBuf, u16, u16) {
         ),
     )
     .unwrap();
-    (dir, config, jwks_port, mcp_port)
+    let args = [
+        env!("CARGO_BIN_EXE_sqlguard").to_string(),
+        config.display().to_string(),
+        URI.to_string(),
+        jwks_port.to_string(),
+        mcp_port.to_string(),
+        AUDIENCE.to_string(),
+        ISSUER.to_string(),
+    ];
+    Team {
+        dir,
+        args: args.to_vec(),
+    }
 }
 
 #[test]
@@ -54,33 +85,13 @@ fn teleport_tokens_decide_who_calls_over_http() {
     let Some(python) = crate::mcp::python() else {
         return;
     };
-    let (dir, config, jwks_port, mcp_port) = team_setup(
+    let team = team_setup(
         "auth",
         "[limits.per_user]\nconcurrent = 2\nper_minute = 40\n",
     );
+    let dir = &team.dir;
     let audit = dir.join("audit.jsonl");
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(python)
-        .arg(PathBuf::from(root).join("tests/e2e/http_client.py"))
-        .args([
-            env!("CARGO_BIN_EXE_sqlguard"),
-            config.to_str().unwrap(),
-            URI,
-            &jwks_port.to_string(),
-            &mcp_port.to_string(),
-            AUDIENCE,
-            ISSUER,
-        ])
-        .env("SQLGUARD_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the HTTP client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    team.run(&python, "http_client.py", &[], "warn");
 
     // Each refused token is in the audit log with its rule; each call names its caller.
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
@@ -131,7 +142,7 @@ fn teleport_tokens_decide_who_calls_over_http() {
         "{:?}",
         by("bob")
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A bounded load test on loopback: 64 sessions at once over HTTP (each its own user and
@@ -144,31 +155,9 @@ fn load_on_loopback() {
         return;
     };
     let calls = std::env::var("SQLGUARD_LOAD_CALLS").unwrap_or_else(|_| "640".into());
-    let (dir, config, jwks_port, mcp_port) = team_setup("load", "");
-    let out = Command::new(python)
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/load.py"))
-        .args([
-            env!("CARGO_BIN_EXE_sqlguard"),
-            config.to_str().unwrap(),
-            URI,
-            &jwks_port.to_string(),
-            &mcp_port.to_string(),
-            AUDIENCE,
-            ISSUER,
-            "64",
-            &calls,
-        ])
-        .env("SQLGUARD_LOG", "error")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the load test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let team = team_setup("load", "");
+    team.run(&python, "load.py", &["64", &calls], "error");
+    let _ = std::fs::remove_dir_all(&team.dir);
 }
 
 /// `doctor` checks `[http]`: a JWKS it cannot fetch, and `insecure_no_auth`, fail with a fix.

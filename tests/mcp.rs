@@ -34,6 +34,29 @@ pub fn python() -> Option<PathBuf> {
     None
 }
 
+/// Runs the Python end-to-end script `tests/e2e/SCRIPT` with `args` (stderr logs at `log`) and
+/// returns its output, once it passed.
+pub fn run_e2e(python: &std::path::Path, script: &str, args: &[&str], log: &str) -> String {
+    let out = Command::new(python)
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/e2e")
+                .join(script),
+        )
+        .args(args)
+        .env("SQLGUARD_LOG", log)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn python_sdk_client_end_to_end() {
     let Some(python) = python() else { return };
@@ -62,23 +85,16 @@ fn python_sdk_client_end_to_end() {
     .unwrap();
     let before = cluster.psql(DB, "SELECT count(*) || '/' || (SELECT last_value FROM counter) || '/' || count(to_regclass('copy_of_users')) FROM users");
 
-    let out = Command::new(python)
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/mcp_client.py"))
-        .args([
+    crate::mcp::run_e2e(
+        &python,
+        "mcp_client.py",
+        &[
             env!("CARGO_BIN_EXE_sqlguard"),
             config.to_str().unwrap(),
             "teleport://clusters/local/databases/shop",
             data.to_str().unwrap(),
-        ])
-        .env("SQLGUARD_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the MCP end-to-end client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        "warn",
     );
 
     // Nothing changed, as a second connection sees it.

@@ -77,9 +77,7 @@ impl Asked {
         m.push_str(&format!(" on {database}, and it was not approved: "));
         m.push_str(&self.detail);
         m.push_str(". Nothing was run. Why approval is needed:");
-        for r in asks {
-            m.push_str(&format!("\n- {} [{}]", r.message, r.rule));
-        }
+        let mut m = crate::policy::listed(&m, asks);
         m.push_str(match self.answer {
             Answer::Declined | Answer::Cancelled => {
                 "\nDo not retry it unchanged: ask the person what they want instead."
@@ -109,9 +107,7 @@ fn prompt(database: &str, sql: &str, asks: &[Reason], step: &str) -> String {
     } else {
         " (nothing has run yet):"
     });
-    for r in asks {
-        m.push_str(&format!("\n- {} [{}]", r.message, r.rule));
-    }
+    let mut m = crate::policy::listed(&m, asks);
     m.push_str("\n\nThe query, exactly as the agent wrote it (its comments are the agent's words, not sqlguard's):\n\n");
     m.push_str(sql);
     m.push_str("\n\nApprove runs it once, read-only; decline refuses it.");

@@ -370,6 +370,16 @@ struct Ran {
     approval: Option<ApprovalRecord>,
 }
 
+/// What the plan step of one call works on.
+#[derive(Clone, Copy)]
+struct Planning<'a> {
+    allowed: &'a Allowed<'a>,
+    facts: &'a crate::analysis::Facts,
+    sql: &'a str,
+    policy: &'a crate::policy::Policy,
+    identity: &'a crate::policy::Identity,
+}
+
 struct Allowed<'s> {
     pool: &'s crate::execution::Database,
     limits: RunLimits,
@@ -688,9 +698,14 @@ impl Sqlguard {
                 approval: None,
             };
         };
-        let first = self
-            .run_planned(allowed, facts, sql, policy, identity, &[])
-            .await;
+        let planning = Planning {
+            allowed,
+            facts,
+            sql,
+            policy,
+            identity,
+        };
+        let first = self.run_planned(&planning, &[]).await;
         let (plan, verdict, judged_us) = match first {
             Ok((Planned::Ran { plan, result }, judged_us)) => {
                 return Ran {
@@ -731,9 +746,7 @@ impl Sqlguard {
                 approval,
             };
         }
-        let result = self
-            .run_approved(allowed, facts, sql, policy, identity, asks)
-            .await;
+        let result = self.run_approved(&planning, asks).await;
         Ran {
             result,
             plan: plan_seen,
@@ -746,17 +759,11 @@ impl Sqlguard {
     /// and nothing denies it.
     async fn run_approved(
         &self,
-        allowed: &Allowed<'_>,
-        facts: &crate::analysis::Facts,
-        sql: &str,
-        policy: &crate::policy::Policy,
-        identity: &crate::policy::Identity,
+        planning: &Planning<'_>,
         asks: &[Reason],
     ) -> Result<crate::execution::QueryResult, String> {
         let approved: Vec<&str> = asks.iter().map(|r| r.rule.as_str()).collect();
-        let again = self
-            .run_planned(allowed, facts, sql, policy, identity, &approved)
-            .await;
+        let again = self.run_planned(planning, &approved).await;
         match again {
             Ok((Planned::Ran { result, .. }, _)) => Ok(result),
             Ok((Planned::Refused { verdict, .. }, _)) if verdict.reasons.is_empty() => Err(format!(
@@ -776,13 +783,16 @@ impl Sqlguard {
     /// approved for this call). Returns what happened and the plan decision's time.
     async fn run_planned(
         &self,
-        allowed: &Allowed<'_>,
-        facts: &crate::analysis::Facts,
-        sql: &str,
-        policy: &crate::policy::Policy,
-        identity: &crate::policy::Identity,
+        planning: &Planning<'_>,
         approved: &[&str],
     ) -> Result<(Planned<crate::policy::Decision>, u64), ExecError> {
+        let Planning {
+            allowed,
+            facts,
+            sql,
+            policy,
+            identity,
+        } = *planning;
         let mut judged_us = 0;
         let planned = allowed
             .pool

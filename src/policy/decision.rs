@@ -75,13 +75,10 @@ impl Decision {
 
     /// Why a person must approve, one line each, for the person and the agent.
     pub fn ask_message(&self) -> String {
-        let mut out = String::from("The sqlguard policy asks a person to approve this query:");
-        for r in &self.ask {
-            out.push_str("\n- ");
-            out.push_str(&r.message);
-            out.push_str(&format!(" [{}]", r.rule));
-        }
-        out
+        listed(
+            "The sqlguard policy asks a person to approve this query:",
+            &self.ask,
+        )
     }
 
     /// The reasons as one message for people, with what to change.
@@ -89,12 +86,20 @@ impl Decision {
         if self.allow {
             return "allowed".into();
         }
-        let mut out = String::from("The query was denied by the sqlguard policy:");
-        for r in &self.reasons {
-            out.push_str("\n- ");
-            out.push_str(&r.message);
-            out.push_str(&format!(" [{}]", r.rule));
-        }
-        out
+        listed(
+            "The query was denied by the sqlguard policy:",
+            &self.reasons,
+        )
     }
+}
+
+/// `head`, then each reason on its own line with its rule.
+pub fn listed(head: &str, reasons: &[Reason]) -> String {
+    let mut out = String::from(head);
+    for r in reasons {
+        out.push_str("\n- ");
+        out.push_str(&r.message);
+        out.push_str(&format!(" [{}]", r.rule));
+    }
+    out
 }

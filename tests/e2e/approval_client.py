@@ -12,27 +12,18 @@ import json
 import re
 import sys
 
+import os  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish, text_of  # noqa: E402
+
 import mcp.types as types
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 BIN, CONFIG, DB, PLAN_DB, TAG = sys.argv[1:6]
-passed, failed = 0, 0
 asked = []  # (marker, message, schema) of every elicitation the person saw
 
 
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
-
-
-def text_of(result):
-    return "".join(getattr(c, "text", "") for c in result.content)
 
 
 def q(marker, table="payroll"):
@@ -153,8 +144,7 @@ async def main():
     await with_person()
     await without_capability()
     print(json.dumps({"asked": [a[0] for a in asked]}))
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
 
 
 asyncio.run(main())

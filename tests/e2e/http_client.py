@@ -20,23 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import os  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish, text_of  # noqa: E402
+
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 BIN, CONFIG, DB, JWKS_PORT, MCP_PORT, AUDIENCE, ISSUER = sys.argv[1:8]
 URL = f"http://127.0.0.1:{MCP_PORT}/mcp"
-passed, failed = 0, 0
 
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
 
 
 def b64(n):
@@ -79,9 +73,6 @@ def token(user, roles, kid="k1", aud=AUDIENCE, iss=ISSUER, exp_in=600, nbf_in=-5
         return jwt.encode(claims, "not-the-cluster-key-but-long-enough-for-hs256", algorithm="HS256", headers={"kid": kid})
     return jwt.encode(claims, KEYS[kid], algorithm=alg, headers={"kid": kid})
 
-
-def text_of(result):
-    return "".join(getattr(c, "text", "") for c in result.content)
 
 
 async def session_call(tok, sql):
@@ -228,8 +219,7 @@ async def main():
             _, stderr = proc.communicate()
         check("SIGTERM stops the server cleanly", proc.returncode == 0, (proc.returncode, stderr[-2000:]))
         server.shutdown()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
 
 
 if __name__ == "__main__":

@@ -9,25 +9,16 @@ import json
 import sys
 import time
 
+import os  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish, text_of  # noqa: E402
+
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 BIN, CONFIG, DB, DATA_FILE = sys.argv[1:5]
-passed, failed = 0, 0
 
 
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
-
-
-def text_of(result):
-    return "".join(getattr(c, "text", "") for c in result.content)
 
 
 async def query(session, sql, database=DB):
@@ -131,8 +122,7 @@ async def main():
             err, body = await query(session, "SELECT count(*) AS n FROM users")
             check("other tables still readable after reload", not err, body)
 
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
 
 
 asyncio.run(main())
