@@ -54,16 +54,18 @@ need_postgres() {
   [ -x "$(pg_bindir)/initdb" ] || { echo "error: no initdb under $(pg_bindir)" >&2; return 1; }
 }
 
-# The official MCP Python SDK in .venv, for the end-to-end tests.
+# The official MCP Python SDK in .venv, for the end-to-end tests, with the RSA signing the HTTP
+# tests use to sign tokens as Teleport does.
 MCP_SDK_VERSION=2.3.0
+CRYPTOGRAPHY_VERSION=51.0.1
 need_mcp_python_sdk() {
-  if [ -x .venv/bin/python ] && .venv/bin/python -c "import mcp" 2>/dev/null; then return 0; fi
+  if [ -x .venv/bin/python ] && .venv/bin/python -c "import mcp, jwt, cryptography" 2>/dev/null; then return 0; fi
   command -v python3 >/dev/null 2>&1 || need_debian_packages python3 || return 1
   if ! python3 -m venv .venv 2>/dev/null; then
     rm -rf .venv
     need_debian_packages python3-venv || return 1
     python3 -m venv .venv || return 1
   fi
-  echo "Installing the MCP Python SDK (mcp==$MCP_SDK_VERSION) into .venv" >&2
-  .venv/bin/pip install --quiet --disable-pip-version-check "mcp==$MCP_SDK_VERSION"
+  echo "Installing the MCP Python SDK (mcp==$MCP_SDK_VERSION) and cryptography into .venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check "mcp==$MCP_SDK_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
 }

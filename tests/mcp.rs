@@ -19,14 +19,14 @@ pub fn python() -> Option<PathBuf> {
             continue;
         }
         let ok = Command::new(&p)
-            .args(["-c", "import mcp"])
+            .args(["-c", "import mcp, jwt, cryptography"])
             .status()
             .is_ok_and(|s| s.success());
         if ok {
             return Some(p);
         }
     }
-    let msg = "the MCP Python SDK is not installed (.venv/bin/python -c 'import mcp' fails): run scripts/test, which installs it";
+    let msg = "the MCP Python SDK is not installed with cryptography (.venv/bin/python -c 'import mcp, jwt, cryptography' fails): run scripts/test, which installs it";
     if std::env::var("SQLGUARD_REQUIRE_E2E").is_ok() {
         panic!("{msg}");
     }
