@@ -160,7 +160,8 @@ fn load_on_loopback() {
     let _ = std::fs::remove_dir_all(&team.dir);
 }
 
-/// `doctor` checks `[http]`: a JWKS it cannot fetch, and `insecure_no_auth`, fail with a fix.
+/// `doctor` checks `[http]`: a JWKS it cannot fetch or would fetch without TLS, a missing
+/// audience, and `insecure_no_auth` fail with a fix.
 #[test]
 fn doctor_checks_the_token_configuration() {
     let dir = std::env::temp_dir().join(format!("sqlguard-http-doctor-{}", std::process::id()));
@@ -172,6 +173,10 @@ fn doctor_checks_the_token_configuration() {
             "could not be fetched",
         ),
         ("insecure_no_auth = true".to_string(), "unauthenticated"),
+        (
+            format!("jwks_url = \"http://teleport.example.com/.well-known/jwks.json\"\naudience = \"{AUDIENCE}\""),
+            "must be https://",
+        ),
         (
             format!("jwks_url = \"http://127.0.0.1:{port}/jwks\""),
             "needs audience",

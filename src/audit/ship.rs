@@ -151,6 +151,21 @@ fn agent(config: &DecisionLogConfig) -> Result<ureq::Agent, String> {
     https_agent(config.ca.as_deref(), "[decision_log] ca")
 }
 
+/// `url` if it is `https://`, or `http://` on loopback; else why not (`what` names the setting,
+/// `why` says what TLS protects).
+pub fn https_only(url: &str, what: &str, why: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{what} {url:?}: {e}"))?;
+    let loopback = parsed
+        .host_str()
+        .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
+    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        return Err(format!(
+            "{what} {url:?} must be https:// (http:// only on loopback): {why}"
+        ));
+    }
+    Ok(parsed)
+}
+
 /// An HTTPS client (rustls over ring) trusting the system's roots and `ca` (a PEM file; `what`
 /// names its setting in errors).
 pub fn https_agent(ca: Option<&std::path::Path>, what: &str) -> Result<ureq::Agent, String> {
@@ -187,17 +202,11 @@ impl Shipper {
         spool_path: PathBuf,
         session_id: &str,
     ) -> Result<Arc<Shipper>, String> {
-        let url = url::Url::parse(&config.url)
-            .map_err(|e| format!("[decision_log] url {:?}: {e}", config.url))?;
-        let loopback = url
-            .host_str()
-            .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-            return Err(format!(
-                "[decision_log] url {:?} must be https:// (http:// only on loopback): decision logs carry query texts and identities",
-                config.url
-            ));
-        }
+        https_only(
+            &config.url,
+            "[decision_log] url",
+            "decision logs carry query texts and identities",
+        )?;
         let token =
             match &config.token_env {
                 Some(var) => Some(std::env::var(var).map_err(|_| {

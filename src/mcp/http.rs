@@ -83,6 +83,11 @@ impl Verifier {
         let url = config.jwks_url.clone().ok_or(
             "[http] needs jwks_url (https://PROXY/.well-known/jwks.json) to verify Teleport's tokens, or insecure_no_auth = true for a local test",
         )?;
+        crate::audit::ship::https_only(
+            &url,
+            "[http] jwks_url",
+            "the keys that decide who calls must not be replaceable on the way",
+        )?;
         let audience = config.audience.clone().ok_or(
             "[http] needs audience: the app's URI Teleport puts in the tokens' aud (see docs/teleport-app.md)",
         )?;
