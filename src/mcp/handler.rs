@@ -580,12 +580,10 @@ impl Sqlguard {
         sql: &str,
         client: Option<ClientRecord>,
         approver: &Approver,
-        caller: Option<Arc<crate::policy::Identity>>,
+        identity: Arc<crate::policy::Identity>,
     ) -> CallToolResult {
         let state = &self.state;
         let policy = state.policy();
-        // A verified request identity (HTTP) wins over the configured and the server's.
-        let identity = caller.unwrap_or_else(|| self.caller_on(database));
         let started = Instant::now();
         let mut record = self.call_record(TOOL_QUERY, database, &identity, &policy, client);
         record.query = Some(QueryText::new(
@@ -1082,7 +1080,8 @@ impl ServerHandler for Sqlguard {
             ))
             .into());
         };
-        let identity = caller.clone().unwrap_or_else(|| self.caller_on(database));
+        // A verified request identity (HTTP) wins over the configured and the server's.
+        let identity = caller.unwrap_or_else(|| self.caller_on(database));
         let _running = match self.state.limiter.start(&identity.user) {
             Ok(running) => running,
             Err((rule, m)) => {
@@ -1102,7 +1101,7 @@ impl ServerHandler for Sqlguard {
             cancelled: context.ct.clone(),
         };
         Ok(self
-            .query(database, query, client, &approver, caller)
+            .query(database, query, client, &approver, identity)
             .await
             .into())
     }

@@ -212,34 +212,34 @@ impl Verifier {
                 Err(e) => last = Some(e),
             }
         }
-        let e = last.map_or_else(|| "no key".to_string(), |e| e.to_string());
-        let rule = match e.as_str() {
-            "ExpiredSignature" => "jwt_expired",
-            "ImmatureSignature" => "jwt_not_yet_valid",
-            "InvalidAudience" => "jwt_wrong_audience",
-            "InvalidIssuer" => "jwt_wrong_issuer",
-            "InvalidSignature" => "jwt_bad_signature",
-            _ => "jwt_invalid",
+        let Some(e) = last else {
+            return Err(("jwt_unknown_key", "the cluster's JWKS holds no key".into()));
         };
-        let message = match rule {
-            "jwt_expired" => {
-                "the token has expired: Teleport issues a fresh one per request; check the clocks"
-                    .to_string()
-            }
-            "jwt_not_yet_valid" => "the token is not valid yet (nbf): check the clocks".to_string(),
-            "jwt_wrong_audience" => {
-                "the token is for another app (aud): check [http] audience against the app's URI"
-                    .to_string()
-            }
-            "jwt_wrong_issuer" => {
-                "the token is from another cluster (iss): check [http] issuer".to_string()
-            }
-            "jwt_bad_signature" => {
-                "the token's signature does not verify with the cluster's keys".to_string()
-            }
-            _ => format!("the token is not valid: {e}"),
+        use jsonwebtoken::errors::ErrorKind;
+        let (rule, message) = match e.kind() {
+            ErrorKind::ExpiredSignature => (
+                "jwt_expired",
+                "the token has expired: Teleport issues a fresh one per request; check the clocks",
+            ),
+            ErrorKind::ImmatureSignature => (
+                "jwt_not_yet_valid",
+                "the token is not valid yet (nbf): check the clocks",
+            ),
+            ErrorKind::InvalidAudience => (
+                "jwt_wrong_audience",
+                "the token is for another app (aud): check [http] audience against the app's URI",
+            ),
+            ErrorKind::InvalidIssuer => (
+                "jwt_wrong_issuer",
+                "the token is from another cluster (iss): check [http] issuer",
+            ),
+            ErrorKind::InvalidSignature => (
+                "jwt_bad_signature",
+                "the token's signature does not verify with the cluster's keys",
+            ),
+            _ => return Err(("jwt_invalid", format!("the token is not valid: {e}"))),
         };
-        Err((rule, message))
+        Err((rule, message.to_string()))
     }
 }
 
@@ -352,7 +352,6 @@ async fn metrics(AxumState(shared): AxumState<Shared>) -> Response {
 
 /// Serves MCP over streamable HTTP on `listen` until SIGINT or SIGTERM.
 pub async fn serve(mut opts: ServeOptions, listen: String) -> Result<(), String> {
-    opts.ship = true;
     let config = opts.load_config()?.http;
     let auth = if config.insecure_no_auth {
         eprintln!("!!!!! sqlguard serves {listen} WITHOUT AUTHENTICATION (insecure_no_auth = true): every caller gets this machine's identity. Local tests only. !!!!!");
@@ -360,11 +359,7 @@ pub async fn serve(mut opts: ServeOptions, listen: String) -> Result<(), String>
     } else {
         Auth::Teleport(Arc::new(Verifier::new(&config)?))
     };
-    let state = State::build(&opts).await?;
-    state.lifecycle("start", None);
-    let linting = state.clone();
-    tokio::spawn(async move { linting.lint_all().await });
-    let _reloader = super::reload::spawn(state.clone(), opts.policy_paths());
+    let (state, _reloader) = super::start(&mut opts, "streamable HTTP").await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     hosts.extend(config.allowed_hosts.iter().cloned());
@@ -394,7 +389,6 @@ pub async fn serve(mut opts: ServeOptions, listen: String) -> Result<(), String>
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(%listen, "sqlguard serving MCP over streamable HTTP at /mcp");
     eprintln!(
         "sqlguard serving MCP at http://{}/mcp",
         listener

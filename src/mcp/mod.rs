@@ -15,20 +15,26 @@ mod reload;
 pub mod state;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rmcp::ServiceExt;
 
 pub use handler::{Sqlguard, TOOL_LIST, TOOL_QUERY};
 pub use state::{ServeOptions, State};
 
-/// Runs the server on stdin/stdout until the client disconnects.
-pub async fn serve(mut opts: ServeOptions) -> Result<(), String> {
+/// What both transports start with: the state built and its `start` recorded, the policy's
+/// names checked against the catalogs, and the policy files watched (the watcher lives as long
+/// as the returned handle).
+async fn start(
+    opts: &mut ServeOptions,
+    transport: &str,
+) -> Result<(Arc<State>, tokio::task::JoinHandle<()>), String> {
     opts.ship = true;
-    let state = State::build(&opts).await?;
+    let state = State::build(opts).await?;
     tracing::info!(
         databases = state.databases.len(),
         policy = %state.policy().digest(),
-        "sqlguard serving MCP on stdio"
+        "sqlguard serving MCP on {transport}"
     );
     state.lifecycle("start", None);
     // Misspelt names in the policy are said at start (in the background: the catalog read
@@ -36,7 +42,13 @@ pub async fn serve(mut opts: ServeOptions) -> Result<(), String> {
     let linting = state.clone();
     tokio::spawn(async move { linting.lint_all().await });
     let watch_paths: Vec<PathBuf> = opts.policy_paths();
-    let _reloader = reload::spawn(state.clone(), watch_paths);
+    let reloader = reload::spawn(state.clone(), watch_paths);
+    Ok((state, reloader))
+}
+
+/// Runs the server on stdin/stdout until the client disconnects.
+pub async fn serve(mut opts: ServeOptions) -> Result<(), String> {
+    let (state, _reloader) = start(&mut opts, "stdio").await?;
     let server = Sqlguard::new(state.clone());
     let framed = framing::stdio();
     let session = async {
