@@ -14,6 +14,7 @@ decision := {
 	"ask": sorted_asks,
 	"limits": effective_limits,
 	"explain": explain_plan,
+	"mask": mask_decision,
 }
 
 # Reasons ordered by statement, then rule, for stable output.

@@ -557,3 +557,66 @@ test_ask_holds_through_views_children_and_statistics if {
 	asked_by("table_needs_approval", one({"relations": [child]})) with data.sqlguard.tables.ask as ["hr.payroll"]
 	asked_by("table_needs_approval", stats_of(["hr.payroll"], ["hr.payroll.amount"], [])) with data.sqlguard.tables.ask as ["hr.payroll"] with data.sqlguard.tables.allow as ["*"]
 }
+
+# Masked columns (masks.rego).
+masks := {"public.users.email": "email", "public.users.ssn": "initials"}
+
+formats := {"initials": {"keep_first": 2, "fill": "#"}}
+
+used(table, name, via, use) := object.union(col(table, name, via), {"use": use})
+
+decision_of(inp) := d if {
+	d := sqlguard.decision with input as inp with data.sqlguard.columns.mask as masks with data.sqlguard.columns.mask_formats as formats
+}
+
+test_a_masked_column_selected_as_it_is_is_allowed_and_masked if {
+	d := decision_of(one({"columns": [used("public.users", "email", "named", "projection"), used("public.users", "*", "star", "projection")]}))
+	d.allow
+	d.mask.columns["public.users.email"] == {"kind": "email"}
+	d.mask.columns["public.users.ssn"] == {"kind": "partial", "keep_first": 2, "keep_last": 0, "fill": "#"}
+	d.mask.projected == ["public.users.email", "public.users.ssn"]
+}
+
+test_every_other_use_of_a_masked_column_is_refused if {
+	some use in ["where", "join", "order_by", "group_by", "having", "distinct", "window", "expression", "set_operation", "subquery", "from", "limit", "other"]
+	d := decision_of(one({"columns": [used("public.users", "email", "named", use)]}))
+	not d.allow
+	d.reasons[0].rule == "column_masked"
+}
+
+test_a_masked_column_reached_another_way_is_refused if {
+	some via in ["whole_row", "join_using", "natural_join", "column_aliases"]
+	name := {"whole_row": "*", "join_using": "email", "natural_join": "*", "column_aliases": "*"}[via]
+	d := decision_of(one({"columns": [used("public.users", name, via, "projection")]}))
+	not d.allow
+	d.reasons[0].rule == "column_masked"
+}
+
+test_a_reference_without_its_place_is_not_a_projection if {
+	not decision_of(one({"columns": [col("public.users", "email", "named")]})).allow
+}
+
+test_without_masks_the_decision_has_none if {
+	d := sqlguard.decision with input as one({"columns": [used("public.users", "email", "named", "where")]})
+	d.allow
+	d.mask == {}
+}
+
+test_a_view_over_a_masked_column_is_refused if {
+	v := object.union(rel("public.user_emails", "read"), {"kind": "view", "view_reads": ["public.users", "public.users.email"], "view_tables": ["public.users"]})
+	d := decision_of(one({"relations": [v]}))
+	not d.allow
+	d.reasons[0].rule == "view_reads_masked_column"
+}
+
+test_statistics_of_a_masked_column_are_refused if {
+	denied_by("column_side_channel", stats_of(["public.users"], ["public.users.email"], [])) with data.sqlguard.columns.mask as masks with data.sqlguard.columns.mask_formats as formats
+}
+
+test_an_unknown_mask_refuses_every_call if {
+	d := sqlguard.decision with input as one({}) with data.sqlguard.columns.mask as {"public.users.email": "emial"}
+	not d.allow
+	d.reasons[0].rule == "mask_unknown"
+	e := sqlguard.decision with input as one({}) with data.sqlguard.columns.mask as {"users.email": "email"}
+	e.reasons[0].rule == "mask_unknown"
+}

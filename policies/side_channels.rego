@@ -114,11 +114,11 @@ stats_column(e) := [concat(".", array.slice(parts, 0, count(parts) - 1)), parts[
 	parts := split(e, ".")
 }
 
-# The denied columns a statistics read samples ("schema.table.*": every column of the table).
+# The denied and masked columns a statistics read samples ("schema.table.*": every column of the table).
 stats_exposed(r) := {concat(".", [table, column]) |
 	some e in r.stats_of.columns
 	[sampled, which] := stats_column(e)
-	some [table, column] in denied_columns
+	some [table, column] in protected_columns
 	table == sampled
 	which in {"*", column}
 }
@@ -133,12 +133,12 @@ stats_side_channel_exposed(r) := {concat(".", [sampled, column]) |
 
 # Other sessions' SQL text carries the values they wrote and compared.
 side_channel_denials contains reason("column_side_channel", i, msg) if {
-	count(denied_columns) > 0
+	count(protected_columns) > 0
 	some [i, name] in side_channel_reads
 	data.sqlguard.side_channels.relations[name].shows == "query_texts"
 	msg := sprintf(
-		"%s shows the SQL text of other sessions, which can carry values of the denied columns (%s): leave its query column out",
-		[name, few({concat(".", [t, c]) | some [t, c] in denied_columns})],
+		"%s shows the SQL text of other sessions, which can carry values of the denied or masked columns (%s): leave its query column out",
+		[name, few({concat(".", [t, c]) | some [t, c] in protected_columns})],
 	)
 }
 
@@ -227,13 +227,13 @@ side_channel_function("setting_values", name) := ["setting_sensitive", msg] if {
 }
 
 side_channel_function("query_texts", name) := ["column_side_channel", msg] if {
-	count(denied_columns) > 0
-	msg := sprintf("%s() shows the SQL text of other sessions, which can carry values of denied columns: read pg_stat_activity without its query column", [name])
+	count(protected_columns) > 0
+	msg := sprintf("%s() shows the SQL text of other sessions, which can carry values of denied or masked columns: read pg_stat_activity without its query column", [name])
 }
 
 side_channel_function("column_values", name) := ["column_side_channel", msg] if {
-	count(denied_columns) > 0
-	msg := sprintf("%s() shows sample values of columns, denied ones included: leave it out", [name])
+	count(protected_columns) > 0
+	msg := sprintf("%s() shows sample values of columns, denied and masked ones included: leave it out", [name])
 }
 
 # A set as a short, stable list for messages.

@@ -104,6 +104,9 @@ denied_columns contains [table, column] if {
 	table := concat(".", array.slice(parts, 0, count(parts) - 1))
 }
 
+# Denied and masked columns: what the statistics and query-text side channels must not show.
+protected_columns := denied_columns | masked_columns
+
 deny contains reason("column_denied", i, msg) if {
 	some [table, column] in denied_columns
 	some i, s in input.query.statements

@@ -7,6 +7,7 @@
 //! audit_log = "/var/log/sqlguard/audit.jsonl"
 //! audit_query = "text"             # or "hash"
 //! audit_fail_closed = true
+//! mask_key_file = "mask.key"   # the key of `hash` masks (or mask_key_env = "VAR")
 //! max_query_bytes = 65536
 //! approval_timeout_s = 120     # how long a person has to answer a policy's ask
 //! pool_size = 4
@@ -69,6 +70,11 @@ pub struct Config {
     pub audit_key_file: Option<PathBuf>,
     /// The name of an environment variable holding that key.
     pub audit_key_env: Option<String>,
+    /// A file holding the key of `hash` masks (columns.mask): equal values hash alike under
+    /// one key, and without it nobody can try short values against the hashes.
+    pub mask_key_file: Option<PathBuf>,
+    /// The name of an environment variable holding that key.
+    pub mask_key_env: Option<String>,
     /// Query texts longer than this are logged as a prefix and a hash (default 4096).
     pub audit_query_max_bytes: Option<usize>,
     pub max_query_bytes: Option<usize>,
@@ -225,6 +231,9 @@ impl Config {
             fix(p);
         }
         if let Some(p) = config.audit_key_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = config.mask_key_file.as_mut() {
             fix(p);
         }
         if let Some(p) = config.teleport.ca.as_mut() {

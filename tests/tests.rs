@@ -14,6 +14,7 @@ mod evaluator;
 mod execution;
 mod http;
 mod live_catalog;
+mod masking;
 mod mcp;
 mod oracle;
 mod plan;

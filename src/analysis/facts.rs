@@ -357,6 +357,44 @@ pub struct ColumnRef {
     pub star: bool,
     /// How the query reaches the column: the policy's message tells the agent what to change.
     pub via: ColumnVia,
+    /// Where the reference sits: only `projection` returns the column's values as they are
+    /// (what a masked column allows); every other place compares or transforms them.
+    #[serde(rename = "use", default)]
+    pub use_: ColumnUse,
+}
+
+/// Where a column reference sits in its query. A subquery's or CTE's column is traced to the
+/// columns it passes through: a reference to it is recorded as theirs, with its own place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnUse {
+    /// The whole entry of a select list whose rows are the result or pass to it (the
+    /// statement's query, a subquery in `FROM`, a CTE), as it is: `col`, `t.col AS x`, `*`.
+    /// Not in a set operation's branch or a `DISTINCT` query, nor named by `ORDER BY` or
+    /// `GROUP BY` by position or output name.
+    Projection,
+    /// Inside an expression of a select list: a function, operator, cast, `CASE`, `ROW`.
+    Expression,
+    Where,
+    /// A join's `ON` condition.
+    Join,
+    OrderBy,
+    GroupBy,
+    Having,
+    /// The select list or `DISTINCT ON` of a `SELECT DISTINCT`.
+    Distinct,
+    /// A window definition (`OVER`, `WINDOW`).
+    Window,
+    /// The select list of a `UNION`, `INTERSECT` or `EXCEPT` branch.
+    SetOperation,
+    /// The select list of a subquery in an expression (`IN`, `EXISTS`, `ANY`, scalar).
+    Subquery,
+    /// An argument of a function in `FROM`, a `TABLESAMPLE`, `VALUES`.
+    From,
+    Limit,
+    /// Anywhere else (`RETURNING`, a statement other than a query).
+    #[default]
+    Other,
 }
 
 /// How a query reads a column. Only `named` and `star` are written by the agent as such; the

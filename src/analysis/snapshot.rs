@@ -301,6 +301,12 @@ pub struct RelationDef {
     /// `None` in snapshots written before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<(String, String)>>,
+    /// Its `pg_class` OID and each column's attribute number (same order as `columns`): what
+    /// a result's row description names a column by. Absent in dumped snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attnums: Option<Vec<i16>>,
 }
 
 /// A function that a cast to a type runs, not built into PostgreSQL: a `pg_cast` function
@@ -428,6 +434,8 @@ struct Index {
     lineage: Vec<Lineage>,
     /// Per relation: its definition's facts, analyzed at the first read of the view.
     pub(crate) view_facts: Vec<std::sync::OnceLock<ViewFacts>>,
+    /// Relation positions by `pg_class` OID.
+    oids: HashMap<u32, u32>,
 }
 
 /// A view definition's facts, or why it could not be analyzed.
@@ -549,6 +557,10 @@ impl Snapshot {
                 .collect(),
             lineage: Vec::new(),
             view_facts: Vec::new(),
+            oids: (0u32..)
+                .zip(&self.relations)
+                .filter_map(|(i, r)| Some((r.oid?, i)))
+                .collect(),
         };
         let children = self.children();
         let lineage = self
@@ -724,6 +736,14 @@ impl Snapshot {
 
     /// The relation's ancestors and, for a view, what it reads: computed once, when the
     /// snapshot is indexed.
+    /// The relation of `pg_class` OID `oid`.
+    pub fn relation_by_oid(&self, oid: u32) -> Option<&RelationDef> {
+        self.index
+            .oids
+            .get(&oid)
+            .map(|&i| &self.relations[i as usize])
+    }
+
     pub fn lineage(&self, schema: &str, name: &str) -> Option<&Lineage> {
         self.index
             .lineage
@@ -1062,6 +1082,8 @@ mod tests {
             definition: None,
             extension: None,
             columns: None,
+            oid: None,
+            attnums: None,
         }
     }
 

@@ -78,6 +78,8 @@ impl Chain {
 /// Where the key of a keyed chain comes from (never from the log itself).
 #[derive(Debug, Clone, Default)]
 pub struct AuditKey {
+    /// What the key is for, as the configuration names it (`audit_key`, `mask_key`).
+    pub setting: &'static str,
     pub file: Option<PathBuf>,
     /// The name of an environment variable holding the key.
     pub env: Option<String>,
@@ -87,11 +89,16 @@ impl AuditKey {
     /// The key's bytes, `None` when none is configured.
     pub fn load(&self) -> Result<Option<Vec<u8>>, String> {
         if let Some(f) = &self.file {
-            let text = std::fs::read(f)
-                .map_err(|e| format!("cannot read the audit key file {}: {e}", f.display()))?;
+            let text = std::fs::read(f).map_err(|e| {
+                format!("cannot read the {} file {}: {e}", self.setting, f.display())
+            })?;
             let key = text.trim_ascii().to_vec();
             if key.is_empty() {
-                return Err(format!("the audit key file {} is empty", f.display()));
+                return Err(format!(
+                    "the {} file {} is empty",
+                    self.setting,
+                    f.display()
+                ));
             }
             return Ok(Some(key));
         }
@@ -99,7 +106,8 @@ impl AuditKey {
             return match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().as_bytes().to_vec())),
                 _ => Err(format!(
-                    "the audit key variable {var} is not set (audit_key_env): set it, or remove audit_key_env"
+                    "the {0} variable {var} is not set ({0}_env): set it, or remove {0}_env",
+                    self.setting
                 )),
             };
         }
@@ -317,6 +325,10 @@ pub struct OutcomeRecord {
     pub rows: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<bool>,
+    /// The result columns whose values were masked: `{column, source}` (the masked table
+    /// column, absent for a column PostgreSQL does not attribute to one). Never their values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<MaskedRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The plan step, when the policy asked for it.
@@ -326,6 +338,14 @@ pub struct OutcomeRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
     pub timings: Timings,
+}
+
+/// A result column whose values were masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskedRecord {
+    pub column: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// What the plan step saw and decided (the plan's estimates, not its text).

@@ -242,7 +242,9 @@ fn explain(
         };
         // The judge never lets it run: the CLI only looks.
         let planned = db
-            .execute_planned(sql, limits, |p| Err::<(), _>(judge(p)))
+            .execute_planned(sql, limits, &crate::execution::MaskPlan::none(), |p| {
+                Err::<(), _>(judge(p))
+            })
             .await
             .map_err(|e| e.to_string())?;
         match planned {

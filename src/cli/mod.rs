@@ -410,6 +410,7 @@ fn analyze(sql: Option<&str>, analysis: &AnalysisArgs) -> ExitCode {
 /// `sqlguard audit verify`: 0 intact, 1 broken, 2 not checked (a keyed log without its key).
 fn audit_verify(file: &Path, key_file: Option<PathBuf>, key_env: Option<String>) -> ExitCode {
     match (crate::audit::AuditKey {
+        setting: "audit_key",
         file: key_file,
         env: key_env,
     })
@@ -658,6 +659,7 @@ enum AuditOutput {
 fn audit_scan(log: AuditFile, filter: AuditFilter, output: AuditOutput) -> ExitCode {
     use crate::audit::query::{scan, Summary, Writer};
     let key = match (crate::audit::AuditKey {
+        setting: "audit_key",
         file: log.key_file,
         env: log.key_env,
     })

@@ -129,7 +129,10 @@ const RELATIONS: &str = "SELECT n.nspname AS schema, c.relname AS name, \
      COALESCE((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, \
                  pg_catalog.format_type(a.atttypid, NULL)) ORDER BY a.attnum) \
           FROM pg_catalog.pg_attribute a \
-          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns \
+          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns, \
+     c.oid::int8 AS oid, \
+     COALESCE((SELECT pg_catalog.json_agg(a.attnum ORDER BY a.attnum) FROM pg_catalog.pg_attribute a \
+          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS attnums \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      LEFT JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = c.oid \

@@ -12,6 +12,7 @@
 pub mod catalog;
 mod dsn;
 mod error;
+pub mod masking;
 pub mod tls;
 mod values;
 mod wire;
@@ -31,9 +32,11 @@ use tokio::net::TcpStream;
 
 pub use dsn::{Dsn, SslMode};
 pub use error::{ExecError, PgError};
+pub use masking::MaskPlan;
 pub use values::{render_for, to_json, Render};
 pub use wire::{
-    BoxStream, Connection, OversizedRow, PgStream, QueryResult, RunLimits, SessionMemory,
+    BoxStream, Connection, MaskedColumn, OversizedRow, PgStream, QueryResult, RunLimits,
+    SessionMemory,
 };
 
 use crate::analysis::plan::{plan_facts, MemorySettings, PlanFacts, RelationInfo};
@@ -432,9 +435,19 @@ impl Database {
     /// server is never sent again (an administrator's kill must stick); dead idle sessions
     /// are weeded out before use instead (see `Manager::recycle`).
     pub async fn execute(&self, sql: &str, limits: RunLimits) -> Result<QueryResult, ExecError> {
+        self.execute_masked(sql, limits, &MaskPlan::none()).await
+    }
+
+    /// [`Self::execute`], with the values of masked columns masked.
+    pub async fn execute_masked(
+        &self,
+        sql: &str,
+        limits: RunLimits,
+        masks: &MaskPlan,
+    ) -> Result<QueryResult, ExecError> {
         let mut conn = self.get().await?;
         let budget = Duration::from_millis(limits.statement_timeout_ms) + CANCEL_GRACE;
-        match tokio::time::timeout(budget, conn.run_guarded(sql, limits)).await {
+        match tokio::time::timeout(budget, conn.run_guarded(sql, limits, masks)).await {
             Ok(result) => self.after_call(&mut conn, result),
             Err(_) => Err(self.timed_out(&mut conn, limits, budget).await),
         }
@@ -449,6 +462,7 @@ impl Database {
         &self,
         sql: &str,
         limits: RunLimits,
+        masks: &MaskPlan,
         judge: impl FnOnce(&PlanFacts) -> Result<(), V>,
     ) -> Result<Planned<V>, ExecError> {
         let mut conn = self.get().await?;
@@ -472,7 +486,7 @@ impl Database {
             plan.describe_relations(described);
             match judge(&plan) {
                 Ok(()) => {
-                    let result = conn.finish_planned(limits).await?;
+                    let result = conn.finish_planned(limits, masks).await?;
                     Ok(Planned::Ran { plan, result })
                 }
                 Err(verdict) => {
@@ -641,6 +655,9 @@ pub fn result_json(r: &QueryResult) -> serde_json::Value {
     });
     if let Some(by) = r.truncated_by {
         v["truncatedBy"] = serde_json::Value::from(by);
+    }
+    if !r.masked.is_empty() {
+        v["masked"] = r.masked.iter().map(|m| m.column.as_str()).collect();
     }
     v
 }

@@ -16,6 +16,7 @@ use postgres_protocol::message::{backend::Message, frontend};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::masking::{ColumnMask, MaskPlan};
 use super::values::{render_for, to_json, Render};
 use super::{ExecError, PgError};
 
@@ -43,6 +44,18 @@ pub struct QueryResult {
     /// The first row left out because it alone was larger than what was left of
     /// `max_result_bytes`: it was skipped on the wire, never held in memory.
     pub oversized_row: Option<OversizedRow>,
+    /// The result columns whose values were masked.
+    pub masked: Vec<MaskedColumn>,
+}
+
+/// A result column whose values were masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskedColumn {
+    /// Its name in the result.
+    pub column: String,
+    /// The masked table column it is (`schema.table.column`); `None`: a column PostgreSQL
+    /// does not attribute to one, in a call that selects a masked column.
+    pub source: Option<String>,
 }
 
 /// A row skipped on the wire because it did not fit in the byte budget.
@@ -58,7 +71,7 @@ pub struct OversizedRow {
 
 /// The statement's result as it streams in: rows kept within `max_rows` and the byte budget,
 /// the first error, the first row skipped for its size.
-struct ResultReader {
+struct ResultReader<'m> {
     max_rows: usize,
     byte_cap: usize,
     /// After the statement's RowDescription (or NoData): rows belong to it.
@@ -68,6 +81,9 @@ struct ResultReader {
     done: bool,
     columns: Vec<String>,
     renders: Vec<Render>,
+    /// The call's masks, and each result column's (empty when the call masks nothing).
+    plan: &'m MaskPlan,
+    masks: Vec<Option<ColumnMask>>,
     rows: Option<Vec<Map<String, Value>>>,
     truncated_by: Option<&'static str>,
     oversized_row: Option<OversizedRow>,
@@ -79,8 +95,11 @@ struct ResultReader {
     ready: u8,
 }
 
-impl ResultReader {
-    fn new(max_rows: usize, byte_cap: usize) -> ResultReader {
+/// The masks of a call that masks nothing.
+static NO_MASKS: std::sync::LazyLock<MaskPlan> = std::sync::LazyLock::new(MaskPlan::none);
+
+impl<'m> ResultReader<'m> {
+    fn new(max_rows: usize, byte_cap: usize, plan: &'m MaskPlan) -> ResultReader<'m> {
         ResultReader {
             max_rows,
             byte_cap,
@@ -88,6 +107,8 @@ impl ResultReader {
             done: false,
             columns: Vec::new(),
             renders: Vec::new(),
+            plan,
+            masks: Vec::new(),
             rows: None,
             truncated_by: None,
             oversized_row: None,
@@ -125,6 +146,10 @@ impl ResultReader {
             }
             self.columns.push(name);
             self.renders.push(render_for(f.type_oid()));
+            if !self.plan.is_empty() {
+                self.masks
+                    .push(self.plan.column(f.table_oid(), f.column_id()));
+            }
         }
         self.rows = Some(Vec::new());
         Ok(())
@@ -161,7 +186,11 @@ impl ResultReader {
                 None => None,
             };
             if let (Some(name), Some(render)) = (self.columns.get(i), self.renders.get(i)) {
-                map.insert(name.clone(), to_json(*render, text));
+                let value = match self.masks.get(i) {
+                    Some(Some(mask)) => mask.apply(text),
+                    _ => to_json(*render, text),
+                };
+                map.insert(name.clone(), value);
             }
             i += 1;
         }
@@ -212,7 +241,19 @@ impl ResultReader {
             }
             return Err(ExecError::Postgres(Box::new(e)));
         }
+        let masked = self
+            .masks
+            .iter()
+            .zip(&self.columns)
+            .filter_map(|(m, c)| {
+                Some(MaskedColumn {
+                    column: c.clone(),
+                    source: m.as_ref()?.source.as_deref().map(str::to_string),
+                })
+            })
+            .collect();
         Ok(QueryResult {
+            masked,
             columns: self.columns,
             rows: self.rows,
             truncated: self.truncated_by.is_some(),
@@ -692,6 +733,7 @@ impl Connection {
         &mut self,
         sql: &str,
         limits: RunLimits,
+        masks: &MaskPlan,
     ) -> Result<QueryResult, ExecError> {
         self.usable()?;
         self.pin_timeout(limits.statement_timeout_ms).await?;
@@ -700,7 +742,7 @@ impl Connection {
             .unwrap_or(usize::MAX)
             .min(i32::MAX as usize - 1);
         self.queue_guarded(sql, limits, max_rows as i32 + 1)?;
-        self.read_guarded(max_rows, limits).await
+        self.read_guarded(max_rows, limits, masks).await
     }
 
     /// Sends what is queued and reads the statement's result and the ROLLBACK's answer.
@@ -708,6 +750,7 @@ impl Connection {
         &mut self,
         max_rows: usize,
         limits: RunLimits,
+        masks: &MaskPlan,
     ) -> Result<QueryResult, ExecError> {
         // From here until the last ReadyForQuery, an interruption leaves the protocol
         // mid-way: the connection must then be discarded.
@@ -716,7 +759,7 @@ impl Connection {
         let started = std::time::Instant::now();
         self.flush().await?;
         let byte_cap = usize::try_from(limits.max_result_bytes).unwrap_or(usize::MAX);
-        let mut reader = ResultReader::new(max_rows, byte_cap);
+        let mut reader = ResultReader::new(max_rows, byte_cap, masks);
         let read = match self.read_statement(&mut reader).await {
             // The ROLLBACK queued with the statement ended the transaction.
             Ok(()) if reader.ready == b'I' => Ok(()),
@@ -894,7 +937,7 @@ impl Connection {
         frontend::parse(PLANNED, sql, std::iter::empty(), &mut self.write_buf).map_err(proto)?;
         self.push_statement(EXPLAIN_PLANNED, true, 2)?;
         frontend::sync(&mut self.write_buf);
-        let mut reader = ResultReader::new(1, MAX_PLAN_BYTES);
+        let mut reader = ResultReader::new(1, MAX_PLAN_BYTES, &NO_MASKS);
         let started = std::time::Instant::now();
         self.exchange(&mut reader).await?;
         if reader.ready != b'T' || reader.error.is_some() {
@@ -946,7 +989,7 @@ impl Connection {
         frontend::describe(b'P', "", &mut self.write_buf).map_err(proto)?;
         frontend::execute("", 0, &mut self.write_buf).map_err(proto)?;
         frontend::sync(&mut self.write_buf);
-        let mut reader = ResultReader::new(10_000, MAX_PLAN_BYTES);
+        let mut reader = ResultReader::new(10_000, MAX_PLAN_BYTES, &NO_MASKS);
         self.exchange(&mut reader).await?;
         self.broken = false;
         if let Some(e) = reader.error.take() {
@@ -961,7 +1004,11 @@ impl Connection {
     /// The second half of a planned execution: runs the statement
     /// [`Connection::begin_explain`] prepared and explained, with the plan it explained, in
     /// the transaction it opened, then rolls it back (one round trip).
-    pub async fn finish_planned(&mut self, limits: RunLimits) -> Result<QueryResult, ExecError> {
+    pub async fn finish_planned(
+        &mut self,
+        limits: RunLimits,
+        masks: &MaskPlan,
+    ) -> Result<QueryResult, ExecError> {
         let max_rows = usize::try_from(limits.max_rows.max(1))
             .unwrap_or(usize::MAX)
             .min(i32::MAX as usize - 1);
@@ -978,7 +1025,7 @@ impl Connection {
         frontend::describe(b'P', "", &mut self.write_buf).map_err(proto)?;
         frontend::execute("", max_rows as i32 + 1, &mut self.write_buf).map_err(proto)?;
         self.queue_rollback_closing_planned()?;
-        self.read_guarded(max_rows, limits).await
+        self.read_guarded(max_rows, limits, masks).await
     }
 
     /// Queues `ROLLBACK` and the closing of [`PLANNED`] (a prepared statement outlives its
@@ -1003,7 +1050,7 @@ impl Connection {
 
     /// Sends what is queued and reads up to the next ReadyForQuery; the connection counts as
     /// broken until then.
-    async fn exchange(&mut self, reader: &mut ResultReader) -> Result<(), ExecError> {
+    async fn exchange(&mut self, reader: &mut ResultReader<'_>) -> Result<(), ExecError> {
         self.broken = true;
         self.answered = !self.read_buf.is_empty();
         self.flush().await?;
@@ -1014,7 +1061,7 @@ impl Connection {
     }
 
     /// Reads up to the first ReadyForQuery: BEGIN, SET LOCAL, and the statement's rows.
-    async fn read_statement(&mut self, r: &mut ResultReader) -> Result<(), ExecError> {
+    async fn read_statement(&mut self, r: &mut ResultReader<'_>) -> Result<(), ExecError> {
         loop {
             if r.in_statement && !r.done {
                 // A row larger than what is left of the byte budget is skipped on the wire,

@@ -155,6 +155,7 @@ const SCHEMA_SQL: &str = "SELECT n.nspname AS table_schema, c.relname AS table_n
 fn readable_relations(
     rows: impl IntoIterator<Item = serde_json::Map<String, Value>>,
     can_run: &dyn Fn(&str) -> bool,
+    mask_of: &dyn Fn(&str, &str, &str) -> Option<Value>,
 ) -> Vec<Value> {
     let mut relations: Vec<Value> = Vec::new();
     let mut current: Option<(String, String, bool)> = None;
@@ -195,7 +196,11 @@ fn readable_relations(
             if let Some(Value::Array(cols)) =
                 relations.last_mut().and_then(|r| r.get_mut("columns"))
             {
-                cols.push(json!({"name": col, "type": row.get("data_type").cloned().unwrap_or(Value::Null)}));
+                let mut c = json!({"name": col, "type": row.get("data_type").cloned().unwrap_or(Value::Null)});
+                if let Some(mask) = mask_of(&s, &t, col) {
+                    c["mask"] = mask;
+                }
+                cols.push(c);
             }
         }
     }
@@ -246,6 +251,7 @@ fn outcome_of(
         rules: plan_rules,
         rows: None,
         truncated: None,
+        masked: Vec::new(),
         error: None,
         plan: plan_record,
         approval,
@@ -388,6 +394,8 @@ struct Allowed<'s> {
     explain: Option<crate::analysis::Facts>,
     /// The decision made without the plan.
     decision: crate::policy::Decision,
+    /// The masks of the values it returns.
+    masks: crate::execution::MaskPlan,
 }
 
 impl Sqlguard {
@@ -630,6 +638,14 @@ impl Sqlguard {
             Ok(result) => {
                 outcome.rows = Some(result.rows.as_ref().map_or(0, Vec::len));
                 outcome.truncated = Some(result.truncated);
+                outcome.masked = result
+                    .masked
+                    .iter()
+                    .map(|m| crate::audit::MaskedRecord {
+                        column: m.column.clone(),
+                        source: m.source.clone(),
+                    })
+                    .collect();
                 Ok(response_json(&result, &limits))
             }
             Err(m) => {
@@ -687,7 +703,7 @@ impl Sqlguard {
         let Some(facts) = &allowed.explain else {
             let result = allowed
                 .pool
-                .execute(sql, allowed.limits)
+                .execute_masked(sql, allowed.limits, &allowed.masks)
                 .await
                 .map_err(|e| exec_message(&e));
             return Ran {
@@ -794,7 +810,7 @@ impl Sqlguard {
         let mut judged_us = 0;
         let planned = allowed
             .pool
-            .execute_planned(sql, allowed.limits, |plan| {
+            .execute_planned(sql, allowed.limits, &allowed.masks, |plan| {
                 let started = Instant::now();
                 let input = crate::policy::PolicyInput {
                     query: Some(facts),
@@ -859,16 +875,20 @@ impl Sqlguard {
         sql: &str,
         policy: &crate::policy::Policy,
         identity: &crate::policy::Identity,
-    ) -> crate::policy::Checked {
+    ) -> (
+        crate::policy::Checked,
+        Arc<crate::analysis::AnalysisOptions>,
+    ) {
         let opts = db.analysis(&self.state.analysis).await;
         db.lint(&opts, policy);
         let checked = policy.check(sql, &opts, Some(&db.context), identity, TOOL_QUERY);
         if let (Ok(facts), Some(live)) = (&checked.facts, &db.catalog) {
             if let Some(fresh) = live.refresh_for(facts, db.backend.ready().ok()).await {
-                return policy.check(sql, &fresh, Some(&db.context), identity, TOOL_QUERY);
+                let checked = policy.check(sql, &fresh, Some(&db.context), identity, TOOL_QUERY);
+                return (checked, fresh);
             }
         }
-        checked
+        (checked, opts)
     }
 
     /// Resolves the database and decides: the pool and limits to run with, or the message
@@ -899,7 +919,7 @@ impl Sqlguard {
                 format!("the query is {} bytes, over this server's limit of {} bytes: send a shorter query", sql.len(), state.max_query_bytes),
             );
         }
-        let checked = self.check_on(db, sql, policy, identity).await;
+        let (checked, opts) = self.check_on(db, sql, policy, identity).await;
         record.timings.analysis_us = Some(checked.analysis_us);
         record.timings.policy_us = Some(checked.policy_us);
         record.timings.cached = checked.cached;
@@ -922,6 +942,14 @@ impl Sqlguard {
             // Allowed once a person approves: the asks are the reasons on record.
             record.reasons = json!(checked.decision.ask);
         }
+        let masks = match crate::execution::MaskPlan::new(
+            &checked.decision.mask,
+            opts.shared_snapshot(),
+            state.mask_key.clone(),
+        ) {
+            Ok(m) => m,
+            Err(why) => return deny(record, "mask_unavailable", why),
+        };
         let limits = checked.decision.limits;
         record.limits = Some(json!(limits));
         let pool = match db.backend.ready() {
@@ -948,6 +976,7 @@ impl Sqlguard {
                 .then_some(checked.facts)
                 .and_then(Result::ok),
             decision: checked.decision,
+            masks,
         })
     }
 
@@ -978,10 +1007,29 @@ impl Sqlguard {
                 .decision
                 .allow
         };
-        let relations = readable_relations(r.rows.unwrap_or_default(), &can_run);
+        // The caller's masks, and the tables each column's rows come from too (a partition's
+        // and a child's are its parents').
+        let masks = policy
+            .check("SELECT 1", &opts, Some(&d.context), identity, TOOL_QUERY)
+            .decision
+            .mask
+            .columns;
+        let mask_of = |schema: &str, table: &str, column: &str| {
+            let own = format!("{schema}.{table}");
+            let ancestors = opts
+                .snapshot()
+                .and_then(|snap| snap.lineage(schema, table))
+                .map(|l| l.ancestors.clone())
+                .unwrap_or_default();
+            std::iter::once(own)
+                .chain(ancestors)
+                .find_map(|t| masks.get(&format!("{t}.{column}")))
+                .map(|m| json!(m))
+        };
+        let relations = readable_relations(r.rows.unwrap_or_default(), &can_run, &mask_of);
         let mut out = json!({
             "database": d.context.uri,
-            "note": "Only the relations and columns the policy lets you read are listed. PostgreSQL's built-in functions may be called unless volatile or in a risk category; of the other functions, only those listed under `functions` may be called.",
+            "note": "Only the relations and columns the policy lets you read are listed. A column with a `mask` comes back masked, and may only be selected as it is (no condition, sort, grouping, function or cast over it). PostgreSQL's built-in functions may be called unless volatile or in a risk category; of the other functions, only those listed under `functions` may be called.",
             "relations": relations,
         });
         if let Some(snapshot) = opts.snapshot() {

@@ -153,6 +153,8 @@ pub struct State {
     pub audit_query: AuditQuery,
     pub audit_query_max_bytes: usize,
     pub audit_fail_closed: bool,
+    /// The key of `hash` masks, when configured.
+    pub mask_key: Option<Arc<[u8]>>,
     pub max_query_bytes: usize,
     /// How long a person has to answer a policy's ask.
     pub approval_timeout: std::time::Duration,
@@ -345,6 +347,7 @@ fn open_audit(config: &Config) -> Result<Option<AuditLog>, String> {
     Ok(match &config.audit_log {
         Some(p) => {
             let key = AuditKey {
+                setting: "audit_key",
                 file: config.audit_key_file.clone(),
                 env: config.audit_key_env.clone(),
             }
@@ -421,7 +424,15 @@ impl State {
             _ => None,
         };
         let audit = open_audit(&config)?;
+        let mask_key = AuditKey {
+            setting: "mask_key",
+            file: config.mask_key_file.clone(),
+            env: config.mask_key_env.clone(),
+        }
+        .load()?
+        .map(Arc::from);
         Ok(Arc::new(State {
+            mask_key,
             databases,
             policy: RwLock::new(Arc::new(policy)),
             policy_dirs: config.policy.clone(),

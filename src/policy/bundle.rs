@@ -190,6 +190,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../policies/tables.rego"),
     ),
     (
+        "policies/masks.rego",
+        include_str!("../../policies/masks.rego"),
+    ),
+    (
         "policies/side_channels.rego",
         include_str!("../../policies/side_channels.rego"),
     ),

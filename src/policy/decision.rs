@@ -41,6 +41,53 @@ pub struct Decision {
     /// explained and decided again with `input.plan` (`data.sqlguard.plan.explain`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub explain: bool,
+    /// The masks execution applies to the values it returns (`columns.mask`).
+    #[serde(default, skip_serializing_if = "no_masks")]
+    pub mask: Box<MaskDecision>,
+}
+
+/// The policy's masks for one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskDecision {
+    /// `schema.table.column` → its mask, for every masked column of the caller's policy.
+    #[serde(default)]
+    pub columns: std::collections::BTreeMap<String, MaskSpec>,
+    /// The masked columns the call selects as they are (`schema.table.column`): when there
+    /// are any, a result column PostgreSQL does not attribute to a table column is masked
+    /// too (`redact`), since the analysis cannot tell which it is.
+    #[serde(default)]
+    pub projected: Vec<String>,
+}
+
+fn no_masks(m: &MaskDecision) -> bool {
+    m.is_empty()
+}
+
+impl MaskDecision {
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty() && self.projected.is_empty()
+    }
+}
+
+/// How a masked column's values are returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MaskSpec {
+    /// Every value becomes `text`.
+    Redact { text: String },
+    /// Every value becomes null.
+    Null,
+    /// A keyed HMAC-SHA-256 of the value: equal values stay equal under one key.
+    Hash,
+    /// `jane@example.com` → `j***@example.com`.
+    Email,
+    /// Keeps the first `keep_first` and last `keep_last` characters, each other one becomes
+    /// `fill` (a value no longer than what would be kept is filled whole).
+    Partial {
+        keep_first: u32,
+        keep_last: u32,
+        fill: String,
+    },
 }
 
 /// Limits used in a denial, where none were decided.
@@ -65,6 +112,7 @@ impl Decision {
             ask: Vec::new(),
             limits: DENIED_LIMITS,
             explain: false,
+            mask: Box::default(),
         }
     }
 

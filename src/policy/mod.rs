@@ -23,7 +23,7 @@ use std::time::Instant;
 pub use bundle::Bundle;
 pub use cache::{CacheStats, DEFAULT_ENTRIES as DEFAULT_CACHE_ENTRIES};
 pub use compiled::{agreement_plans, Compiled, Evaluator, AGREEMENT_SQL};
-pub use decision::{listed, Decision, Limits, Reason, DENIED_LIMITS};
+pub use decision::{listed, Decision, Limits, MaskDecision, MaskSpec, Reason, DENIED_LIMITS};
 pub use error::PolicyError;
 pub use input::{DatabaseContext, Identity, IdentitySource, PolicyInput};
 pub use value::{to_policy_value, to_value, POSITIONS};
@@ -260,6 +260,7 @@ impl Policy {
                 ask: v.ask,
                 limits: DENIED_LIMITS,
                 explain: false,
+                mask: Default::default(),
             },
             Err(e) => {
                 tracing::error!(

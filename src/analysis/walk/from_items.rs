@@ -16,6 +16,9 @@ pub(super) fn found_relation<'s>(
         .find_map(|s| snap.relation(s, &rel.name))
 }
 
+/// The tables behind a FROM item, and what it passes through (a subquery or CTE).
+pub(super) type ItemColumns = (Vec<Arc<str>>, Option<Arc<[Pass]>>);
+
 impl<'t, 'a> Walker<'t, 'a> {
     /// Walks a `SELECT`'s `FROM` list. Returns the catalog relations listed in it directly
     /// (not inside a join, no column aliases): their visible name and their index in
@@ -227,16 +230,26 @@ impl<'t, 'a> Walker<'t, 'a> {
             .chain(rel.descendants.iter().map(String::as_str))
             .map(Arc::from)
             .collect();
+        // A CTE's columns are those its query passes through.
+        let passes = if rel.cte {
+            self.cte_passes_of(&name)
+        } else {
+            None
+        };
         // `FROM vault AS v(a, b)` reads vault's first columns under new names: without the
         // catalog it is unknown which, so it counts as reading them all.
         if t.get(body, "alias").is_some_and(|a| self.has_colnames(a)) {
             self.push_column("*", relations.clone(), ColumnVia::ColumnAliases);
+            if let Some(p) = &passes {
+                self.emit_passes(p, None, ColumnVia::ColumnAliases);
+            }
         }
         if let Some(level) = self.levels.last_mut() {
             level.push(ScopeItem {
                 name: alias.unwrap_or_else(|| name.clone()),
                 relations,
                 columns,
+                passes,
             });
         }
         self.facts.relations.push(rel);
@@ -376,30 +389,47 @@ impl<'t, 'a> Walker<'t, 'a> {
         match parts.as_slice() {
             [None] => {
                 let rels = self.level_tables();
-                self.push_column("*", rels, ColumnVia::Star);
+                self.emit("*", rels, ColumnVia::Star);
+                for passes in self.level_passes(true) {
+                    self.emit_passes(&passes, None, ColumnVia::Star);
+                }
             }
             [Some(name)] => {
                 // An unqualified name is a column of any table in scope, or a whole-row
                 // reference to a FROM item of that name (`SELECT u FROM users u`).
-                let whole_row = self.lookup_alias(name);
+                let whole_row = self.lookup_item(name);
                 let rels = self.all_tables();
-                self.push_column(name, rels, ColumnVia::Named);
-                if let Some(rels) = whole_row {
+                self.emit(name, rels, ColumnVia::Named);
+                for passes in self.level_passes(false) {
+                    self.emit_passes(&passes, Some(name), ColumnVia::Named);
+                }
+                if let Some((rels, passes)) = whole_row {
                     self.push_column("*", rels, ColumnVia::WholeRow);
+                    if let Some(p) = passes {
+                        self.emit_passes(&p, None, ColumnVia::WholeRow);
+                    }
                 }
             }
             [.., Some(qual), last] => {
-                let rels = self.lookup_alias(qual).unwrap_or_else(|| {
+                let (rels, passes) = self.lookup_item(qual).unwrap_or_else(|| {
                     // `schema.table.col` or an unknown qualifier: name the table directly.
                     let schema = parts.len().checked_sub(3).and_then(|i| parts[i]);
                     match schema {
-                        Some(s) => vec![Arc::from(crate::analysis::dotted(s, qual))],
-                        None => Vec::new(),
+                        Some(s) => (vec![Arc::from(crate::analysis::dotted(s, qual))], None),
+                        None => (Vec::new(), None),
                     }
                 });
                 match last {
-                    Some(col) => self.push_column(col, rels, ColumnVia::Named),
-                    None => self.push_column("*", rels, ColumnVia::Star),
+                    Some(col) => self.emit(col, rels, ColumnVia::Named),
+                    None => self.emit("*", rels, ColumnVia::Star),
+                }
+                if let Some(p) = passes {
+                    let via = if last.is_some() {
+                        ColumnVia::Named
+                    } else {
+                        ColumnVia::Star
+                    };
+                    self.emit_passes(&p, *last, via);
                 }
             }
             _ => {}
@@ -413,7 +443,115 @@ impl<'t, 'a> Walker<'t, 'a> {
             relations,
             star: name == "*",
             via,
+            use_: self.use_,
         });
+    }
+
+    /// [`Self::push_column`] for a reference written in the query; in a bare entry of a
+    /// select list that passes to the result, also what it passes (`*`: every column).
+    fn emit(&mut self, name: &str, relations: Vec<Arc<str>>, via: ColumnVia) {
+        if let Some((out, passes)) = self.collecting.as_mut() {
+            if !relations.is_empty() {
+                passes.push(Pass {
+                    out: if name == "*" { None } else { out.clone() },
+                    name: name.to_string(),
+                    relations: relations.clone(),
+                });
+            }
+        }
+        self.push_column(name, relations, via);
+    }
+
+    /// Records a reference to the columns a subquery or CTE passes through: to its column
+    /// `name`, or to all of them (`None`: `*`, a whole row, `NATURAL`, column aliases).
+    pub(super) fn emit_passes(&mut self, passes: &[Pass], name: Option<&str>, via: ColumnVia) {
+        for p in passes {
+            let column = match (name, &p.out) {
+                (None, _) => p.name.as_str(),
+                // Through `*`, a column keeps its name.
+                (Some(n), None) => n,
+                (Some(n), Some(out)) if out == n => p.name.as_str(),
+                (Some(_), Some(_)) => continue,
+            };
+            if let Some((out, collected)) = self.collecting.as_mut() {
+                if matches!(via, ColumnVia::Named | ColumnVia::Star) {
+                    collected.push(match name {
+                        None => p.clone(),
+                        Some(_) => Pass {
+                            out: out.clone(),
+                            name: column.to_string(),
+                            relations: p.relations.clone(),
+                        },
+                    });
+                }
+            }
+            self.push_column(column, p.relations.clone(), via);
+        }
+    }
+
+    /// What the subqueries and CTEs in scope pass through: of the innermost level (`own`,
+    /// for `*`), or of every level (an unqualified name may be an outer reference).
+    fn level_passes(&self, own: bool) -> Vec<Arc<[Pass]>> {
+        let levels = if own {
+            self.levels.len().saturating_sub(1)
+        } else {
+            0
+        };
+        self.levels
+            .iter()
+            .skip(levels)
+            .flat_map(|l| l.iter().filter_map(|i| i.passes.clone()))
+            .collect()
+    }
+
+    /// What CTE `name` in scope passes through.
+    pub(super) fn cte_passes_of(&self, name: &str) -> Option<Arc<[Pass]>> {
+        self.cte_passes
+            .iter()
+            .rev()
+            .find(|(_, n, _)| n == name)
+            .map(|(_, _, p)| p.clone())
+    }
+
+    /// A subquery in `FROM`: its query passes to this level, which sees its columns under its
+    /// alias. It sees nothing of its own level, unless `LATERAL`.
+    pub(super) fn range_subselect(&mut self, body: Id, ctx: Ctx) {
+        let lateral = self.tree.get_bool(body, "lateral");
+        if !lateral {
+            self.hidden
+                .push((self.levels.len().saturating_sub(1), usize::MAX));
+        }
+        self.pending_output = self
+            .tree
+            .get(body, "subquery")
+            .and_then(|q| wrapper(self.tree, q))
+            .filter(|(ty, _)| *ty == "SelectStmt")
+            .map(|(_, b)| b);
+        self.passes = None;
+        self.fields("RangeSubselect", body, ctx, &["alias"]);
+        let passes = self.passes.take();
+        if !lateral {
+            self.hidden.pop();
+        }
+        let alias = self.tree.get(body, "alias");
+        if let (Some(a), Some(p)) = (alias, &passes) {
+            if self.has_colnames(a) {
+                self.emit_passes(p, None, ColumnVia::ColumnAliases);
+            }
+        }
+        self.field("RangeSubselect", body, "alias", ctx);
+        let name = alias
+            .and_then(|a| self.tree.get_str(a, "aliasname"))
+            .unwrap_or("")
+            .to_string();
+        if let Some(level) = self.levels.last_mut() {
+            level.push(ScopeItem {
+                name,
+                relations: Vec::new(),
+                columns: None,
+                passes,
+            });
+        }
     }
 
     /// Tables of the innermost query level (for `*`).
@@ -450,12 +588,12 @@ impl<'t, 'a> Walker<'t, 'a> {
         v
     }
 
-    /// The tables behind FROM item `name`, innermost level first; `Some(vec![])` for a
-    /// subquery, function or CTE item.
-    pub(super) fn lookup_alias(&self, name: &str) -> Option<Vec<Arc<str>>> {
+    /// The tables behind FROM item `name`, innermost level first (`vec![]` for a subquery,
+    /// function or CTE item), and what it passes through (a subquery or CTE).
+    pub(super) fn lookup_item(&self, name: &str) -> Option<ItemColumns> {
         for level in self.levels.iter().rev() {
             if let Some(item) = level.iter().rev().find(|i| i.name == name) {
-                return Some(item.relations.clone());
+                return Some((item.relations.clone(), item.passes.clone()));
             }
         }
         None
@@ -465,9 +603,13 @@ impl<'t, 'a> Walker<'t, 'a> {
     /// `JSON_TABLE`, or a kind this version does not know) stands in its level for columns
     /// of unknown names and types.
     pub(super) fn mark_from_item(&mut self, item: Id) {
+        // A subquery pushes its own item once walked (with what it passes through).
         let known = matches!(
             wrapper(self.tree, item),
-            Some(("RangeVar" | "JoinExpr" | "RangeTableSample", _))
+            Some((
+                "RangeVar" | "JoinExpr" | "RangeTableSample" | "RangeSubselect",
+                _
+            ))
         );
         if !known {
             if let Some(level) = self.levels.last_mut() {
@@ -560,15 +702,35 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.field("JoinExpr", body, "larg", ctx);
         self.field("JoinExpr", body, "rarg", ctx);
         let tables = self.level_tables_from(start);
+        // What the joined subqueries and CTEs pass through.
+        let passes: Option<Arc<[Pass]>> = {
+            let level = self
+                .levels
+                .last()
+                .map_or(&[][..], |l| &l[start.min(l.len())..]);
+            let all: Vec<Pass> = level
+                .iter()
+                .filter_map(|i| i.passes.as_deref())
+                .flatten()
+                .cloned()
+                .collect();
+            (!all.is_empty()).then(|| Arc::from(all))
+        };
         if let Some(using) = self.tree.get(body, "usingClause") {
             for column in self.name_list(using) {
                 self.push_column(&column, tables.clone(), ColumnVia::JoinUsing);
+                if let Some(p) = &passes {
+                    self.emit_passes(p, Some(&column), ColumnVia::JoinUsing);
+                }
             }
         }
         if self.tree.get_bool(body, "isNatural") {
             // Which columns the sides share is in the catalog, not the query: every column
             // of the joined tables may be compared.
             self.push_column("*", tables.clone(), ColumnVia::NaturalJoin);
+            if let Some(p) = &passes {
+                self.emit_passes(p, None, ColumnVia::NaturalJoin);
+            }
         }
         // Both compare the joined columns with `=`, looked up by name as if written.
         if self.tree.get_bool(body, "isNatural")
@@ -583,7 +745,9 @@ impl<'t, 'a> Walker<'t, 'a> {
         // join's own alias.
         self.hidden
             .push((self.levels.len().saturating_sub(1), start));
+        let around = std::mem::replace(&mut self.use_, ColumnUse::Join);
         self.fields("JoinExpr", body, ctx, &["larg", "rarg", "usingClause"]);
+        self.use_ = around;
         self.hidden.pop();
         for field in ["alias", "join_using_alias"] {
             let Some(alias) = self.tree.get(body, field) else {
@@ -591,6 +755,9 @@ impl<'t, 'a> Walker<'t, 'a> {
             };
             if self.has_colnames(alias) {
                 self.push_column("*", tables.clone(), ColumnVia::ColumnAliases);
+                if let Some(p) = &passes {
+                    self.emit_passes(p, None, ColumnVia::ColumnAliases);
+                }
             }
             if let (Some(name), Some(level)) = (
                 self.tree.get_str(alias, "aliasname").map(str::to_string),
@@ -600,6 +767,7 @@ impl<'t, 'a> Walker<'t, 'a> {
                     name,
                     relations: tables.clone(),
                     columns: None,
+                    passes: passes.clone(),
                 });
             }
         }

@@ -59,6 +59,9 @@ struct ScopeItem<'t> {
     /// Its columns and their types, when the database's catalog knows them (a table or view
     /// named without column aliases); `None`: unknown.
     columns: Option<&'t [(String, String)]>,
+    /// For a subquery or a CTE: the columns of tables its select list passes through as they
+    /// are, so that a reference to one of its columns is recorded as theirs.
+    passes: Option<Arc<[Pass]>>,
 }
 
 impl ScopeItem<'_> {
@@ -68,8 +71,21 @@ impl ScopeItem<'_> {
             name: String::new(),
             relations: Vec::new(),
             columns: None,
+            passes: None,
         }
     }
+}
+
+/// A column of tables that a subquery's or CTE's select list returns as it is: `SELECT
+/// email AS e` passes `email` as `e`, `SELECT *` every column under its own name.
+#[derive(Debug, Clone, PartialEq)]
+struct Pass {
+    /// The name it has in the subquery's result; `None` for a `*`: every column of
+    /// `relations` under its own name.
+    out: Option<String>,
+    /// The column it is (`*` with `out: None`).
+    name: String,
+    relations: Vec<Arc<str>>,
 }
 
 pub struct Walker<'t, 'a> {
@@ -91,6 +107,18 @@ pub struct Walker<'t, 'a> {
     /// How many `SELECT`s enclose the node being walked: 1 is the statement's outermost query.
     selects: usize,
     pub too_deep: bool,
+    /// Where the column references being walked sit (see [`ColumnUse`]).
+    use_: ColumnUse,
+    /// The `SelectStmt` (its body) about to be walked whose rows are the result or pass to
+    /// it: the statement's query, a subquery in `FROM`, a CTE's query.
+    pending_output: Option<Id>,
+    /// What the last such query's select list passes through as it is.
+    passes: Option<Arc<[Pass]>>,
+    /// While a bare column reference of such a select list is walked: its output name and
+    /// what it passes.
+    collecting: Option<(Option<String>, Vec<Pass>)>,
+    /// What each CTE in scope passes: (CTE scope depth, name, passes).
+    cte_passes: Vec<(usize, String, Arc<[Pass]>)>,
 }
 
 fn new_facts(index: usize, node: &str, kind: StatementKind) -> StatementFacts {
@@ -156,6 +184,11 @@ impl<'t, 'a> Walker<'t, 'a> {
             depth: 0,
             selects: 0,
             too_deep: false,
+            use_: ColumnUse::Other,
+            pending_output: None,
+            passes: None,
+            collecting: None,
+            cte_passes: Vec::new(),
         }
     }
 
@@ -164,6 +197,9 @@ impl<'t, 'a> Walker<'t, 'a> {
         match wrapper(self.tree, stmt) {
             Some((ty, body)) => {
                 self.facts.node = ty.to_string();
+                if ty == "SelectStmt" {
+                    self.pending_output = Some(body);
+                }
                 match statement_kind(ty) {
                     Some(kind) => self.facts.kind = kind,
                     None => self.facts.unclassified.push(ty.to_string()),
@@ -373,12 +409,12 @@ impl<'t, 'a> Walker<'t, 'a> {
                     };
                 self.fields(ty, body, Ctx { access }, &[]);
             }
-            // A subquery in FROM sees nothing of its own level, unless LATERAL.
-            "RangeSubselect" if !self.tree.get_bool(body, "lateral") => {
-                self.hidden
-                    .push((self.levels.len().saturating_sub(1), usize::MAX));
+            "RangeSubselect" => self.range_subselect(body, ctx),
+            // `OVER (PARTITION BY … ORDER BY …)` and `WINDOW w AS (…)`.
+            "WindowDef" => {
+                let around = std::mem::replace(&mut self.use_, ColumnUse::Window);
                 self.fields(ty, body, ctx, &[]);
-                self.hidden.pop();
+                self.use_ = around;
             }
             _ if is_container(ty) => self.fields(ty, body, ctx, &[]),
             _ => {

@@ -85,12 +85,13 @@ impl<'t, 'a> Walker<'t, 'a> {
         let names: Vec<String> = ctes.iter().map(|(n, _)| n.clone()).collect();
         self.ctes
             .push(if recursive { names.clone() } else { Vec::new() });
+        let depth = self.ctes.len();
         for (name, cte) in &ctes {
-            if let Some((qty, _)) = self
+            let query = self
                 .tree
                 .get(*cte, "ctequery")
-                .and_then(|q| wrapper(self.tree, q))
-            {
+                .and_then(|q| wrapper(self.tree, q));
+            if let Some((qty, _)) = query {
                 if let Some(kind) = statement_kind(qty) {
                     if kind.is_dml() {
                         self.construct(
@@ -100,7 +101,21 @@ impl<'t, 'a> Walker<'t, 'a> {
                     }
                 }
             }
+            // A CTE's query passes to the queries that read it.
+            self.pending_output = query.filter(|(ty, _)| *ty == "SelectStmt").map(|(_, b)| b);
+            self.passes = None;
             self.fields("CommonTableExpr", *cte, READ, &[]);
+            if let Some(passes) = self.passes.take() {
+                // `WITH c(a, b) AS (…)` renames its first columns.
+                if self
+                    .tree
+                    .get(*cte, "aliascolnames")
+                    .is_some_and(|c| !self.tree.members(c).is_empty())
+                {
+                    self.emit_passes(&passes, None, ColumnVia::ColumnAliases);
+                }
+                self.cte_passes.push((depth, name.clone(), passes));
+            }
             if !recursive {
                 if let Some(scope) = self.ctes.last_mut() {
                     scope.push(name.clone());
@@ -125,8 +140,14 @@ impl<'t, 'a> Walker<'t, 'a> {
         if self.selects == 1 && self.facts.node == "SelectStmt" {
             self.query_shape(body);
         }
+        let output = self.pending_output == Some(body);
+        if output {
+            self.pending_output = None;
+        }
+        let around = self.use_;
         let pushed = self.with_clause("SelectStmt", body);
         self.levels.push(Vec::new());
+        self.use_ = ColumnUse::From;
         let catalog_items = self.walk_from_clause(body);
         if !catalog_items.is_empty() {
             self.pin_catalog_relations(body, &catalog_items);
@@ -144,17 +165,167 @@ impl<'t, 'a> Walker<'t, 'a> {
                 }
             }
         }
-        self.fields(
-            "SelectStmt",
-            body,
-            READ,
-            &["withClause", "fromClause", "intoClause", "lockingClause"],
-        );
+        // Where this query's select list sends its values.
+        let list = if !output {
+            if around == ColumnUse::SetOperation {
+                ColumnUse::SetOperation
+            } else {
+                ColumnUse::Subquery
+            }
+        } else if self.tree.get(body, "distinctClause").is_some() {
+            ColumnUse::Distinct
+        } else {
+            ColumnUse::Projection
+        };
+        let mut passes = Vec::new();
+        for m in self.tree.members(body) {
+            let (key, id) = (m.key(), m.id());
+            self.use_ = match key {
+                "withClause" | "fromClause" | "intoClause" | "lockingClause" => continue,
+                "targetList" => {
+                    self.target_list(body, id, list, &mut passes);
+                    continue;
+                }
+                "whereClause" => ColumnUse::Where,
+                "groupClause" => ColumnUse::GroupBy,
+                "havingClause" => ColumnUse::Having,
+                "sortClause" => ColumnUse::OrderBy,
+                "windowClause" => ColumnUse::Window,
+                "distinctClause" => ColumnUse::Distinct,
+                "limitCount" | "limitOffset" => ColumnUse::Limit,
+                "valuesLists" => ColumnUse::From,
+                "larg" | "rarg" => ColumnUse::SetOperation,
+                _ => ColumnUse::Other,
+            };
+            self.value("SelectStmt", key, id, READ);
+        }
+        self.use_ = around;
         self.levels.pop();
         if pushed {
             self.ctes.pop();
+            let depth = self.ctes.len();
+            self.cte_passes.retain(|(d, _, _)| *d < depth);
+        }
+        if output {
+            self.passes = Some(Arc::from(passes));
         }
         self.selects -= 1;
+    }
+
+    /// A select list. Where it passes to the result (`list` is `Projection`), an entry that is
+    /// a bare column reference returns the column as it is, unless `ORDER BY` or `GROUP BY`
+    /// names the entry by its position or output name (they then compare its values); what
+    /// such entries pass through is added to `passes`.
+    fn target_list(&mut self, body: Id, list_id: Id, list: ColumnUse, passes: &mut Vec<Pass>) {
+        let t = self.tree;
+        let (positions, names) = if list == ColumnUse::Projection {
+            self.sort_and_group_refs(body)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let entries = t.members(list_id);
+        let has_star = entries.iter().any(|m| self.is_star_target(m.id()));
+        let in_expressions = if list == ColumnUse::Projection {
+            ColumnUse::Expression
+        } else {
+            list
+        };
+        for (k, m) in entries.iter().enumerate() {
+            let el = m.id();
+            let Some(("ResTarget", rt)) = wrapper(t, el) else {
+                self.use_ = in_expressions;
+                self.value("SelectStmt", "targetList", el, READ);
+                continue;
+            };
+            let val = t.get(rt, "val");
+            let column = val
+                .and_then(|v| wrapper(t, v))
+                .filter(|(ty, _)| *ty == "ColumnRef");
+            let out = t.get_str(rt, "name").map(str::to_string).or_else(|| {
+                column.and_then(|(_, c)| self.name_list(t.get(c, "fields")?).last().cloned())
+            });
+            let named_by_sort = (has_star && !positions.is_empty())
+                || positions.contains(&(k as i64 + 1))
+                || out.as_ref().is_some_and(|o| names.contains(o));
+            let bare = list == ColumnUse::Projection && column.is_some() && !named_by_sort;
+            for f in t.members(rt) {
+                if f.key() == "val" && bare {
+                    self.use_ = ColumnUse::Projection;
+                    let star = self.is_star_target(el);
+                    self.collecting = Some((if star { None } else { out.clone() }, Vec::new()));
+                    self.value("ResTarget", "val", f.id(), READ);
+                    if let Some((_, p)) = self.collecting.take() {
+                        passes.extend(p);
+                    }
+                } else {
+                    self.use_ =
+                        if f.key() == "val" && named_by_sort && list == ColumnUse::Projection {
+                            ColumnUse::OrderBy
+                        } else {
+                            in_expressions
+                        };
+                    self.value("ResTarget", f.key(), f.id(), READ);
+                }
+            }
+        }
+    }
+
+    /// Is select-list entry `el` a `*` or `t.*`?
+    fn is_star_target(&self, el: Id) -> bool {
+        let t = self.tree;
+        wrapper(t, el)
+            .filter(|(ty, _)| *ty == "ResTarget")
+            .and_then(|(_, rt)| wrapper(t, t.get(rt, "val")?))
+            .filter(|(ty, _)| *ty == "ColumnRef")
+            .and_then(|(_, c)| t.get(c, "fields"))
+            .is_some_and(|f| {
+                t.members(f)
+                    .last()
+                    .is_some_and(|m| matches!(wrapper(t, m.id()), Some(("A_Star", _))))
+            })
+    }
+
+    /// The select-list entries `ORDER BY` and `GROUP BY` (and grouping sets) name by
+    /// position (`ORDER BY 2`) or by a bare name, which may be an output name (`ORDER BY e`).
+    fn sort_and_group_refs(&self, body: Id) -> (Vec<i64>, Vec<String>) {
+        let t = self.tree;
+        let mut positions = Vec::new();
+        let mut names = Vec::new();
+        let mut stack: Vec<Id> = Vec::new();
+        for key in ["sortClause", "groupClause", "distinctClause"] {
+            if let Some(l) = t.get(body, key) {
+                stack.extend(t.members(l).iter().map(Member::id));
+            }
+        }
+        while let Some(id) = stack.pop() {
+            match wrapper(t, id) {
+                Some(("SortBy", sb)) => stack.extend(t.get(sb, "node")),
+                Some(("GroupingSet", gs)) => {
+                    if let Some(c) = t.get(gs, "content") {
+                        stack.extend(t.members(c).iter().map(Member::id));
+                    }
+                }
+                Some(("RowExpr", r)) => {
+                    if let Some(a) = t.get(r, "args") {
+                        stack.extend(t.members(a).iter().map(Member::id));
+                    }
+                }
+                Some(("A_Const", c)) => {
+                    if let Some(n) = t.get(c, "ival").and_then(|i| t.get_i64(i, "ival")) {
+                        positions.push(n);
+                    } else if t.get(c, "ival").is_some() {
+                        positions.push(0);
+                    }
+                }
+                Some(("ColumnRef", _)) => {
+                    if let Some((None, n)) = self.column_name(id) {
+                        names.push(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        (positions, names)
     }
 
     /// `LIMIT`, `OFFSET`, `GROUP BY`, `DISTINCT`, `WINDOW` and `ORDER BY` of the statement's
