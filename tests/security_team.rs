@@ -685,7 +685,7 @@ async fn on_the_cluster_misspelt_names_are_warned_and_configured_identities_deci
     let data = dir.join("data.json");
     std::fs::write(
         &data,
-        r#"{"sqlguard": {"columns": {"deny": ["public.users.emial", "public.users.ssn"]}}}"#,
+        r#"{"sqlguard": {"columns": {"deny": ["public.users.emial", "public.users.ssn"], "mask": {"public.users.nmae": "redact"}}}}"#,
     )
     .unwrap();
     let settings = format!(
@@ -727,6 +727,13 @@ async fn on_the_cluster_misspelt_names_are_warned_and_configured_identities_deci
     assert!(
         log.contains(
             "data.sqlguard.columns.deny entry \"public.users.emial\" matches no column of database shop (did you mean public.users.email?)"
+        ),
+        "{log}"
+    );
+    // A misspelt mask masks nothing: warned the same way.
+    assert!(
+        log.contains(
+            "data.sqlguard.columns.mask entry \"public.users.nmae\" matches no column of database shop (did you mean public.users.name?)"
         ),
         "{log}"
     );

@@ -197,6 +197,9 @@ fn print_answer(checked: &Checked, plan: Option<&PlanFacts>, format: Format) {
                 println!("DENIED");
                 print_reasons(&d.reasons);
             }
+            if d.allow && !d.mask.projected.is_empty() {
+                println!("- masked in the result: {}", d.mask.projected.join(", "));
+            }
             if let Some(p) = plan {
                 print_plan(p);
             }

@@ -66,7 +66,7 @@ impl MaskPlan {
             return Ok(MaskPlan::none());
         }
         let Some(snap) = snapshot else {
-            return Err("the database's catalog could not be read, and masked columns are found in results by it: try again once the database answers".into());
+            return Err("masked columns are found in results through the database's catalog, which this server could not read (or does not read: catalog = false): try again once the database answers, or turn the catalog on".into());
         };
         if key.is_none()
             && decision
@@ -202,10 +202,15 @@ fn hash(hmac: &Hmac<Sha256>, value: &str) -> String {
 
 /// `jane@example.com` → `j***@example.com`; a value without one `@` is masked whole.
 fn email(t: &str) -> String {
-    match t.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.contains('@') => {
-            let first = local.chars().next().map_or(0, char::len_utf8);
-            format!("{}***@{domain}", &local[..first])
+    let b = t.as_bytes();
+    match b.iter().position(|&c| c == b'@') {
+        Some(at) if at > 0 && !b[at + 1..].contains(&b'@') => {
+            let first = t.chars().next().map_or(1, char::len_utf8);
+            let mut out = String::with_capacity(first + 3 + b.len() - at);
+            out.push_str(&t[..first]);
+            out.push_str("***");
+            out.push_str(&t[at..]);
+            out
         }
         _ => "***".to_string(),
     }
@@ -214,18 +219,26 @@ fn email(t: &str) -> String {
 /// Keeps `first` and `last` characters, fills the rest; a value no longer than what would be
 /// kept is filled whole (keeping it would show it).
 fn partial(t: &str, first: usize, last: usize, fill: &str) -> String {
-    let n = t.chars().count();
+    // Byte offsets of the kept prefix's end and the kept suffix's start (ASCII: the counts).
+    let (n, head, tail) = if t.is_ascii() {
+        let n = t.len();
+        (n, first.min(n), n.saturating_sub(last))
+    } else {
+        let n = t.chars().count();
+        let at = |k: usize| t.char_indices().nth(k).map_or(t.len(), |(i, _)| i);
+        (n, at(first.min(n)), at(n.saturating_sub(last)))
+    };
     if n <= first + last {
         return fill.repeat(n.max(1));
     }
-    let mut out = String::with_capacity(t.len());
-    for (i, c) in t.chars().enumerate() {
-        if i < first || i >= n - last {
-            out.push(c);
-        } else {
-            out.push_str(fill);
-        }
+    let hidden = n - first - last;
+    let mut out = String::with_capacity(head + hidden * fill.len() + (t.len() - tail));
+    out.push_str(&t[..head]);
+    match fill.chars().next() {
+        Some(c) if fill.len() == c.len_utf8() => out.extend(std::iter::repeat_n(c, hidden)),
+        _ => (0..hidden).for_each(|_| out.push_str(fill)),
     }
+    out.push_str(&t[tail..]);
     out
 }
 

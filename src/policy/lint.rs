@@ -66,12 +66,18 @@ pub fn unmatched(data: &serde_json::Value, snapshot: &Snapshot) -> Vec<Unmatched
             .and_then(|e| e.split_once('.'))
             .is_some_and(|(schema, _)| !schema.contains('*') && !SYSTEM_SCHEMAS.contains(&schema))
     };
-    let any = Schema::catalog_lists().iter().any(|(path, _)| {
-        path.iter()
-            .try_fold(data, |v, k| v.get(k))
-            .and_then(|v| v.as_array())
-            .is_some_and(|entries| entries.iter().any(judged))
-    });
+    // A list's entries, or an object's keys (`columns.mask`).
+    let entries_at = |path: &[&str]| -> Option<Vec<serde_json::Value>> {
+        let v = path.iter().try_fold(data, |v, k| v.get(k))?;
+        match v {
+            serde_json::Value::Array(a) => Some(a.clone()),
+            serde_json::Value::Object(o) => Some(o.keys().cloned().map(Into::into).collect()),
+            _ => None,
+        }
+    };
+    let any = Schema::catalog_lists()
+        .iter()
+        .any(|(path, _)| entries_at(path).is_some_and(|entries| entries.iter().any(judged)));
     if !any {
         return Vec::new();
     }
@@ -100,11 +106,7 @@ pub fn unmatched(data: &serde_json::Value, snapshot: &Snapshot) -> Vec<Unmatched
     let has_columns = snapshot.relations.iter().any(|r| r.columns.is_some());
     let mut warnings = Vec::new();
     for (path, what) in Schema::catalog_lists() {
-        let Some(entries) = path
-            .iter()
-            .try_fold(data, |v, k| v.get(k))
-            .and_then(|v| v.as_array())
-        else {
+        let Some(entries) = entries_at(path) else {
             continue;
         };
         let (names, noun) = match what {

@@ -164,6 +164,7 @@ impl Schema {
                 CatalogName::Relation,
             ),
             (&["sqlguard", "columns", "deny"], CatalogName::Column),
+            (&["sqlguard", "columns", "mask"], CatalogName::Column),
             (&["sqlguard", "functions", "allow"], CatalogName::Function),
             (&["sqlguard", "functions", "deny"], CatalogName::Function),
         ]

@@ -218,14 +218,18 @@ impl<'t, 'a> Walker<'t, 'a> {
     /// such entries pass through is added to `passes`.
     fn target_list(&mut self, body: Id, list_id: Id, list: ColumnUse, passes: &mut Vec<Pass>) {
         let t = self.tree;
-        let (positions, names) = if list == ColumnUse::Projection {
+        let projection = list == ColumnUse::Projection;
+        let (positions, names) = if projection {
             self.sort_and_group_refs(body)
         } else {
             (Vec::new(), Vec::new())
         };
+        // Only a subquery's or CTE's select list passes to a query that reads it.
+        let wants_passes = projection && self.selects > 1;
         let entries = t.members(list_id);
-        let has_star = entries.iter().any(|m| self.is_star_target(m.id()));
-        let in_expressions = if list == ColumnUse::Projection {
+        let has_star =
+            !positions.is_empty() && entries.iter().any(|m| self.is_star_target(m.id()));
+        let in_expressions = if projection {
             ColumnUse::Expression
         } else {
             list
@@ -237,34 +241,39 @@ impl<'t, 'a> Walker<'t, 'a> {
                 self.value("SelectStmt", "targetList", el, READ);
                 continue;
             };
-            let val = t.get(rt, "val");
-            let column = val
+            let column = t
+                .get(rt, "val")
                 .and_then(|v| wrapper(t, v))
                 .filter(|(ty, _)| *ty == "ColumnRef");
-            let out = t.get_str(rt, "name").map(str::to_string).or_else(|| {
-                column.and_then(|(_, c)| self.name_list(t.get(c, "fields")?).last().cloned())
-            });
-            let named_by_sort = (has_star && !positions.is_empty())
+            let out = if wants_passes || !names.is_empty() {
+                t.get_str(rt, "name").map(str::to_string).or_else(|| {
+                    column.and_then(|(_, c)| self.name_list(t.get(c, "fields")?).pop())
+                })
+            } else {
+                None
+            };
+            let named_by_sort = has_star
                 || positions.contains(&(k as i64 + 1))
                 || out.as_ref().is_some_and(|o| names.contains(o));
-            let bare = list == ColumnUse::Projection && column.is_some() && !named_by_sort;
+            let bare = projection && column.is_some() && !named_by_sort;
             for f in t.members(rt) {
-                if f.key() == "val" && bare {
-                    self.use_ = ColumnUse::Projection;
+                if f.key() != "val" {
+                    self.use_ = in_expressions;
+                    self.value("ResTarget", f.key(), f.id(), READ);
+                    continue;
+                }
+                self.use_ = match (bare, named_by_sort && projection) {
+                    (true, _) => ColumnUse::Projection,
+                    (false, true) => ColumnUse::OrderBy,
+                    (false, false) => in_expressions,
+                };
+                if bare && wants_passes {
                     let star = self.is_star_target(el);
                     self.collecting = Some((if star { None } else { out.clone() }, Vec::new()));
-                    self.value("ResTarget", "val", f.id(), READ);
-                    if let Some((_, p)) = self.collecting.take() {
-                        passes.extend(p);
-                    }
-                } else {
-                    self.use_ =
-                        if f.key() == "val" && named_by_sort && list == ColumnUse::Projection {
-                            ColumnUse::OrderBy
-                        } else {
-                            in_expressions
-                        };
-                    self.value("ResTarget", f.key(), f.id(), READ);
+                }
+                self.value("ResTarget", "val", f.id(), READ);
+                if let Some((_, p)) = self.collecting.take() {
+                    passes.extend(p);
                 }
             }
         }
