@@ -78,6 +78,7 @@ pub async fn run(opts: &ServeOptions, exe: &Path) -> Vec<Check> {
 
     checks.push(analysis_check());
     checks.push(policy_check(&config));
+    checks.extend(mask_check(&config));
     checks.extend(teleport_checks(&config, &specs));
     checks.extend(http_check(&config));
     checks.extend(database_checks(opts).await);
@@ -178,6 +179,54 @@ fn policy_check(config: &crate::config::Config) -> Check {
             "fix what the message names (a Rego file and line, a data file's key, or two data files setting one key); `sqlguard policy test DIR` shows it too",
         ),
     }
+}
+
+/// `columns.mask`, when the policy masks columns: every mask is known, and `hash` masks have
+/// their key.
+fn mask_check(config: &crate::config::Config) -> Option<Check> {
+    let bundle = Bundle::load(&config.policy, &config.data).ok()?;
+    let columns = &bundle.data["sqlguard"]["columns"];
+    let masks = columns["mask"].as_object().filter(|m| !m.is_empty())?;
+    let formats = columns["mask_formats"].as_object();
+    const BUILT_IN: &[&str] = &["redact", "null", "hash", "email", "last4"];
+    let unknown: Vec<String> = masks
+        .iter()
+        .filter_map(|(column, m)| {
+            let name = m.as_str().unwrap_or("");
+            let known = BUILT_IN.contains(&name) || formats.is_some_and(|f| f.contains_key(name));
+            (!known).then(|| format!("{column} ({name})"))
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Some(fail(
+            "masks",
+            format!(
+                "unknown masks: {}; every call is refused",
+                unknown.join(", ")
+            ),
+            "use redact, null, hash, email or last4, or define the mask in columns.mask_formats",
+        ));
+    }
+    let hashed = masks.values().any(|m| m == "hash");
+    let key = crate::audit::AuditKey {
+        setting: "mask_key",
+        file: config.mask_key_file.clone(),
+        env: config.mask_key_env.clone(),
+    }
+    .load();
+    Some(match (hashed, key) {
+        (true, Ok(None)) => fail(
+            "masks",
+            "a column is masked with hash, and no mask key is configured: its calls are refused",
+            "set mask_key_file (a file holding a secret key) or mask_key_env in the configuration",
+        ),
+        (_, Err(e)) => fail(
+            "masks",
+            e,
+            "make the mask key readable, or remove the setting",
+        ),
+        _ => pass("masks", format!("{} masked columns", masks.len())),
+    })
 }
 
 /// The Teleport profile, when a database goes through Teleport.

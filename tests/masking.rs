@@ -92,12 +92,23 @@ fn masking() -> &'static Cluster {
 
 /// `dir/sqlguard.toml` serving the database with the policy above and a mask key.
 pub fn masking_config(dir: &Path, key: &str) -> PathBuf {
+    config_with(dir, Some(key), "")
+}
+
+/// The same, with the mask key `key` (none: no key) and more settings.
+fn config_with(dir: &Path, key: Option<&str>, settings: &str) -> PathBuf {
     let cluster = masking();
     std::fs::create_dir_all(dir).unwrap();
     let data = dir.join("data.json");
     std::fs::write(&data, POLICY).unwrap();
-    let key_file = dir.join("mask.key");
-    std::fs::write(&key_file, key).unwrap();
+    let key_line = match key {
+        Some(key) => {
+            let key_file = dir.join("mask.key");
+            std::fs::write(&key_file, key).unwrap();
+            format!("mask_key_file = {:?}\n", key_file.display().to_string())
+        }
+        None => String::new(),
+    };
     let dsn = format!(
         "postgres://{WRITER}:{WRITER_PASSWORD}@127.0.0.1:{}/{DB}?sslmode=disable",
         cluster.port
@@ -106,9 +117,8 @@ pub fn masking_config(dir: &Path, key: &str) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "data = [{:?}]\nmask_key_file = {:?}\naudit_log = {:?}\n\n[[database]]\nuri = \"{URI}?dbName={DB}&dbUser={WRITER}\"\ndsn = {dsn:?}\n",
+            "data = [{:?}]\n{key_line}audit_log = {:?}\n{settings}\n[[database]]\nuri = \"{URI}?dbName={DB}&dbUser={WRITER}\"\ndsn = {dsn:?}\n",
             data.display().to_string(),
-            key_file.display().to_string(),
             dir.join("audit.jsonl").display().to_string(),
         ),
     )
@@ -521,4 +531,73 @@ fn no_answer_holds_a_masked_value() {
         "only {} of {cases} queries ran",
         answered.get()
     );
+}
+
+/// Without a mask key, a call selecting a hashed column is refused (and `doctor` says how to
+/// fix it); other calls run. The plan step does not change what is masked.
+#[tokio::test]
+async fn a_missing_key_refuses_hashed_columns_and_doctor_names_it() {
+    let dir = temp("nokey");
+    let config = config_with(&dir, None, "");
+    let (client, _) = serve_config(&config).await;
+    let (err, text) = query_database(&client, URI, "SELECT phone FROM customers").await;
+    assert!(
+        err && text.contains("no mask key") && text.contains("mask_key_file"),
+        "{text}"
+    );
+    let (err, text) =
+        query_database(&client, URI, "SELECT id, email FROM customers WHERE id = 1").await;
+    assert!(!err, "{text}");
+    assert_eq!(rows(&text)[0]["email"], "a***@example.com");
+    let _ = client.cancel().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .args([
+            "doctor",
+            "--format",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let masks = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "masks")
+        .cloned()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(masks["ok"], false, "{masks}");
+    assert!(
+        masks["fix"].as_str().unwrap().contains("mask_key_file"),
+        "{masks}"
+    );
+    // With the plan judged too, the same values come back masked.
+    let planned = temp("planned");
+    let layer = planned.join("layer");
+    std::fs::create_dir_all(&layer).unwrap();
+    std::fs::write(
+        layer.join("data.json"),
+        r#"{"sqlguard": {"plan": {"explain": true}}}"#,
+    )
+    .unwrap();
+    let config = config_with(
+        &planned,
+        Some("first key"),
+        &format!("policy = [{:?}]\n", layer.display().to_string()),
+    );
+    let (client, _) = serve_config(&config).await;
+    let (err, text) = query_database(
+        &client,
+        URI,
+        "SELECT email, ssn FROM customers WHERE id = 1",
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(rows(&text)[0]["ssn"], "*******6789", "{text}");
+    assert!(leaked(&text).is_empty(), "{text}");
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&planned);
 }

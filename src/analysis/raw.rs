@@ -459,21 +459,39 @@ mod tests {
         read(nodes, members, strings)
     }
 
+    /// (case, values, members, strings, the error)
+    type Case = (
+        &'static str,
+        Vec<Node>,
+        Vec<Member<'static>>,
+        &'static [u8],
+        &'static str,
+    );
+
+    fn array(len: u32) -> Node {
+        node(ARRAY, len, 0)
+    }
+
+    fn object(len: u32) -> Node {
+        node(OBJECT, len, 0)
+    }
+
+    const INT_VALUE: u64 = 7;
+
+    fn assert_malformed(cases: Vec<Case>) {
+        for (case, nodes, members, strings, what) in cases {
+            let got = check(&nodes, &members, strings).err();
+            assert_eq!(got.map(|e| e.what), Some(what), "{case}");
+        }
+    }
+
+    /// Tags, containers and their member counts.
     #[test]
-    fn malformed_arenas_are_errors() {
-        let array = |len| node(ARRAY, len, 0);
-        let object = |len| node(OBJECT, len, 0);
-        let int = node(INT, 0, 7);
+    fn malformed_arenas_are_errors_containers_and_counts() {
+        let int = node(INT, 0, INT_VALUE);
         let null = node(NULL, 0, 0);
-        // (case, values, members, strings, the error)
-        type Case = (
-            &'static str,
-            Vec<Node>,
-            Vec<Member<'static>>,
-            &'static [u8],
-            &'static str,
-        );
-        let cases: Vec<Case> = vec![
+        let _ = (&int, &null);
+        assert_malformed(vec![
             ("no values", vec![], vec![], &b""[..], "no values"),
             (
                 "an unknown tag",
@@ -510,6 +528,16 @@ mod tests {
                 &b""[..],
                 "a container's members beyond the members",
             ),
+        ]);
+    }
+
+    /// Member keys and string texts.
+    #[test]
+    fn malformed_arenas_are_errors_keys_and_texts() {
+        let int = node(INT, 0, INT_VALUE);
+        let null = node(NULL, 0, 0);
+        let _ = (&int, &null);
+        assert_malformed(vec![
             (
                 "an object member without a key",
                 vec![object(1), int],
@@ -545,6 +573,16 @@ mod tests {
                 &b"\xff"[..],
                 NOT_UTF8,
             ),
+        ]);
+    }
+
+    /// Values in document order, each in one container.
+    #[test]
+    fn malformed_arenas_are_errors_document_order() {
+        let int = node(INT, 0, INT_VALUE);
+        let null = node(NULL, 0, 0);
+        let _ = (&int, &null);
+        assert_malformed(vec![
             (
                 "elements out of order",
                 vec![array(2), int, null],
@@ -580,17 +618,18 @@ mod tests {
                 &b""[..],
                 "values outside the root",
             ),
-        ];
-        for (case, nodes, members, strings, what) in cases {
-            let got = check(&nodes, &members, strings).err();
-            assert_eq!(got.map(|e| e.what), Some(what), "{case}");
-        }
+        ]);
+    }
+
+    #[test]
+    fn a_member_without_a_key_is_an_error() {
         let null_key = Member {
             key: std::ptr::null(),
             key_len: 0,
             id: 1,
             life: std::marker::PhantomData,
         };
+        let int = node(INT, 0, INT_VALUE);
         let e = check(&[array(1), int], &[null_key], b"").err().unwrap();
         assert_eq!(e.what, "a member without a key");
     }

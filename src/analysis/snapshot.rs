@@ -1165,8 +1165,9 @@ mod tests {
 
     /// Casts PostgreSQL applies by itself are calls of every statement (an assignment cast,
     /// of every statement that writes); an explicit cast only where its type is written.
-    #[test]
-    fn implicit_and_assignment_casts_are_calls_of_every_statement_they_can_run_in() {
+    /// A snapshot with casts to a user's type `mood` from built-in types in each context, and
+    /// a user's type `level` with an implicit cast to text.
+    fn snapshot_with_casts() -> Snapshot {
         let cast = |source: &str, function: &str, context: Option<&str>| CastDef {
             type_schema: "public".into(),
             type_name: "mood".into(),
@@ -1202,7 +1203,7 @@ mod tests {
             ("id".into(), "integer".into()),
             ("ls".into(), "level[]".into()),
         ]);
-        let s = Snapshot::new(
+        Snapshot::new(
             server(),
             vec![],
             vec![
@@ -1222,17 +1223,24 @@ mod tests {
                 cast("date", "from_date", None),
                 level_to_text,
             ],
-        );
-        let opts =
-            crate::analysis::AnalysisOptions::default().with_snapshot(Some(std::sync::Arc::new(s)));
-        let calls = |sql: &str| -> Vec<(String, String)> {
-            let facts = crate::analysis::analyze_with(sql, &opts).unwrap();
-            facts.statements[0]
-                .functions
-                .iter()
-                .map(|f| (f.name.clone(), f.cast.clone().unwrap_or_default()))
-                .collect()
-        };
+        )
+    }
+
+    /// The functions (and why) `sql` calls over [`snapshot_with_casts`].
+    fn cast_calls(sql: &str) -> Vec<(String, String)> {
+        let opts = crate::analysis::AnalysisOptions::default()
+            .with_snapshot(Some(std::sync::Arc::new(snapshot_with_casts())));
+        let facts = crate::analysis::analyze_with(sql, &opts).unwrap();
+        facts.statements[0]
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), f.cast.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn implicit_and_assignment_casts_are_calls_of_every_statement_they_can_run_in() {
+        let calls = cast_calls;
         let read = calls("SELECT 1");
         assert_eq!(
             read,

@@ -33,6 +33,15 @@ pub fn statement_kind(node: &str) -> Option<StatementKind> {
         "DoStmt" => Do,
         "CallStmt" => Call,
         "LoadStmt" => Load,
+        _ => return administrative_kind(node),
+    })
+}
+
+/// The kinds of the statements that manage privileges (DCL), settings of the server, and
+/// objects (DDL).
+fn administrative_kind(node: &str) -> Option<StatementKind> {
+    use StatementKind::*;
+    Some(match node {
         "GrantStmt"
         | "GrantRoleStmt"
         | "AlterDefaultPrivilegesStmt"
@@ -48,6 +57,14 @@ pub fn statement_kind(node: &str) -> Option<StatementKind> {
         | "CreatePolicyStmt"
         | "AlterPolicyStmt" => Dcl,
         "ConstraintsSetStmt" | "AlterSystemStmt" | "AlterDatabaseSetStmt" => Utility,
+        _ => return ddl_kind(node),
+    })
+}
+
+/// The kind of a statement that defines, changes or drops an object (DDL).
+fn ddl_kind(node: &str) -> Option<StatementKind> {
+    use StatementKind::*;
+    Some(match node {
         "CreateStmt"
         | "CreateTableAsStmt"
         | "ViewStmt"
@@ -145,6 +162,11 @@ pub fn kind_construct(kind: StatementKind) -> Option<&'static str> {
 /// Raw-parse-tree nodes that are plain containers: walking all their fields is the complete
 /// treatment. (Nodes with their own meaning are handled in `walk.rs` before this list.)
 pub fn is_container(node: &str) -> bool {
+    is_query_container(node) || is_definition_container(node)
+}
+
+/// Containers of queries and expressions.
+fn is_query_container(node: &str) -> bool {
     matches!(
         node,
         "Alias"
@@ -222,7 +244,14 @@ pub fn is_container(node: &str) -> bool {
             | "JsonAggConstructor"
             | "JsonObjectAgg"
             | "JsonArrayAgg"
-            | "Constraint"
+    )
+}
+
+/// Containers of definitions (constraints, privileges, DDL clauses) and plain values.
+fn is_definition_container(node: &str) -> bool {
+    matches!(
+        node,
+        "Constraint"
             | "AccessPriv"
             | "ObjectWithArgs"
             | "FunctionParameter"

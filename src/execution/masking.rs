@@ -68,13 +68,16 @@ impl MaskPlan {
         let Some(snap) = snapshot else {
             return Err("masked columns are found in results through the database's catalog, which this server could not read (or does not read: catalog = false): try again once the database answers, or turn the catalog on".into());
         };
-        if key.is_none()
-            && decision
-                .columns
-                .values()
-                .any(|m| matches!(m, MaskSpec::Hash))
-        {
-            return Err("the policy masks a column with hash, and this server has no mask key: set mask_key_file or mask_key_env in its configuration".into());
+        // Without a key a hashed value is returned as `[masked]`; a call that selects one is
+        // refused instead, so that the missing key is seen.
+        if let (None, Some(column)) = (
+            &key,
+            decision
+                .projected
+                .iter()
+                .find(|c| matches!(decision.columns.get(*c), Some(MaskSpec::Hash))),
+        ) {
+            return Err(format!("{column} is masked with hash, and this server has no mask key: ask the operator to set mask_key_file or mask_key_env in its configuration"));
         }
         let mut by_column = HashMap::new();
         for (entry, spec) in &decision.columns {

@@ -264,6 +264,23 @@ fn outcome_of(
     (outcome, r)
 }
 
+/// The decision part of a call's record: timings, the verdict, its reasons, the kinds.
+fn record_checked(record: &mut CallRecord, checked: &crate::policy::Checked) {
+    record.timings.analysis_us = Some(checked.analysis_us);
+    record.timings.policy_us = Some(checked.policy_us);
+    record.timings.cached = checked.cached;
+    record.timings.shape_cached = checked.shape_cached;
+    record.allow = checked.decision.allow;
+    record.reasons = json!(checked.decision.reasons);
+    if let Ok(f) = &checked.facts {
+        record.kinds = Some(json!(f
+            .statements
+            .iter()
+            .map(|s| s.kind)
+            .collect::<Vec<_>>()));
+    }
+}
+
 /// The `rule` of every reason, in order.
 fn rule_names(reasons: &Value) -> Vec<String> {
     reasons
@@ -541,6 +558,27 @@ impl Sqlguard {
         {
             Some(id) => Arc::new(id),
             None => self.state.identity.current(),
+        }
+    }
+
+    /// A call refused before its query is looked at (the tool, a limit): audited, then
+    /// `message` for the agent.
+    fn refused(
+        &self,
+        tool: &'static str,
+        database: &str,
+        identity: &crate::policy::Identity,
+        client: Option<ClientRecord>,
+        reasons: Value,
+        message: &str,
+    ) -> CallToolResult {
+        let policy = self.state.policy();
+        let mut record = self.call_record(tool, database, identity, &policy, client);
+        record.rules = rule_names(&reasons);
+        record.reasons = reasons;
+        match self.audit(&record) {
+            Err(refusal) => tool_error(&refusal),
+            Ok(()) => tool_error(message),
         }
     }
 
@@ -920,19 +958,7 @@ impl Sqlguard {
             );
         }
         let (checked, opts) = self.check_on(db, sql, policy, identity).await;
-        record.timings.analysis_us = Some(checked.analysis_us);
-        record.timings.policy_us = Some(checked.policy_us);
-        record.timings.cached = checked.cached;
-        record.timings.shape_cached = checked.shape_cached;
-        record.allow = checked.decision.allow;
-        record.reasons = json!(checked.decision.reasons);
-        if let Ok(f) = &checked.facts {
-            record.kinds = Some(json!(f
-                .statements
-                .iter()
-                .map(|s| s.kind)
-                .collect::<Vec<_>>()));
-        }
+        record_checked(record, &checked);
         if !checked.decision.allow {
             let mut m = checked.decision.message();
             m.push_str("\nRewrite the query as described and call the tool again.");
@@ -1094,21 +1120,11 @@ impl ServerHandler for Sqlguard {
         let args = request.arguments.unwrap_or_default();
         let get = |k: &str| args.get(k).and_then(Value::as_str);
         if let Err((reasons, m)) = self.tool_allowed(name, &self.caller(&caller)) {
-            let policy = self.state.policy();
+            let database = get("database").unwrap_or("");
             let identity = self.caller(&caller);
-            let mut record = self.call_record(
-                tool,
-                get("database").unwrap_or(""),
-                &identity,
-                &policy,
-                client,
-            );
-            record.rules = rule_names(&reasons);
-            record.reasons = reasons;
-            if let Err(refusal) = self.audit(&record) {
-                return Ok(tool_error(&refusal).into());
-            }
-            return Ok(tool_error(&m).into());
+            return Ok(self
+                .refused(tool, database, &identity, client, reasons, &m)
+                .into());
         }
         if tool == TOOL_LIST {
             let policy = self.state.policy();
@@ -1133,14 +1149,10 @@ impl ServerHandler for Sqlguard {
         let _running = match self.state.limiter.start(&identity.user) {
             Ok(running) => running,
             Err((rule, m)) => {
-                let policy = self.state.policy();
-                let mut record = self.call_record(tool, database, &identity, &policy, client);
-                record.rules = vec![rule.to_string()];
-                record.reasons = json!([{"rule": rule, "message": m, "statement": -1}]);
-                if let Err(refusal) = self.audit(&record) {
-                    return Ok(tool_error(&refusal).into());
-                }
-                return Ok(tool_error(&m).into());
+                let reasons = json!([{"rule": rule, "message": m, "statement": -1}]);
+                return Ok(self
+                    .refused(tool, database, &identity, client, reasons, &m)
+                    .into());
             }
         };
         let approver = Approver {

@@ -342,6 +342,39 @@ fn backend(
     })
 }
 
+/// A database as served: its policy context, its route, its catalog (when read).
+fn served(
+    spec: DatabaseSpec,
+    backend: Backend,
+    catalog: Option<(Arc<AnalysisOptions>, CatalogRefresh)>,
+) -> ServedDatabase {
+    let context = DatabaseContext {
+        uri: spec.uri.resource(),
+        cluster: spec.uri.cluster.clone(),
+        name: spec.uri.name.clone(),
+        db_name: spec.uri.db_name().to_string(),
+        db_user: spec.uri.db_user().to_string(),
+        labels: spec.labels.clone(),
+    };
+    ServedDatabase {
+        spec,
+        context,
+        backend,
+        catalog: catalog.map(|(analysis, refresh)| LiveCatalog::new(analysis, refresh)),
+        linted: std::sync::Mutex::new(Linted::default()),
+    }
+}
+
+/// The key of `hash` masks, when configured.
+fn mask_key(config: &Config) -> Result<Option<Arc<[u8]>>, String> {
+    let key = AuditKey {
+        setting: "mask_key",
+        file: config.mask_key_file.clone(),
+        env: config.mask_key_env.clone(),
+    };
+    Ok(key.load()?.map(Arc::from))
+}
+
 /// The audit log, opened (a torn last line moved aside, said on stderr), when configured.
 fn open_audit(config: &Config) -> Result<Option<AuditLog>, String> {
     Ok(match &config.audit_log {
@@ -392,25 +425,14 @@ impl State {
                 .map_or(CatalogRefresh::default().max_age, Duration::from_secs),
             ..CatalogRefresh::default()
         };
-        let use_catalog = config.catalog.unwrap_or(true);
+        let catalog = config
+            .catalog
+            .unwrap_or(true)
+            .then(|| (analysis.clone(), refresh));
         let mut databases = Vec::new();
         for spec in specs {
             let backend = backend(&spec, &config, home.as_ref(), &settings, pool)?;
-            let context = DatabaseContext {
-                uri: spec.uri.resource(),
-                cluster: spec.uri.cluster.clone(),
-                name: spec.uri.name.clone(),
-                db_name: spec.uri.db_name().to_string(),
-                db_user: spec.uri.db_user().to_string(),
-                labels: spec.labels.clone(),
-            };
-            databases.push(ServedDatabase {
-                spec,
-                context,
-                backend,
-                catalog: use_catalog.then(|| LiveCatalog::new(analysis.clone(), refresh)),
-                linted: std::sync::Mutex::new(Linted::default()),
-            });
+            databases.push(served(spec, backend, catalog.clone()));
         }
         let session_id = uuid::Uuid::new_v4().to_string();
         let shipper = match (&config.decision_log, opts.ship) {
@@ -424,13 +446,7 @@ impl State {
             _ => None,
         };
         let audit = open_audit(&config)?;
-        let mask_key = AuditKey {
-            setting: "mask_key",
-            file: config.mask_key_file.clone(),
-            env: config.mask_key_env.clone(),
-        }
-        .load()?
-        .map(Arc::from);
+        let mask_key = mask_key(&config)?;
         Ok(Arc::new(State {
             mask_key,
             databases,

@@ -689,12 +689,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             }
         }
         // `USING` and `NATURAL` merge the joined columns into one of a common type.
-        if self.tree.get_bool(body, "isNatural")
-            || self
-                .tree
-                .get(body, "usingClause")
-                .is_some_and(|u| !self.tree.members(u).is_empty())
-        {
+        if self.merges_columns(body) {
             if let Some(level) = self.levels.last_mut() {
                 level.push(ScopeItem::opaque());
             }
@@ -702,45 +697,8 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.field("JoinExpr", body, "larg", ctx);
         self.field("JoinExpr", body, "rarg", ctx);
         let tables = self.level_tables_from(start);
-        // What the joined subqueries and CTEs pass through.
-        let passes: Option<Arc<[Pass]>> = {
-            let level = self
-                .levels
-                .last()
-                .map_or(&[][..], |l| &l[start.min(l.len())..]);
-            let all: Vec<Pass> = level
-                .iter()
-                .filter_map(|i| i.passes.as_deref())
-                .flatten()
-                .cloned()
-                .collect();
-            (!all.is_empty()).then(|| Arc::from(all))
-        };
-        if let Some(using) = self.tree.get(body, "usingClause") {
-            for column in self.name_list(using) {
-                self.push_column(&column, tables.clone(), ColumnVia::JoinUsing);
-                if let Some(p) = &passes {
-                    self.emit_passes(p, Some(&column), ColumnVia::JoinUsing);
-                }
-            }
-        }
-        if self.tree.get_bool(body, "isNatural") {
-            // Which columns the sides share is in the catalog, not the query: every column
-            // of the joined tables may be compared.
-            self.push_column("*", tables.clone(), ColumnVia::NaturalJoin);
-            if let Some(p) = &passes {
-                self.emit_passes(p, None, ColumnVia::NaturalJoin);
-            }
-        }
-        // Both compare the joined columns with `=`, looked up by name as if written.
-        if self.tree.get_bool(body, "isNatural")
-            || self
-                .tree
-                .get(body, "usingClause")
-                .is_some_and(|u| !self.tree.members(u).is_empty())
-        {
-            self.operator(&["=".to_string()], Operands::INFIX);
-        }
+        let passes = self.passes_from(start);
+        self.join_comparisons(body, &tables, passes.as_deref());
         // The `ON` clause sees only this join's items (and the levels around), and not the
         // join's own alias.
         self.hidden
@@ -749,12 +707,65 @@ impl<'t, 'a> Walker<'t, 'a> {
         self.fields("JoinExpr", body, ctx, &["larg", "rarg", "usingClause"]);
         self.use_ = around;
         self.hidden.pop();
+        self.join_aliases(body, &tables, passes);
+    }
+
+    /// `NATURAL` or a non-empty `USING`.
+    fn merges_columns(&self, body: Id) -> bool {
+        self.tree.get_bool(body, "isNatural")
+            || self
+                .tree
+                .get(body, "usingClause")
+                .is_some_and(|u| !self.tree.members(u).is_empty())
+    }
+
+    /// What the subqueries and CTEs among the innermost level's items `start..` pass through.
+    fn passes_from(&self, start: usize) -> Option<Arc<[Pass]>> {
+        let level = self
+            .levels
+            .last()
+            .map_or(&[][..], |l| &l[start.min(l.len())..]);
+        let all: Vec<Pass> = level
+            .iter()
+            .filter_map(|i| i.passes.as_deref())
+            .flatten()
+            .cloned()
+            .collect();
+        (!all.is_empty()).then(|| Arc::from(all))
+    }
+
+    /// The columns `USING` and `NATURAL` compare, and the `=` both run (looked up by name, as
+    /// if written).
+    fn join_comparisons(&mut self, body: Id, tables: &[Arc<str>], passes: Option<&[Pass]>) {
+        if let Some(using) = self.tree.get(body, "usingClause") {
+            for column in self.name_list(using) {
+                self.push_column(&column, tables.to_vec(), ColumnVia::JoinUsing);
+                if let Some(p) = passes {
+                    self.emit_passes(p, Some(&column), ColumnVia::JoinUsing);
+                }
+            }
+        }
+        if self.tree.get_bool(body, "isNatural") {
+            // Which columns the sides share is in the catalog, not the query: every column
+            // of the joined tables may be compared.
+            self.push_column("*", tables.to_vec(), ColumnVia::NaturalJoin);
+            if let Some(p) = passes {
+                self.emit_passes(p, None, ColumnVia::NaturalJoin);
+            }
+        }
+        if self.merges_columns(body) {
+            self.operator(&["=".to_string()], Operands::INFIX);
+        }
+    }
+
+    /// A join's aliases: each names every table of the join (and what its subqueries pass).
+    fn join_aliases(&mut self, body: Id, tables: &[Arc<str>], passes: Option<Arc<[Pass]>>) {
         for field in ["alias", "join_using_alias"] {
             let Some(alias) = self.tree.get(body, field) else {
                 continue;
             };
             if self.has_colnames(alias) {
-                self.push_column("*", tables.clone(), ColumnVia::ColumnAliases);
+                self.push_column("*", tables.to_vec(), ColumnVia::ColumnAliases);
                 if let Some(p) = &passes {
                     self.emit_passes(p, None, ColumnVia::ColumnAliases);
                 }
@@ -765,7 +776,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             ) {
                 level.push(ScopeItem {
                     name,
-                    relations: tables.clone(),
+                    relations: tables.to_vec(),
                     columns: None,
                     passes: passes.clone(),
                 });

@@ -316,31 +316,8 @@ impl<'t, 'a> Walker<'t, 'a> {
             "FuncCall" => self.func_call(body, "call"),
             "RangeTableSample" => self.table_sample(body, ctx),
             "A_Expr" => self.a_expr(body, ctx),
-            // `x op ANY (SELECT …)` and `ORDER BY x USING op` name operators too; `x IN
-            // (SELECT …)` runs `=` without naming it (PostgreSQL looks `=` up by name, as if
-            // it were written).
-            "SubLink" | "SortBy" => {
-                let field = if ty == "SubLink" { "operName" } else { "useOp" };
-                if let Some(list) = self.tree.get(body, field) {
-                    let names = self.name_list(list);
-                    let operands = self.compared(body, ty == "SubLink", "testexpr");
-                    self.operator(&names, operands);
-                } else if ty == "SubLink"
-                    && self.tree.get_str(body, "subLinkType") == Some("ANY_SUBLINK")
-                {
-                    let operands = self.compared(body, true, "testexpr");
-                    self.operator(&["=".to_string()], operands);
-                }
-                self.fields(ty, body, ctx, &[field]);
-            }
-            // `CASE x WHEN v …` compares with `=`, looked up by name for each `WHEN`.
-            "CaseExpr" => {
-                if self.tree.get(body, "arg").is_some() {
-                    let operands = self.compared(body, true, "arg");
-                    self.operator(&["=".to_string()], operands);
-                }
-                self.fields(ty, body, ctx, &[]);
-            }
+            "SubLink" | "SortBy" => self.sublink_or_sort(ty, body, ctx),
+            "CaseExpr" => self.case_expr(body, ctx),
             "ColumnRef" => self.column_ref(body),
             "TypeName" => {
                 self.type_name(body);
@@ -356,15 +333,7 @@ impl<'t, 'a> Walker<'t, 'a> {
             "A_Const" => {}
             "ExplainStmt" => self.explain(body),
             "VariableSetStmt" => self.variable_set(body),
-            "VariableShowStmt" => {
-                let name = self.tree.get_str(body, "name").map(str::to_lowercase);
-                self.facts.settings.push(SettingAccess {
-                    name,
-                    action: "show".into(),
-                    local: false,
-                    value: None,
-                });
-            }
+            "VariableShowStmt" => self.variable_show(body),
             "TransactionStmt" => self.transaction(body),
             "CopyStmt" => self.copy(body),
             "LockStmt" => self.fields(
@@ -375,53 +344,86 @@ impl<'t, 'a> Walker<'t, 'a> {
                 },
                 &[],
             ),
+            "IntoClause" => self.select_into(body),
             "CreateStmt"
             | "ViewStmt"
             | "CreateTableAsStmt"
             | "CreateSeqStmt"
             | "CreateForeignTableStmt"
-            | "CompositeTypeStmt"
-            | "IntoClause" => {
-                if ty == "IntoClause" {
-                    self.select_into(body);
-                } else {
-                    self.fields(
-                        ty,
-                        body,
-                        Ctx {
-                            access: Access::Create,
-                        },
-                        &[],
-                    );
-                }
-            }
+            | "CompositeTypeStmt" => self.fields(
+                ty,
+                body,
+                Ctx {
+                    access: Access::Create,
+                },
+                &[],
+            ),
             "CommonTableExpr" | "WithClause" | "LockingClause" => {
                 // Only meaningful inside the statement that owns them (handled there); met
                 // anywhere else they are still walked.
                 self.fields(ty, body, ctx, &[]);
             }
-            _ if statement_kind(ty).is_some() => {
-                let access =
-                    if matches!(ty, "DeclareCursorStmt" | "PrepareStmt" | "VariableShowStmt") {
-                        Access::Read
-                    } else {
-                        Access::Write
-                    };
-                self.fields(ty, body, Ctx { access }, &[]);
-            }
+            _ if statement_kind(ty).is_some() => self.other_statement(ty, body),
             "RangeSubselect" => self.range_subselect(body, ctx),
-            // `OVER (PARTITION BY … ORDER BY …)` and `WINDOW w AS (…)`.
-            "WindowDef" => {
-                let around = std::mem::replace(&mut self.use_, ColumnUse::Window);
-                self.fields(ty, body, ctx, &[]);
-                self.use_ = around;
-            }
+            "WindowDef" => self.window_def(body, ctx),
             _ if is_container(ty) => self.fields(ty, body, ctx, &[]),
             _ => {
                 self.facts.unclassified.push(ty.to_string());
                 self.fields(ty, body, ctx, &[]);
             }
         }
+    }
+
+    /// `x op ANY (SELECT …)` and `ORDER BY x USING op` name operators too; `x IN (SELECT …)`
+    /// runs `=` without naming it (PostgreSQL looks `=` up by name, as if it were written).
+    fn sublink_or_sort(&mut self, ty: &str, body: Id, ctx: Ctx) {
+        let field = if ty == "SubLink" { "operName" } else { "useOp" };
+        if let Some(list) = self.tree.get(body, field) {
+            let names = self.name_list(list);
+            let operands = self.compared(body, ty == "SubLink", "testexpr");
+            self.operator(&names, operands);
+        } else if ty == "SubLink" && self.tree.get_str(body, "subLinkType") == Some("ANY_SUBLINK") {
+            let operands = self.compared(body, true, "testexpr");
+            self.operator(&["=".to_string()], operands);
+        }
+        self.fields(ty, body, ctx, &[field]);
+    }
+
+    /// `CASE x WHEN v …` compares with `=`, looked up by name for each `WHEN`.
+    fn case_expr(&mut self, body: Id, ctx: Ctx) {
+        if self.tree.get(body, "arg").is_some() {
+            let operands = self.compared(body, true, "arg");
+            self.operator(&["=".to_string()], operands);
+        }
+        self.fields("CaseExpr", body, ctx, &[]);
+    }
+
+    /// `OVER (PARTITION BY … ORDER BY …)` and `WINDOW w AS (…)`: what they name is compared.
+    fn window_def(&mut self, body: Id, ctx: Ctx) {
+        let around = std::mem::replace(&mut self.use_, ColumnUse::Window);
+        self.fields("WindowDef", body, ctx, &[]);
+        self.use_ = around;
+    }
+
+    fn variable_show(&mut self, body: Id) {
+        let name = self.tree.get_str(body, "name").map(str::to_lowercase);
+        self.facts.settings.push(SettingAccess {
+            name,
+            action: "show".into(),
+            local: false,
+            value: None,
+        });
+    }
+
+    /// Any other statement: what it names is read (a cursor's or a prepared statement's
+    /// query) or written.
+    fn other_statement(&mut self, ty: &str, body: Id) {
+        let access = if matches!(ty, "DeclareCursorStmt" | "PrepareStmt" | "VariableShowStmt") {
+            Access::Read
+        } else {
+            Access::Write
+        };
+        self.fields(ty, body, Ctx { access }, &[]);
     }
 
     // ---- query levels and CTE scope -----------------------------------------------------

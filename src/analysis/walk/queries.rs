@@ -227,8 +227,7 @@ impl<'t, 'a> Walker<'t, 'a> {
         // Only a subquery's or CTE's select list passes to a query that reads it.
         let wants_passes = projection && self.selects > 1;
         let entries = t.members(list_id);
-        let has_star =
-            !positions.is_empty() && entries.iter().any(|m| self.is_star_target(m.id()));
+        let has_star = !positions.is_empty() && entries.iter().any(|m| self.is_star_target(m.id()));
         let in_expressions = if projection {
             ColumnUse::Expression
         } else {
@@ -246,9 +245,9 @@ impl<'t, 'a> Walker<'t, 'a> {
                 .and_then(|v| wrapper(t, v))
                 .filter(|(ty, _)| *ty == "ColumnRef");
             let out = if wants_passes || !names.is_empty() {
-                t.get_str(rt, "name").map(str::to_string).or_else(|| {
-                    column.and_then(|(_, c)| self.name_list(t.get(c, "fields")?).pop())
-                })
+                t.get_str(rt, "name")
+                    .map(str::to_string)
+                    .or_else(|| column.and_then(|(_, c)| self.name_list(t.get(c, "fields")?).pop()))
             } else {
                 None
             };
