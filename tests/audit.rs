@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlguard::audit::{verify, AuditLog};
 
+use crate::mcp::query_database;
 use crate::support::cluster::{Cluster, DB};
 
 fn scratch(tag: &str) -> PathBuf {
@@ -286,9 +288,23 @@ async fn every_query_the_database_saw_is_in_the_log() {
 /// answer from the log while checking its chain.
 #[tokio::test]
 async fn every_call_is_recorded_and_the_log_answers_questions() {
-    use crate::mcp::{query_database, shop_config};
+    let (dir, config, data, log) = trail_setup();
+    a_session_of_calls(&config, &data).await;
+    the_records_tell_the_session(&log);
+    the_command_line_answers(&dir, &log);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A layer with a plan limit every table query exceeds, an audit log, a labelled database:
+/// (directory, configuration, the layer's data file, the log).
+fn trail_setup() -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    use crate::mcp::shop_config;
     use crate::support::cluster::Cluster;
-    use rmcp::ServiceExt;
     let cluster = Cluster::shared();
     let dir = std::env::temp_dir().join(format!("sqlguard-trail-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -311,6 +327,13 @@ async fn every_call_is_recorded_and_the_log_answers_questions() {
     // Labels: shop_config's database has none; add one.
     let text = std::fs::read_to_string(&config).unwrap() + "labels = { env = \"prod\" }\n";
     std::fs::write(&config, text).unwrap();
+    (dir, config, data, log)
+}
+
+/// Calls of each verdict, a resource read, a refused and an accepted reload, over one session.
+async fn a_session_of_calls(config: &std::path::Path, data: &std::path::Path) {
+    use crate::mcp::query_database;
+    use rmcp::ServiceExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
     cmd.args(["serve", "--config", config.to_str().unwrap()])
         .env("SQLGUARD_LOG", "error");
@@ -355,7 +378,12 @@ async fn every_call_is_recorded_and_the_log_answers_questions() {
     );
     let _ = client.cancel().await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+}
 
+/// The log holds start, reloads, each call with its session, client, bundle and labels, and
+/// each outcome with its final verdict, then stop.
+fn the_records_tell_the_session(log: &std::path::Path) {
+    let db = "teleport://clusters/acme/databases/shop";
     let records: Vec<Value> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
@@ -429,20 +457,12 @@ async fn every_call_is_recorded_and_the_log_answers_questions() {
             ("denied_by_plan", json!(["plan_cost"]))
         ]
     );
+}
 
+/// `audit query` and `audit summary` answer from the log, checking its chain.
+fn the_command_line_answers(dir: &std::path::Path, log: &std::path::Path) {
     // The questions, from the command line.
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
-            .arg("audit")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = audit_cli;
     let path = log.to_str().unwrap();
     let rows = |out: &str| -> Vec<Value> {
         out.lines()
@@ -510,7 +530,26 @@ async fn every_call_is_recorded_and_the_log_answers_questions() {
     let (code, _, err) = run(&["query", path, "--verdict", "refused"]);
     assert_eq!(code, 2);
     assert!(err.contains("not one of allowed, denied"), "{err}");
-    // A broken chain is said with its line, and the command fails; the rows before it come.
+    a_broken_chain_is_said(dir, log);
+}
+
+/// `sqlguard audit ARGS`: exit code, stdout, stderr.
+fn audit_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A broken chain is said with its line, and the command fails; the rows before it come.
+fn a_broken_chain_is_said(dir: &std::path::Path, log: &std::path::Path) {
+    let run = audit_cli;
     let text = std::fs::read_to_string(&log).unwrap();
     let tampered = dir.join("tampered.jsonl");
     let mut lines: Vec<&str> = text.lines().collect();
@@ -520,7 +559,6 @@ async fn every_call_is_recorded_and_the_log_answers_questions() {
     let (code, out, err) = run(&["query", tampered.to_str().unwrap(), "--format", "jsonl"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("BROKEN: line 5"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Decision logs leave the machine: with the collector down for 30 s under 20 calls
@@ -528,33 +566,103 @@ async fn every_call_is_recorded_and_the_log_answers_questions() {
 /// over TLS; a spool left by a server killed with `kill -9` is shipped at the next start.
 #[tokio::test]
 async fn decision_logs_reach_a_collector_through_an_outage_and_a_kill() {
-    use crate::mcp::{query_database, shop_config};
-    use crate::support::cluster::{free_port, issue_cert, new_ca};
     use rmcp::ServiceExt;
-    use std::time::{Duration, Instant};
-    let cluster = Cluster::shared();
-    let dir = std::env::temp_dir().join(format!("sqlguard-ship-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = new_ca("collector CA");
-    let (key, cert) = issue_cert(&ca, &["localhost", "127.0.0.1"], None);
-    for (name, text) in [("ca.pem", &ca.1), ("cert.pem", &cert), ("key.pem", &key)] {
-        std::fs::write(dir.join(name), text).unwrap();
+    let ship = Shipping::new();
+    // The collector is down: 30 s of 20 calls a second, none slowed by it.
+    let client = ().serve(ship.serve()).await.unwrap();
+    calls_during_an_outage(&client).await;
+    assert!(!ship.received.exists(), "nothing can have arrived yet");
+    let mut up = ship.collector();
+    every_record_arrives_once_in_order(&ship);
+    let _ = client.cancel().await;
+    // Collector down again; calls; the server is killed; its spool ships at the next start.
+    up.kill().unwrap();
+    let _ = up.wait();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = ship.arrived(0).len();
+    let transport = ship.serve();
+    let pid = transport.id().unwrap();
+    let client = ().serve(transport).await.unwrap();
+    for i in 0..10 {
+        let (failed, text) = query_database(&client, SHOP, &format!("SELECT {i} AS killed")).await;
+        assert!(!failed, "{text}");
     }
-    let port = free_port();
-    let received = dir.join("received.jsonl");
-    let log = dir.join("audit.jsonl");
-    let settings = format!(
-        "audit_log = {:?}\n[decision_log]\nurl = \"https://127.0.0.1:{port}/logs\"\nca = \"ca.pem\"\nlabels = {{ team = \"data\" }}\n",
-        log.display().to_string()
-    );
-    let config = shop_config(&dir, cluster, &settings);
-    let collector = || {
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut up = ship.collector();
+    let client = ().serve(ship.serve()).await.unwrap();
+    let want = ship.expected();
+    let got = ship.arrived(want.len());
+    let killed: Vec<&Value> = got[before..]
+        .iter()
+        .filter(|e| {
+            e["input"]["query"]
+                .as_str()
+                .is_some_and(|q| q.ends_with("AS killed"))
+        })
+        .collect();
+    // The ten intents carry the query: ten, once each.
+    assert_eq!(killed.len(), 10, "{killed:?}");
+    let _ = client.cancel().await;
+    up.kill().unwrap();
+    let _ = up.wait();
+    let _ = std::fs::remove_dir_all(&ship.dir);
+}
+
+const SHOP: &str = "teleport://clusters/acme/databases/shop";
+
+/// A server shipping its audit log to a TLS collector that comes and goes.
+struct Shipping {
+    dir: PathBuf,
+    port: u16,
+    received: PathBuf,
+    log: PathBuf,
+    config: PathBuf,
+}
+
+impl Shipping {
+    fn new() -> Shipping {
+        use crate::mcp::shop_config;
+        use crate::support::cluster::{free_port, issue_cert, new_ca};
+        let cluster = Cluster::shared();
+        let dir = std::env::temp_dir().join(format!("sqlguard-ship-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = new_ca("collector CA");
+        let (key, cert) = issue_cert(&ca, &["localhost", "127.0.0.1"], None);
+        for (name, text) in [("ca.pem", &ca.1), ("cert.pem", &cert), ("key.pem", &key)] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let port = free_port();
+        let received = dir.join("received.jsonl");
+        let log = dir.join("audit.jsonl");
+        let settings = format!(
+            "audit_log = {:?}\n[decision_log]\nurl = \"https://127.0.0.1:{port}/logs\"\nca = \"ca.pem\"\nlabels = {{ team = \"data\" }}\n",
+            log.display().to_string()
+        );
+        let config = shop_config(&dir, cluster, &settings);
+        Shipping {
+            dir,
+            port,
+            received,
+            log,
+            config,
+        }
+    }
+
+    /// The test collector, once it listens.
+    fn collector(&self) -> std::process::Child {
         let mut child = std::process::Command::new("python3")
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/collector.py"))
-            .args([port.to_string().as_str(), received.to_str().unwrap()])
-            .arg(dir.join("cert.pem"))
-            .arg(dir.join("key.pem"))
+            .args([
+                self.port.to_string().as_str(),
+                self.received.to_str().unwrap(),
+            ])
+            .arg(self.dir.join("cert.pem"))
+            .arg(self.dir.join("key.pem"))
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 runs the test collector");
@@ -566,17 +674,48 @@ async fn decision_logs_reach_a_collector_through_an_outage_and_a_kill() {
         .unwrap();
         assert_eq!(ready.trim(), "ready");
         child
-    };
-    let serve = || {
+    }
+
+    fn serve(&self) -> rmcp::transport::TokioChildProcess {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sqlguard"));
-        cmd.args(["serve", "--config", config.to_str().unwrap()])
+        cmd.args(["serve", "--config", self.config.to_str().unwrap()])
             .env("SQLGUARD_LOG", "error");
         rmcp::transport::TokioChildProcess::new(cmd).unwrap()
-    };
-    let db = "teleport://clusters/acme/databases/shop";
-    // The collector is down: 30 s of 20 calls a second, none slowed by it.
-    let transport = serve();
-    let client = ().serve(transport).await.unwrap();
+    }
+
+    /// The audit log's records: (event, decision id).
+    fn expected(&self) -> Vec<(String, String)> {
+        lines(&self.log)
+            .iter()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["event"].as_str().unwrap().to_string(),
+                    v["decision_id"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// What the collector received, once it holds `want` events (or 30 s passed).
+    fn arrived(&self, want: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got: Vec<Value> = std::fs::read_to_string(&self.received)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if got.len() >= want || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// 30 s of 20 calls a second (every fourth refused), none slowed by the collector's absence.
+async fn calls_during_an_outage(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>) {
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     let mut n = 0u32;
@@ -587,7 +726,7 @@ async fn decision_logs_reach_a_collector_through_an_outage_and_a_kill() {
             format!("SELECT {n} AS n")
         };
         let t = Instant::now();
-        let (failed, text) = query_database(&client, db, &sql).await;
+        let (failed, text) = query_database(client, SHOP, &sql).await;
         // The first call also opens the connection and reads the catalog.
         if n > 0 {
             slowest = slowest.max(t.elapsed());
@@ -601,37 +740,12 @@ async fn decision_logs_reach_a_collector_through_an_outage_and_a_kill() {
     }
     assert!(n >= 500, "only {n} calls in 30 s");
     assert!(slowest < Duration::from_secs(1), "a call took {slowest:?}");
-    assert!(!received.exists(), "nothing can have arrived yet");
-    let mut up = collector();
-    // Every record of the audit log arrives once, in order.
-    let expected = |log: &Path| -> Vec<(String, String)> {
-        lines(log)
-            .iter()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                (
-                    v["event"].as_str().unwrap().to_string(),
-                    v["decision_id"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    };
-    let arrived = |want: usize| -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got: Vec<Value> = std::fs::read_to_string(&received)
-                .unwrap_or_default()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            if got.len() >= want || Instant::now() > deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let want = expected(&log);
-    let got = arrived(want.len());
+}
+
+/// Every record of the audit log arrives once, in order, in OPA's decision-log shape.
+fn every_record_arrives_once_in_order(ship: &Shipping) {
+    let want = ship.expected();
+    let got = ship.arrived(want.len());
     let seen: Vec<(String, String)> = got
         .iter()
         .map(|e| {
@@ -657,42 +771,4 @@ async fn decision_logs_reach_a_collector_through_an_outage_and_a_kill() {
         .unwrap()
         .starts_with("SELECT"));
     assert!(got.iter().any(|e| e["result"]["verdict"] == "denied"));
-    let _ = client.cancel().await;
-
-    // Collector down again; calls; the server is killed; its spool ships at the next start.
-    up.kill().unwrap();
-    let _ = up.wait();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let before = arrived(0).len();
-    let transport = serve();
-    let pid = transport.id().unwrap();
-    let client = ().serve(transport).await.unwrap();
-    for i in 0..10 {
-        let (failed, text) = query_database(&client, db, &format!("SELECT {i} AS killed")).await;
-        assert!(!failed, "{text}");
-    }
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
-    drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut up = collector();
-    let transport = serve();
-    let client = ().serve(transport).await.unwrap();
-    let want = expected(&log);
-    let got = arrived(want.len());
-    let killed: Vec<&Value> = got[before..]
-        .iter()
-        .filter(|e| {
-            e["input"]["query"]
-                .as_str()
-                .is_some_and(|q| q.ends_with("AS killed"))
-        })
-        .collect();
-    // The ten intents carry the query: ten, once each.
-    assert_eq!(killed.len(), 10, "{killed:?}");
-    let _ = client.cancel().await;
-    up.kill().unwrap();
-    let _ = up.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -104,6 +104,95 @@ async fn query(
     crate::mcp::query_database(client, URI, sql).await
 }
 
+/// Calls the trusted extensions answer: (SQL, words the answer holds).
+const ALLOWED_EXTENSION_CALLS: &[(&str, &str)] = &[
+    ("SELECT name, similarity(name, 'jon') AS s FROM people ORDER BY s DESC, name LIMIT 1", "\"name\":\"jon\""),
+    ("SELECT name FROM people WHERE name % 'jon' ORDER BY name", "\"name\":\"jon\""),
+    ("SELECT levenshtein(name, 'joan') AS d FROM people WHERE id = 1", "\"d\":1"),
+    ("SELECT tags -> 'city' AS city FROM people WHERE tags ? 'city' ORDER BY id", "\"city\":\"Oslo\""),
+    ("SELECT name FROM people WHERE path <@ 'top.science' ORDER BY id", "\"rowsCount\":2"),
+    ("SELECT round(earth_distance(ll_to_earth(59.91, 10.75), ll_to_earth(60.39, 5.32))::numeric / 1000) AS km", "\"km\":\"305\""),
+    ("SELECT name FROM people WHERE email = 'jon@example.org'", "\"name\":\"jon\""),
+    ("SELECT unaccent('Hôtel') AS u", "\"u\":\"Hotel\""),
+    ("SELECT encode(digest('x', 'sha256'), 'hex') AS h", "2d711642b726b04401627ca9fbac32f5"),
+    ("SELECT pg_current_wal_insert_lsn() IS NOT NULL AS ok", "\"ok\":true"),
+    ("SELECT owner FROM vault_p1", "\"owner\":\"ann\""),
+    ("SELECT owner FROM vault_owners", "\"owner\":\"ann\""),
+    // A text column can never be public.upper(int)'s argument: pg_catalog.upper runs.
+    ("SELECT upper(name) FROM people ORDER BY id LIMIT 1", "\"upper\":\"JON\""),
+    // A view over a view that only renames columns reads the base columns it uses: `id`.
+    ("SELECT id FROM vault_all_again", "\"id\":1"),
+];
+
+/// Calls refused, with words the refusal holds.
+const REFUSED_EXTENSION_CALLS: &[(&str, &[&str])] = &[
+    (
+        "SELECT dblink_exec('dbname=ext', 'DELETE FROM people')",
+        &["function_risk", "dblink_exec", "external_session"],
+    ),
+    (
+        "SELECT * FROM dblink('dbname=ext', 'SELECT 1') AS t(x int)",
+        &["function_risk", "dblink", "external_session"],
+    ),
+    (
+        "SELECT peek()",
+        &[
+            "function_security_definer",
+            "public.peek",
+            "SECURITY DEFINER",
+        ],
+    ),
+    (
+        "SELECT people_count()",
+        &["function_user", "public.people_count", "language sql"],
+    ),
+    (
+        "SELECT id FROM people WHERE id === 1",
+        &["function_user", "operator === (function public.noisy_eq)"],
+    ),
+    (
+        // public.upper(int) beside pg_catalog.upper(text): an integer column or an untyped
+        // literal can reach the user's function, so it is judged.
+        "SELECT upper(id) FROM people",
+        &["function_user", "public.upper"],
+    ),
+    ("SELECT upper('x')", &["function_user", "public.upper"]),
+    (
+        "SELECT id FROM people WHERE id IN (SELECT 1) OR id === ANY (SELECT 2)",
+        &["operator === (function public.noisy_eq)"],
+    ),
+    // The catalog's lineage: a partition's columns are its parent's, a view reads what
+    // its definition reads (through other views too).
+    (
+        "SELECT secret FROM vault_p1",
+        &["column_denied", "public.vault.secret"],
+    ),
+    (
+        "SELECT * FROM vault_p1",
+        &["column_denied", "public.vault.secret"],
+    ),
+    (
+        "SELECT id FROM vault_all",
+        &[
+            "view_reads_denied_column",
+            "view public.vault_all",
+            "public.vault.secret",
+        ],
+    ),
+    (
+        "SELECT * FROM stats_peek",
+        &["view_reads_denied", "pg_catalog.pg_stats"],
+    ),
+    (
+        "SELECT * FROM remote_people",
+        &["foreign_table", "public.remote_people", "server loopback"],
+    ),
+    (
+        "SELECT gen_random_bytes(8)",
+        &["function_volatile", "gen_random_bytes", "volatile"],
+    ),
+];
+
 /// The acceptance table, over MCP: extension functions and operators are allowed by what
 /// they are; dblink, a SECURITY DEFINER function, a user operator over a volatile function,
 /// a foreign table and a volatile extension function are refused, each naming what it is.
@@ -115,107 +204,26 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
     let dir = std::env::temp_dir().join(format!("sqlguard-catalog-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (client, _) = serve_config(&config(&dir, cluster, TRUSTED)).await;
-
-    // (SQL, words the answer must contain; allowed when the first is "rows:")
-    let allowed: &[(&str, &str)] = &[
-        ("SELECT name, similarity(name, 'jon') AS s FROM people ORDER BY s DESC, name LIMIT 1", "\"name\":\"jon\""),
-        ("SELECT name FROM people WHERE name % 'jon' ORDER BY name", "\"name\":\"jon\""),
-        ("SELECT levenshtein(name, 'joan') AS d FROM people WHERE id = 1", "\"d\":1"),
-        ("SELECT tags -> 'city' AS city FROM people WHERE tags ? 'city' ORDER BY id", "\"city\":\"Oslo\""),
-        ("SELECT name FROM people WHERE path <@ 'top.science' ORDER BY id", "\"rowsCount\":2"),
-        ("SELECT round(earth_distance(ll_to_earth(59.91, 10.75), ll_to_earth(60.39, 5.32))::numeric / 1000) AS km", "\"km\":\"305\""),
-        ("SELECT name FROM people WHERE email = 'jon@example.org'", "\"name\":\"jon\""),
-        ("SELECT unaccent('Hôtel') AS u", "\"u\":\"Hotel\""),
-        ("SELECT encode(digest('x', 'sha256'), 'hex') AS h", "2d711642b726b04401627ca9fbac32f5"),
-        ("SELECT pg_current_wal_insert_lsn() IS NOT NULL AS ok", "\"ok\":true"),
-        ("SELECT owner FROM vault_p1", "\"owner\":\"ann\""),
-        ("SELECT owner FROM vault_owners", "\"owner\":\"ann\""),
-        // A text column can never be public.upper(int)'s argument: pg_catalog.upper runs.
-        ("SELECT upper(name) FROM people ORDER BY id LIMIT 1", "\"upper\":\"JON\""),
-        // A view over a view that only renames columns reads the base columns it uses: `id`.
-        ("SELECT id FROM vault_all_again", "\"id\":1"),
-    ];
-    for (sql, expect) in allowed {
+    for (sql, expect) in ALLOWED_EXTENSION_CALLS {
         let (is_error, text) = query(&client, sql).await;
         assert!(!is_error && text.contains(expect), "{sql}: {text}");
     }
-    let denied: &[(&str, &[&str])] = &[
-        (
-            "SELECT dblink_exec('dbname=ext', 'DELETE FROM people')",
-            &["function_risk", "dblink_exec", "external_session"],
-        ),
-        (
-            "SELECT * FROM dblink('dbname=ext', 'SELECT 1') AS t(x int)",
-            &["function_risk", "dblink", "external_session"],
-        ),
-        (
-            "SELECT peek()",
-            &[
-                "function_security_definer",
-                "public.peek",
-                "SECURITY DEFINER",
-            ],
-        ),
-        (
-            "SELECT people_count()",
-            &["function_user", "public.people_count", "language sql"],
-        ),
-        (
-            "SELECT id FROM people WHERE id === 1",
-            &["function_user", "operator === (function public.noisy_eq)"],
-        ),
-        (
-            // public.upper(int) beside pg_catalog.upper(text): an integer column or an untyped
-            // literal can reach the user's function, so it is judged.
-            "SELECT upper(id) FROM people",
-            &["function_user", "public.upper"],
-        ),
-        ("SELECT upper('x')", &["function_user", "public.upper"]),
-        (
-            "SELECT id FROM people WHERE id IN (SELECT 1) OR id === ANY (SELECT 2)",
-            &["operator === (function public.noisy_eq)"],
-        ),
-        // The catalog's lineage: a partition's columns are its parent's, a view reads what
-        // its definition reads (through other views too).
-        (
-            "SELECT secret FROM vault_p1",
-            &["column_denied", "public.vault.secret"],
-        ),
-        (
-            "SELECT * FROM vault_p1",
-            &["column_denied", "public.vault.secret"],
-        ),
-        (
-            "SELECT id FROM vault_all",
-            &[
-                "view_reads_denied_column",
-                "view public.vault_all",
-                "public.vault.secret",
-            ],
-        ),
-        (
-            "SELECT * FROM stats_peek",
-            &["view_reads_denied", "pg_catalog.pg_stats"],
-        ),
-        (
-            "SELECT * FROM remote_people",
-            &["foreign_table", "public.remote_people", "server loopback"],
-        ),
-        (
-            "SELECT gen_random_bytes(8)",
-            &["function_volatile", "gen_random_bytes", "volatile"],
-        ),
-    ];
-    for (sql, words) in denied {
+    for (sql, words) in REFUSED_EXTENSION_CALLS {
         let (is_error, text) = query(&client, sql).await;
         assert!(is_error, "{sql} ran: {text}");
         for w in *words {
             assert!(text.contains(w), "{sql}: {w:?} missing from {text}");
         }
     }
+    an_extension_created_while_serving_is_known(&client, cluster).await;
+    the_schema_resource_shows_types_extensions_and_functions(&client).await;
+    let _ = client.cancel().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
-    // An extension created while serving: unknown first, then (its name missing from the
-    // snapshot, the last read older than 5 s) read again and allowed.
+/// An extension created while serving: unknown first, then (its name missing from the
+/// snapshot, the last read older than 5 s) read again and allowed.
+async fn an_extension_created_while_serving_is_known(client: &Client, cluster: &Cluster) {
     let icount = "SELECT icount('{1,2,3}'::int[]) AS n";
     let (is_error, text) = query(&client, icount).await;
     assert!(
@@ -236,8 +244,10 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
 
-    // The schema resource: PostgreSQL's type names, the extensions, the callable functions.
+/// The schema resource: PostgreSQL's type names, the extensions, the callable functions.
+async fn the_schema_resource_shows_types_extensions_and_functions(client: &Client) {
     let schema = client
         .read_resource(rmcp::model::ReadResourceRequestParams::new(
             "sqlguard://clusters/acme/databases/ext/schema",
@@ -297,8 +307,6 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
         .iter()
         .any(|r| r["name"] == "remote_people");
     assert!(!remote, "a foreign table the policy refuses is listed");
-    let _ = client.cancel().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Offline: `catalog dump` writes the database's catalog, and `check --catalog` decides

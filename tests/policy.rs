@@ -64,135 +64,138 @@ fn expect_allowed(cases: &[&str]) {
 static DEEP: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000)));
 
+/// The cases of [`threat_model_classes_are_denied`].
+const THREAT_MODEL_CLASSES: &[(&str, &str)] = &[
+    // 1. Stacked statements.
+    ("COMMIT; DROP TABLE users", "max_statements"),
+    ("SELECT 1; DELETE FROM users", "max_statements"),
+    ("END; SELECT 1", "statement_kind"),
+    // 2. Read-write switches.
+    ("SET TRANSACTION READ WRITE", "read_write_transaction"),
+    ("BEGIN READ WRITE", "read_write_transaction"),
+    (
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "read_write_transaction",
+    ),
+    ("SET default_transaction_read_only = off", "setting_change"),
+    (
+        "SELECT set_config('default_transaction_read_only', 'off', false)",
+        "function_risk",
+    ),
+    ("RESET ALL", "statement_kind"),
+    ("DISCARD ALL", "statement_kind"),
+    // 3. Data-modifying CTEs.
+    (
+        "WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d",
+        "data_modifying_cte",
+    ),
+    (
+        "SELECT * FROM (WITH x AS (UPDATE t SET a = 1 RETURNING a) SELECT * FROM x) s",
+        "data_modifying_cte",
+    ),
+    // 4. SELECT INTO.
+    ("SELECT * INTO copy FROM users", "select_into"),
+    // 5. Row locks.
+    ("SELECT * FROM users FOR UPDATE", "row_lock"),
+    (
+        "SELECT * FROM (SELECT * FROM users FOR KEY SHARE) s",
+        "row_lock",
+    ),
+    // 6. EXPLAIN ANALYZE of a write.
+    ("EXPLAIN ANALYZE DELETE FROM users", "explain_analyze_write"),
+    ("EXPLAIN DELETE FROM users", "explain_target"),
+    // 7. Statements allowed inside READ ONLY.
+    ("SET search_path = evil, public", "statement_kind"),
+    ("PREPARE p AS SELECT 1", "statement_kind"),
+    ("EXECUTE p", "statement_kind"),
+    ("DECLARE c CURSOR FOR SELECT 1", "statement_kind"),
+    ("LOAD 'x'", "statement_kind"),
+    ("VACUUM users", "statement_kind"),
+    ("ANALYZE users", "statement_kind"),
+    ("LISTEN ch", "statement_kind"),
+    ("NOTIFY ch", "statement_kind"),
+    ("LOCK TABLE users IN ACCESS SHARE MODE", "statement_kind"),
+    ("COPY users TO STDOUT", "statement_kind"),
+    ("COPY (SELECT 1) TO PROGRAM 'id'", "statement_kind"),
+    ("CHECKPOINT", "statement_kind"),
+    ("ALTER SYSTEM SET work_mem = '1GB'", "statement_kind"),
+    ("DO $$ BEGIN END $$", "statement_kind"),
+    ("CALL p()", "statement_kind"),
+    // 8. Side-effect functions.
+    ("SELECT nextval('s')", "function_risk"),
+    ("SELECT pg_terminate_backend(1)", "function_risk"),
+    ("SELECT pg_sleep(10)", "function_risk"),
+    ("SELECT pg_advisory_lock(1)", "function_risk"),
+    ("SELECT pg_notify('c', 'x')", "function_risk"),
+    ("SELECT pg_reload_conf()", "function_risk"),
+    ("SELECT pg_stat_reset()", "function_risk"),
+    ("SELECT pg_read_file('/etc/passwd')", "function_risk"),
+    ("SELECT * FROM pg_ls_dir('.')", "function_risk"),
+    ("SELECT lo_import('/etc/passwd')", "function_risk"),
+    (
+        "SELECT dblink_exec('host=x', 'DROP TABLE t')",
+        "function_risk",
+    ),
+    ("SELECT gin_clean_pending_list('i')", "function_risk"),
+    (
+        "SELECT cron.schedule('* * * * *', 'DELETE FROM t')",
+        "function_risk",
+    ),
+    (
+        "SELECT count(*) FILTER (WHERE pg_sleep(1) IS NULL) FROM t",
+        "function_risk",
+    ),
+    (
+        "SELECT * FROM t LIMIT (SELECT nextval('s'))",
+        "function_risk",
+    ),
+    // 9. SQL as text.
+    (
+        "SELECT query_to_xml('DELETE FROM users RETURNING *', true, true, '')",
+        "function_risk",
+    ),
+    ("SELECT * FROM ts_stat('SELECT v FROM t')", "function_risk"),
+    // 10. Identity switches.
+    ("SET ROLE postgres", "identity_switch"),
+    ("SET SESSION AUTHORIZATION postgres", "identity_switch"),
+    (
+        "SELECT set_config('role', 'postgres', false)",
+        "setting_change",
+    ),
+    // 11–12. Resolution: sensitive catalogs by any spelling.
+    ("SELECT * FROM pg_authid", "sensitive_catalog"),
+    ("SELECT * FROM pg_catalog.pg_shadow", "sensitive_catalog"),
+    (
+        "WITH pg_authid AS (SELECT * FROM pg_authid) SELECT * FROM pg_authid",
+        "sensitive_catalog",
+    ),
+    // 13. Unicode escapes.
+    ("SELECT U&\"pg_read_fil\\0065\"('x')", "function_risk"),
+    ("SELECT * FROM U&\"pg_auth\\0069d\"", "sensitive_catalog"),
+    // 15. Parser limits: a clear denial (and `DEEP`, in the test).
+    ("SELECT * FORM users", "syntax_error"),
+    // Settings and unknown code.
+    ("SHOW ssl_key_file", "setting_sensitive"),
+    ("SHOW ALL", "setting_sensitive"),
+    (
+        "SELECT current_setting('archive_command')",
+        "setting_sensitive",
+    ),
+    (
+        "SELECT current_setting(name) FROM pg_settings",
+        "setting_dynamic",
+    ),
+    ("SELECT my_function()", "function_unknown"),
+    ("SELECT 1 OPERATOR(public.+) 1", "operator_unknown"),
+    ("SELECT * FROM t WHERE id = $1", "parameters"),
+    ("", "empty_query"),
+];
+
 /// Every bypass class of the threat model is denied, with a reason naming it.
 #[test]
 fn threat_model_classes_are_denied() {
-    expect_denied(&[
-        // 1. Stacked statements.
-        ("COMMIT; DROP TABLE users", "max_statements"),
-        ("SELECT 1; DELETE FROM users", "max_statements"),
-        ("END; SELECT 1", "statement_kind"),
-        // 2. Read-write switches.
-        ("SET TRANSACTION READ WRITE", "read_write_transaction"),
-        ("BEGIN READ WRITE", "read_write_transaction"),
-        (
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
-            "read_write_transaction",
-        ),
-        ("SET default_transaction_read_only = off", "setting_change"),
-        (
-            "SELECT set_config('default_transaction_read_only', 'off', false)",
-            "function_risk",
-        ),
-        ("RESET ALL", "statement_kind"),
-        ("DISCARD ALL", "statement_kind"),
-        // 3. Data-modifying CTEs.
-        (
-            "WITH d AS (DELETE FROM users RETURNING *) SELECT * FROM d",
-            "data_modifying_cte",
-        ),
-        (
-            "SELECT * FROM (WITH x AS (UPDATE t SET a = 1 RETURNING a) SELECT * FROM x) s",
-            "data_modifying_cte",
-        ),
-        // 4. SELECT INTO.
-        ("SELECT * INTO copy FROM users", "select_into"),
-        // 5. Row locks.
-        ("SELECT * FROM users FOR UPDATE", "row_lock"),
-        (
-            "SELECT * FROM (SELECT * FROM users FOR KEY SHARE) s",
-            "row_lock",
-        ),
-        // 6. EXPLAIN ANALYZE of a write.
-        ("EXPLAIN ANALYZE DELETE FROM users", "explain_analyze_write"),
-        ("EXPLAIN DELETE FROM users", "explain_target"),
-        // 7. Statements allowed inside READ ONLY.
-        ("SET search_path = evil, public", "statement_kind"),
-        ("PREPARE p AS SELECT 1", "statement_kind"),
-        ("EXECUTE p", "statement_kind"),
-        ("DECLARE c CURSOR FOR SELECT 1", "statement_kind"),
-        ("LOAD 'x'", "statement_kind"),
-        ("VACUUM users", "statement_kind"),
-        ("ANALYZE users", "statement_kind"),
-        ("LISTEN ch", "statement_kind"),
-        ("NOTIFY ch", "statement_kind"),
-        ("LOCK TABLE users IN ACCESS SHARE MODE", "statement_kind"),
-        ("COPY users TO STDOUT", "statement_kind"),
-        ("COPY (SELECT 1) TO PROGRAM 'id'", "statement_kind"),
-        ("CHECKPOINT", "statement_kind"),
-        ("ALTER SYSTEM SET work_mem = '1GB'", "statement_kind"),
-        ("DO $$ BEGIN END $$", "statement_kind"),
-        ("CALL p()", "statement_kind"),
-        // 8. Side-effect functions.
-        ("SELECT nextval('s')", "function_risk"),
-        ("SELECT pg_terminate_backend(1)", "function_risk"),
-        ("SELECT pg_sleep(10)", "function_risk"),
-        ("SELECT pg_advisory_lock(1)", "function_risk"),
-        ("SELECT pg_notify('c', 'x')", "function_risk"),
-        ("SELECT pg_reload_conf()", "function_risk"),
-        ("SELECT pg_stat_reset()", "function_risk"),
-        ("SELECT pg_read_file('/etc/passwd')", "function_risk"),
-        ("SELECT * FROM pg_ls_dir('.')", "function_risk"),
-        ("SELECT lo_import('/etc/passwd')", "function_risk"),
-        (
-            "SELECT dblink_exec('host=x', 'DROP TABLE t')",
-            "function_risk",
-        ),
-        ("SELECT gin_clean_pending_list('i')", "function_risk"),
-        (
-            "SELECT cron.schedule('* * * * *', 'DELETE FROM t')",
-            "function_risk",
-        ),
-        (
-            "SELECT count(*) FILTER (WHERE pg_sleep(1) IS NULL) FROM t",
-            "function_risk",
-        ),
-        (
-            "SELECT * FROM t LIMIT (SELECT nextval('s'))",
-            "function_risk",
-        ),
-        // 9. SQL as text.
-        (
-            "SELECT query_to_xml('DELETE FROM users RETURNING *', true, true, '')",
-            "function_risk",
-        ),
-        ("SELECT * FROM ts_stat('SELECT v FROM t')", "function_risk"),
-        // 10. Identity switches.
-        ("SET ROLE postgres", "identity_switch"),
-        ("SET SESSION AUTHORIZATION postgres", "identity_switch"),
-        (
-            "SELECT set_config('role', 'postgres', false)",
-            "setting_change",
-        ),
-        // 11–12. Resolution: sensitive catalogs by any spelling.
-        ("SELECT * FROM pg_authid", "sensitive_catalog"),
-        ("SELECT * FROM pg_catalog.pg_shadow", "sensitive_catalog"),
-        (
-            "WITH pg_authid AS (SELECT * FROM pg_authid) SELECT * FROM pg_authid",
-            "sensitive_catalog",
-        ),
-        // 13. Unicode escapes.
-        ("SELECT U&\"pg_read_fil\\0065\"('x')", "function_risk"),
-        ("SELECT * FROM U&\"pg_auth\\0069d\"", "sensitive_catalog"),
-        // 15. Parser limits: a clear denial.
-        (DEEP.as_str(), "too_deep"),
-        ("SELECT * FORM users", "syntax_error"),
-        // Settings and unknown code.
-        ("SHOW ssl_key_file", "setting_sensitive"),
-        ("SHOW ALL", "setting_sensitive"),
-        (
-            "SELECT current_setting('archive_command')",
-            "setting_sensitive",
-        ),
-        (
-            "SELECT current_setting(name) FROM pg_settings",
-            "setting_dynamic",
-        ),
-        ("SELECT my_function()", "function_unknown"),
-        ("SELECT 1 OPERATOR(public.+) 1", "operator_unknown"),
-        ("SELECT * FROM t WHERE id = $1", "parameters"),
-        ("", "empty_query"),
-    ]);
+    expect_denied(THREAT_MODEL_CLASSES);
+    expect_denied(&[(DEEP.as_str(), "too_deep")]);
 }
 
 /// Text that looks dangerous to a lexer but is a plain read.
