@@ -357,10 +357,10 @@ async fn a_session_of_calls(config: &std::path::Path, data: &std::path::Path) {
         .await
         .unwrap();
     // A reload refused, then one accepted: tools.deny closes the listing tool.
-    std::fs::write(&data, r#"{"sqlguard": {"colums": {}}}"#).unwrap();
+    std::fs::write(data, r#"{"sqlguard": {"colums": {}}}"#).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     std::fs::write(
-        &data,
+        data,
         r#"{"sqlguard": {"tools": {"deny": ["teleport_list_databases"]}}}"#,
     )
     .unwrap();
@@ -384,7 +384,7 @@ async fn a_session_of_calls(config: &std::path::Path, data: &std::path::Path) {
 /// each outcome with its final verdict, then stop.
 fn the_records_tell_the_session(log: &std::path::Path) {
     let db = "teleport://clusters/acme/databases/shop";
-    let records: Vec<Value> = std::fs::read_to_string(&log)
+    let records: Vec<Value> = std::fs::read_to_string(log)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -550,7 +550,7 @@ fn audit_cli(args: &[&str]) -> (i32, String, String) {
 /// A broken chain is said with its line, and the command fails; the rows before it come.
 fn a_broken_chain_is_said(dir: &std::path::Path, log: &std::path::Path) {
     let run = audit_cli;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     let tampered = dir.join("tampered.jsonl");
     let mut lines: Vec<&str> = text.lines().collect();
     let edited = lines[3].replacen("\"verdict\":\"denied\"", "\"verdict\":\"allowed\"", 1);

@@ -225,7 +225,7 @@ async fn extensions_are_judged_by_the_databases_own_catalog() {
 /// snapshot, the last read older than 5 s) read again and allowed.
 async fn an_extension_created_while_serving_is_known(client: &Client, cluster: &Cluster) {
     let icount = "SELECT icount('{1,2,3}'::int[]) AS n";
-    let (is_error, text) = query(&client, icount).await;
+    let (is_error, text) = query(client, icount).await;
     assert!(
         is_error && text.contains("does not exist in this database's catalog"),
         "{text}"
@@ -233,7 +233,7 @@ async fn an_extension_created_while_serving_is_known(client: &Client, cluster: &
     cluster.psql(EXT_DB, "CREATE EXTENSION intarray");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (is_error, text) = query(&client, icount).await;
+        let (is_error, text) = query(client, icount).await;
         if !is_error {
             assert!(text.contains("\"n\":3"), "{text}");
             break;
