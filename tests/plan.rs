@@ -104,6 +104,40 @@ pub fn logged(cluster: &Cluster, marker: &str) -> (usize, usize) {
     (executed, explained)
 }
 
+/// (marker, SQL after the marker, words the refusal must contain; "" = runs)
+const PROD_CASES: &[(&str, &str, &[&str])] = &[
+    (
+        "unindexed",
+        "SELECT count(*) AS n FROM analytics.events WHERE kind = 7",
+        &[
+            "plan_seq_scan",
+            "analytics.events (≈2 M rows) would be read sequentially",
+            "filter on an indexed column: created_at, id",
+        ],
+    ),
+    (
+        "cartesian",
+        "SELECT a.id, b.id FROM analytics.events a, analytics.events b WHERE a.kind = 1 AND b.kind = 2 LIMIT 1000",
+        &[
+            "plan_cartesian",
+            "every row of analytics.events with every row of analytics.events",
+            "add one (JOIN … ON",
+        ],
+    ),
+    (
+        // A LIMIT the prod example accepts, and a deep OFFSET only the plan shows the
+        // cost of.
+        "fullsort",
+        "SELECT id, payload FROM analytics.events ORDER BY payload LIMIT 1000 OFFSET 1000000",
+        &["plan_cost", "over this database's limit of 100 k"],
+    ),
+    (
+        "indexed",
+        "SELECT e.id, k.name FROM analytics.events e JOIN analytics.kinds k ON k.id = e.kind WHERE e.id = 4242 LIMIT 100",
+        &[],
+    ),
+];
+
 /// The acceptance table: with the prod example, the unindexed scan, the cartesian join and
 /// the full sort are refused by their plan, with reasons, within a second and without
 /// running; the indexed lookup runs. With the default bundle (no plan step), all four run.
@@ -114,55 +148,46 @@ async fn the_prod_example_refuses_what_would_take_production_down() {
     let dir = std::env::temp_dir().join(format!("sqlguard-plan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let run = std::process::id();
-
-    // (marker, SQL after the marker, words the refusal must contain; "" = runs)
-    let cases: &[(&str, &str, &[&str])] = &[
-        (
-            "unindexed",
-            "SELECT count(*) AS n FROM analytics.events WHERE kind = 7",
-            &[
-                "plan_seq_scan",
-                "analytics.events (≈2 M rows) would be read sequentially",
-                "filter on an indexed column: created_at, id",
-            ],
-        ),
-        (
-            "cartesian",
-            "SELECT a.id, b.id FROM analytics.events a, analytics.events b WHERE a.kind = 1 AND b.kind = 2 LIMIT 1000",
-            &[
-                "plan_cartesian",
-                "every row of analytics.events with every row of analytics.events",
-                "add one (JOIN … ON",
-            ],
-        ),
-        (
-            // A LIMIT the prod example accepts, and a deep OFFSET only the plan shows the
-            // cost of.
-            "fullsort",
-            "SELECT id, payload FROM analytics.events ORDER BY payload LIMIT 1000 OFFSET 1000000",
-            &["plan_cost", "over this database's limit of 100 k"],
-        ),
-        (
-            "indexed",
-            "SELECT e.id, k.name FROM analytics.events e JOIN analytics.kinds k ON k.id = e.kind WHERE e.id = 4242 LIMIT 100",
-            &[],
-        ),
-    ];
-
+    let mut failures = Vec::new();
     let (client, _) = serve_config(&config(
         &dir,
         cluster,
         &["policies", "policies/examples/prod"],
     ))
     .await;
+    failures.extend(prod_refusals(&client, run).await);
+    failures.extend(prod_session_holds(&client).await);
+    let _ = client.cancel().await;
+    // What the server ran: every case was explained; only the allowed one executed.
+    // (The log is written asynchronously by the server; give it a moment.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (marker, _, words) in PROD_CASES {
+        let marker = format!("plan-{marker}-{run}");
+        let (executed, explained) = logged(cluster, &marker);
+        let want = usize::from(words.is_empty());
+        if explained != 1 || executed != want {
+            failures.push(format!(
+                "{marker}: the server log shows {explained} EXPLAIN and {executed} executions (expected 1 and {want})"
+            ));
+        }
+    }
+    failures.extend(the_default_bundle_runs_them_all(cluster, &dir, run).await);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// Each case is refused by its plan rule in under a second, or runs: what went wrong.
+async fn prod_refusals(client: &Client, run: u32) -> Vec<String> {
     let mut failures = Vec::new();
     // The first call opens the connection and reads the catalog: not what is timed below.
-    let (is_error, text) = query(&client, "SELECT 1 AS warm LIMIT 1").await;
+    let (is_error, text) = query(client, "SELECT 1 AS warm LIMIT 1").await;
     assert!(!is_error, "{text}");
-    for (marker, sql, words) in cases {
+    for (marker, sql, words) in PROD_CASES {
         let marker = format!("plan-{marker}-{run}");
         let started = Instant::now();
-        let (is_error, text) = query(&client, &format!("/* {marker} */ {sql}")).await;
+        let (is_error, text) = query(client, &format!("/* {marker} */ {sql}")).await;
         let took = started.elapsed();
         if words.is_empty() {
             if is_error || !text.contains("\"rowsCount\":1") {
@@ -180,10 +205,17 @@ async fn the_prod_example_refuses_what_would_take_production_down() {
             }
         }
     }
+    failures
+}
+
+/// The memory pins hold; a statement PostgreSQL cannot plan fails as it would have run and
+/// the session serves the next call; EXPLAIN ANALYZE is refused.
+async fn prod_session_holds(client: &Client) -> Vec<String> {
+    let mut failures = Vec::new();
     // The memory pins hold: work_mem lowered from the role's 64 MB to the limit, and
     // temp_file_limit (granted above) set where the session had none.
     let (is_error, text) = query(
-        &client,
+        client,
         "SELECT current_setting('work_mem') AS w, current_setting('temp_file_limit') AS t LIMIT 1",
     )
     .await;
@@ -192,12 +224,12 @@ async fn the_prod_example_refuses_what_would_take_production_down() {
     }
     // A statement PostgreSQL cannot plan fails as it would have run, and the session (its
     // transaction rolled back) serves the next call.
-    let (is_error, text) = query(&client, "SELECT * FROM analytics.missing LIMIT 1").await;
+    let (is_error, text) = query(client, "SELECT * FROM analytics.missing LIMIT 1").await;
     if !is_error || !text.contains("does not exist") {
         failures.push(format!("an unplannable statement: got {text}"));
     }
     let (is_error, text) = query(
-        &client,
+        client,
         "SELECT id FROM analytics.events WHERE id = 1 LIMIT 1",
     )
     .await;
@@ -206,32 +238,25 @@ async fn the_prod_example_refuses_what_would_take_production_down() {
     }
     // EXPLAIN ANALYZE would run a query the plan step never judged.
     let (is_error, text) = query(
-        &client,
+        client,
         "EXPLAIN ANALYZE SELECT count(*) FROM analytics.events WHERE kind = 7",
     )
     .await;
     if !is_error || !text.contains("plan_explain_analyze") {
         failures.push(format!("EXPLAIN ANALYZE: got {text}"));
     }
-    let _ = client.cancel().await;
+    failures
+}
 
-    // What the server ran: every case was explained; only the allowed one executed.
-    // (The log is written asynchronously by the server; give it a moment.)
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (marker, _, words) in cases {
-        let marker = format!("plan-{marker}-{run}");
-        let (executed, explained) = logged(cluster, &marker);
-        let want = usize::from(words.is_empty());
-        if explained != 1 || executed != want {
-            failures.push(format!(
-                "{marker}: the server log shows {explained} EXPLAIN and {executed} executions (expected 1 and {want})"
-            ));
-        }
-    }
-
-    // The default bundle has no plan step: all four run.
-    let (client, _) = serve_config(&config(&dir, cluster, &["policies"])).await;
-    for (marker, sql, _) in cases {
+/// The default bundle has no plan step: all four run, and none is explained.
+async fn the_default_bundle_runs_them_all(
+    cluster: &Cluster,
+    dir: &std::path::Path,
+    run: u32,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let (client, _) = serve_config(&config(dir, cluster, &["policies"])).await;
+    for (marker, sql, _) in PROD_CASES {
         let marker = format!("plan-default-{marker}-{run}");
         let (is_error, text) = query(&client, &format!("/* {marker} */ {sql}")).await;
         if is_error || !text.contains("\"data\":[{") {
@@ -242,7 +267,7 @@ async fn the_prod_example_refuses_what_would_take_production_down() {
     }
     let _ = client.cancel().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for (marker, _, _) in cases {
+    for (marker, _, _) in PROD_CASES {
         let marker = format!("plan-default-{marker}-{run}");
         if logged(cluster, &marker) != (1, 0) {
             failures.push(format!(
@@ -251,8 +276,7 @@ async fn the_prod_example_refuses_what_would_take_production_down() {
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }
 
 /// `sqlguard check --explain DSN` shows the plan facts the policy saw and decides with them,
