@@ -135,16 +135,12 @@ fn data_typos_and_wrong_types_are_refused_with_their_path() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Item 2: several data files merge as OPA merges data files. OPA's loader merges the
-/// documents of all files recursively where both are objects and refuses ("merge error") any
-/// other value two files set at one path; sqlguard does the same, accepting only a repeat of
-/// the very same value, and names both files and the path. The layers' result then goes over
-/// the built-in defaults, where lists the schema marks `x-merge: union` (entries that deny or
-/// protect) gain the layers' entries and everything else is replaced.
-#[test]
-fn data_files_merge_as_opa_merges_them() {
-    type Case<'a> = (&'a str, &'a [&'a str], Result<(&'a str, Value), &'a str>);
-    let cases: &[Case] = &[
+/// A merge case: its name, the data files, and the value at a JSON pointer or the path of
+/// the conflict.
+type MergeCase<'a> = (&'a str, &'a [&'a str], Result<(&'a str, Value), &'a str>);
+
+fn merge_cases() -> Vec<MergeCase<'static>> {
+    vec![
         (
             "disjoint keys are merged",
             &[
@@ -200,8 +196,36 @@ fn data_files_merge_as_opa_merges_them() {
             &[r#"{"sqlguard": {"tables": {"allow": ["analytics.*"]}}}"#],
             Ok(("/sqlguard/tables/allow", json!(["analytics.*"]))),
         ),
-    ];
+    ]
+}
+
+/// Item 2: several data files merge as OPA merges data files. OPA's loader merges the
+/// documents of all files recursively where both are objects and refuses ("merge error") any
+/// other value two files set at one path; sqlguard does the same, accepting only a repeat of
+/// the very same value, and names both files and the path. The layers' result then goes over
+/// the built-in defaults, where lists the schema marks `x-merge: union` (entries that deny or
+/// protect) gain the layers' entries and everything else is replaced.
+#[test]
+fn data_files_merge_as_opa_merges_them() {
     let dir = scratch("merge");
+    let failures = merge_failures(&dir, &merge_cases());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The protecting list kept the built-in entries and gained the layer's.
+    let b = Bundle::embedded(&[
+        dir.join("a_protecting_list_gains_a_layer's_entries_over_the_default-0.json")
+    ])
+    .unwrap();
+    let sensitive = b.data["sqlguard"]["settings"]["sensitive"]
+        .as_array()
+        .unwrap();
+    assert!(sensitive.contains(&json!("app.secret")) && sensitive.contains(&json!("ssl_key_file")));
+
+    two_files_setting_one_key_are_named(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What each case got wrong.
+fn merge_failures(dir: &std::path::Path, cases: &[MergeCase<'_>]) -> Vec<String> {
     let mut failures = Vec::new();
     for (name, texts, expected) in cases {
         let files: Vec<PathBuf> = texts
@@ -244,18 +268,12 @@ fn data_files_merge_as_opa_merges_them() {
             (_, got) => failures.push(format!("{name}: {:?}", got.map(|b| b.data))),
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // The protecting list kept the built-in entries and gained the layer's.
-    let b = Bundle::embedded(&[
-        dir.join("a_protecting_list_gains_a_layer's_entries_over_the_default-0.json")
-    ])
-    .unwrap();
-    let sensitive = b.data["sqlguard"]["settings"]["sensitive"]
-        .as_array()
-        .unwrap();
-    assert!(sensitive.contains(&json!("app.secret")) && sensitive.contains(&json!("ssl_key_file")));
+    failures
+}
 
-    // The issue's case: the columns example and a team's own columns.deny.
+/// The issue's case: the columns example and a team's own columns.deny, refused by `check`
+/// with both files named.
+fn two_files_setting_one_key_are_named(dir: &std::path::Path) {
     let mine = dir.join("mine.json");
     std::fs::write(
         &mine,
@@ -279,7 +297,6 @@ fn data_files_merge_as_opa_merges_them() {
         err.contains("both set data.sqlguard.columns.deny") && err.contains("mine.json"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Item 3: a layer is Rego rules, data, or both, on top of the built-in bundle, whose helpers
