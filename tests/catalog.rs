@@ -689,19 +689,8 @@ async fn implicit_casts_are_judged_where_their_type_may_meet_another() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// PostgreSQL picks an operator by its operands' types, and a function by its arguments'
-/// number and types: an extension's or user's operator or function on its own type can run
-/// only on an operand of that type or of a type with an implicit cast to it. A numeric or boolean constant, or a cast to a built-in type, fixes the
-/// operand's type, so such an operator is not counted where it cannot run (no denial for
-/// `id < 42` because an enum has a volatile `<`), and is where it can (`l = 1` when an
-/// implicit cast turns integers into that type). `NOT BETWEEN` runs `<` and `>`.
-#[tokio::test]
-async fn operators_and_functions_are_counted_only_where_their_argument_types_allow() {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    let (client, dir, db_uri) = serve_database(
-        "typed_operators",
-        &BUILT,
-        "CREATE TYPE mood AS ENUM ('sad', 'ok');
+/// An enum with operators and a cast, user overloads of built-in functions, and tables of both.
+const TYPED_OPERATORS_SCHEMA: &str = "CREATE TYPE mood AS ENUM ('sad', 'ok');
          CREATE FUNCTION mood_lt(mood, mood) RETURNS bool LANGUAGE sql VOLATILE
              AS $$ SELECT $1::text < $2::text $$;
          CREATE OPERATOR < (LEFTARG = mood, RIGHTARG = mood, FUNCTION = mood_lt);
@@ -725,99 +714,142 @@ async fn operators_and_functions_are_counted_only_where_their_argument_types_all
          CREATE FUNCTION public.length(text, text, text) RETURNS int LANGUAGE sql VOLATILE
              AS $$ SELECT 3 $$;
          CREATE FUNCTION public.upper(text, int DEFAULT 1) RETURNS text LANGUAGE sql VOLATILE
-             AS $$ SELECT $1 $$;",
-    )
-    .await;
-    let lt = "operator < (function public.mood_lt)";
-    let neg = "operator - (function public.mood_neg)";
-    let eq = "operator = (function public.level_eq)";
-    let denied: &[(&str, &str)] = &[
-        // Functions: an overload that may take the arguments counts.
-        ("SELECT abs(5) AS a", "function public.abs"),
-        ("SELECT abs(id) AS a FROM t", "function public.abs"),
-        ("SELECT length('a', 'b', 'c') AS n", "function public.length"),
-        ("SELECT upper('x') AS u", "function public.upper"),
-        // The operand's type is unknown: the enum's operator may run.
-        ("SELECT id FROM t WHERE m < 'ok'", lt),
-        ("SELECT id FROM t WHERE m < 'ok'::mood", lt),
-        ("SELECT id FROM t WHERE m NOT BETWEEN 'sad' AND 'ok'", lt),
-        ("SELECT id FROM t WHERE m NOT BETWEEN SYMMETRIC 1 AND 2", lt),
-        ("SELECT -m AS n FROM t", neg),
-        // An integer reaches `level` by an implicit cast: its `=` may run.
-        ("SELECT id FROM t WHERE l = 1", eq),
-        ("SELECT id FROM t WHERE id = 1", eq),
-        ("SELECT id FROM t WHERE l IS DISTINCT FROM 1", eq),
-        ("SELECT id FROM t WHERE m IN ('ok', 'sad') AND id < 3", "operator"),
-        ("SELECT id FROM t WHERE id IN (1, 2.5) AND m < ANY (ARRAY['ok'::mood])", lt),
-        ("SELECT id FROM t WHERE m NOT IN (SELECT m FROM t WHERE id < 0)", "operator"),
-        // A column of the enum's type, however it is reached.
-        ("SELECT id FROM t WHERE m < m", lt),
-        ("SELECT x.id FROM (SELECT m AS id FROM t) x WHERE x.id < 'ok'", lt),
-        ("WITH c AS (SELECT m AS id FROM t) SELECT id FROM c WHERE id < 'ok'", lt),
-        ("SELECT n FROM v WHERE id < 'ok'", lt),
-        ("SELECT a.m FROM t AS a(m, id) WHERE id < 'ok'", lt),
-        ("SELECT id FROM t WHERE EXISTS (SELECT 1 FROM (SELECT m AS id FROM t) s WHERE id < 'ok')", lt),
-        ("SELECT x FROM t, LATERAL (SELECT t.m AS x) s WHERE x < 'ok'", lt),
-        ("SELECT id FROM t JOIN (SELECT l FROM t) s USING (l) WHERE l = 1", eq),
-        // Where PostgreSQL cannot see a FROM item, a column of that name is an outer one:
-        // here `w.x`, of the enum's type, not `u.x`, an integer. An `ON` clause sees only its
-        // join's items; a subquery in FROM (not LATERAL) nothing of its own level.
-        (
-            "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, t a JOIN t b ON x < 'ok')",
-            lt,
-        ),
-        (
-            "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, (SELECT 1 AS k WHERE x < 'ok') s)",
-            lt,
-        ),
-    ];
-    for (sql, operator) in denied {
+             AS $$ SELECT $1 $$;";
+
+const LT: &str = "operator < (function public.mood_lt)";
+const NEG: &str = "operator - (function public.mood_neg)";
+const EQ: &str = "operator = (function public.level_eq)";
+
+/// Calls a user's function or operator may run in: (SQL, what the refusal names).
+const TYPED_REFUSED: &[(&str, &str)] = &[
+    // Functions: an overload that may take the arguments counts.
+    ("SELECT abs(5) AS a", "function public.abs"),
+    ("SELECT abs(id) AS a FROM t", "function public.abs"),
+    (
+        "SELECT length('a', 'b', 'c') AS n",
+        "function public.length",
+    ),
+    ("SELECT upper('x') AS u", "function public.upper"),
+    // The operand's type is unknown: the enum's operator may run.
+    ("SELECT id FROM t WHERE m < 'ok'", LT),
+    ("SELECT id FROM t WHERE m < 'ok'::mood", LT),
+    ("SELECT id FROM t WHERE m NOT BETWEEN 'sad' AND 'ok'", LT),
+    ("SELECT id FROM t WHERE m NOT BETWEEN SYMMETRIC 1 AND 2", LT),
+    ("SELECT -m AS n FROM t", NEG),
+    // An integer reaches `level` by an implicit cast: its `=` may run.
+    ("SELECT id FROM t WHERE l = 1", EQ),
+    ("SELECT id FROM t WHERE id = 1", EQ),
+    ("SELECT id FROM t WHERE l IS DISTINCT FROM 1", EQ),
+    (
+        "SELECT id FROM t WHERE m IN ('ok', 'sad') AND id < 3",
+        "operator",
+    ),
+    (
+        "SELECT id FROM t WHERE id IN (1, 2.5) AND m < ANY (ARRAY['ok'::mood])",
+        LT,
+    ),
+    (
+        "SELECT id FROM t WHERE m NOT IN (SELECT m FROM t WHERE id < 0)",
+        "operator",
+    ),
+    // A column of the enum's type, however it is reached.
+    ("SELECT id FROM t WHERE m < m", LT),
+    (
+        "SELECT x.id FROM (SELECT m AS id FROM t) x WHERE x.id < 'ok'",
+        LT,
+    ),
+    (
+        "WITH c AS (SELECT m AS id FROM t) SELECT id FROM c WHERE id < 'ok'",
+        LT,
+    ),
+    ("SELECT n FROM v WHERE id < 'ok'", LT),
+    ("SELECT a.m FROM t AS a(m, id) WHERE id < 'ok'", LT),
+    (
+        "SELECT id FROM t WHERE EXISTS (SELECT 1 FROM (SELECT m AS id FROM t) s WHERE id < 'ok')",
+        LT,
+    ),
+    (
+        "SELECT x FROM t, LATERAL (SELECT t.m AS x) s WHERE x < 'ok'",
+        LT,
+    ),
+    (
+        "SELECT id FROM t JOIN (SELECT l FROM t) s USING (l) WHERE l = 1",
+        EQ,
+    ),
+    // Where PostgreSQL cannot see a FROM item, a column of that name is an outer one:
+    // here `w.x`, of the enum's type, not `u.x`, an integer. An `ON` clause sees only its
+    // join's items; a subquery in FROM (not LATERAL) nothing of its own level.
+    (
+        "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, t a JOIN t b ON x < 'ok')",
+        LT,
+    ),
+    (
+        "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, (SELECT 1 AS k WHERE x < 'ok') s)",
+        LT,
+    ),
+];
+
+/// Calls no user's function or operator can run in: (SQL, words the answer holds).
+const TYPED_RUN: &[(&str, &str)] = &[
+    ("SELECT id FROM t WHERE id < 42 ORDER BY id", "\"id\":1"),
+    ("SELECT id FROM t WHERE id < 2.5", "\"id\":1"),
+    (
+        "SELECT id FROM t WHERE id NOT BETWEEN 2 AND 100",
+        "\"id\":1",
+    ),
+    ("SELECT id FROM t WHERE id BETWEEN 0 AND 9", "\"id\":1"),
+    (
+        "SELECT id FROM t WHERE id::text < '5'::text AND (id < 10) = true",
+        "\"id\":1",
+    ),
+    ("SELECT id - 1 AS n FROM t WHERE id < 40", "\"n\":0"),
+    (
+        // (`level`'s `=` takes integers; a boolean it cannot.)
+        "SELECT id FROM t WHERE true IN (true, false) AND true NOT IN (SELECT id < 0 FROM t) \
+         AND id < ANY (ARRAY[5]) AND id::text NOT LIKE 'x%' AND CASE true WHEN id < 3 THEN true END",
+        "\"id\":1",
+    ),
+    // Functions: an overload that cannot take the arguments does not count (a
+    // decimal has no cast to `level`; `length` here takes three arguments).
+    ("SELECT abs(-5.5) AS a, length('abc') AS n", "\"n\":3"),
+    ("SELECT max(id) AS m, abs(max(t.id)::numeric) AS a FROM t", "\"m\":50"),
+    // Columns of built-in types: the catalog says what they are (an inner query's own
+    // table first, as PostgreSQL resolves it).
+    (
+        "SELECT id FROM t WHERE id > (SELECT min(id) FROM t WHERE id < 40) ORDER BY id",
+        "\"id\":50",
+    ),
+    (
+        "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, LATERAL (SELECT 1 AS k WHERE x < 5) s)",
+        "\"one\":1",
+    ),
+    ("SELECT a.id FROM t a JOIN t b ON a.id < b.id", "\"id\":1"),
+    ("SELECT id FROM t WHERE id < id + 1 AND id::text < 'x'", "\"id\":1"),
+    (
+        "SELECT n FROM v WHERE n < 2 AND EXISTS (SELECT 1 FROM t WHERE t.id < v.n + 1)",
+        "\"n\":1",
+    ),
+    (
+        "SELECT id FROM t WHERE date '2020-01-01' < '2021-01-01'::date AND id < 3",
+        "\"id\":1",
+    ),
+];
+
+/// PostgreSQL picks an operator by its operands' types, and a function by its arguments'
+/// number and types: an extension's or user's operator or function on its own type can run
+/// only on an operand of that type or of a type with an implicit cast to it. A numeric or boolean constant, or a cast to a built-in type, fixes the
+/// operand's type, so such an operator is not counted where it cannot run (no denial for
+/// `id < 42` because an enum has a volatile `<`), and is where it can (`l = 1` when an
+/// implicit cast turns integers into that type). `NOT BETWEEN` runs `<` and `>`.
+#[tokio::test]
+async fn operators_and_functions_are_counted_only_where_their_argument_types_allow() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let (client, dir, db_uri) =
+        serve_database("typed_operators", &BUILT, TYPED_OPERATORS_SCHEMA).await;
+    for (sql, operator) in TYPED_REFUSED {
         assert_refused(&client, &db_uri, sql, &["function_user", operator]).await;
     }
-    for (sql, expect) in [
-        ("SELECT id FROM t WHERE id < 42 ORDER BY id", "\"id\":1"),
-        ("SELECT id FROM t WHERE id < 2.5", "\"id\":1"),
-        (
-            "SELECT id FROM t WHERE id NOT BETWEEN 2 AND 100",
-            "\"id\":1",
-        ),
-        ("SELECT id FROM t WHERE id BETWEEN 0 AND 9", "\"id\":1"),
-        (
-            "SELECT id FROM t WHERE id::text < '5'::text AND (id < 10) = true",
-            "\"id\":1",
-        ),
-        ("SELECT id - 1 AS n FROM t WHERE id < 40", "\"n\":0"),
-        (
-            // (`level`'s `=` takes integers; a boolean it cannot.)
-            "SELECT id FROM t WHERE true IN (true, false) AND true NOT IN (SELECT id < 0 FROM t) \
-             AND id < ANY (ARRAY[5]) AND id::text NOT LIKE 'x%' AND CASE true WHEN id < 3 THEN true END",
-            "\"id\":1",
-        ),
-        // Functions: an overload that cannot take the arguments does not count (a
-        // decimal has no cast to `level`; `length` here takes three arguments).
-        ("SELECT abs(-5.5) AS a, length('abc') AS n", "\"n\":3"),
-        ("SELECT max(id) AS m, abs(max(t.id)::numeric) AS a FROM t", "\"m\":50"),
-        // Columns of built-in types: the catalog says what they are (an inner query's own
-        // table first, as PostgreSQL resolves it).
-        (
-            "SELECT id FROM t WHERE id > (SELECT min(id) FROM t WHERE id < 40) ORDER BY id",
-            "\"id\":50",
-        ),
-        (
-            "SELECT 1 AS one FROM w WHERE EXISTS (SELECT 1 FROM u, LATERAL (SELECT 1 AS k WHERE x < 5) s)",
-            "\"one\":1",
-        ),
-        ("SELECT a.id FROM t a JOIN t b ON a.id < b.id", "\"id\":1"),
-        ("SELECT id FROM t WHERE id < id + 1 AND id::text < 'x'", "\"id\":1"),
-        (
-            "SELECT n FROM v WHERE n < 2 AND EXISTS (SELECT 1 FROM t WHERE t.id < v.n + 1)",
-            "\"n\":1",
-        ),
-        (
-            "SELECT id FROM t WHERE date '2020-01-01' < '2021-01-01'::date AND id < 3",
-            "\"id\":1",
-        ),
-    ] {
+    for (sql, expect) in TYPED_RUN {
         assert_runs(&client, &db_uri, sql, expect).await;
     }
     let _ = client.cancel().await;
