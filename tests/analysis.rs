@@ -685,3 +685,74 @@ fn reported_names_are_in_the_text() {
     }
     assert!(checked > 10_000);
 }
+
+/// Where each column reference sits, and the columns of subqueries and CTEs traced to the
+/// columns they pass through (what masked columns are judged by).
+#[test]
+fn column_places() {
+    check(&[
+        (
+            "SELECT email AS e, id FROM users WHERE id > 1",
+            &[
+                "use:projection:public.users.email",
+                "use:where:public.users.id",
+                "!use:where:public.users.email",
+            ],
+        ),
+        (
+            "SELECT s.e FROM (SELECT email AS e FROM users) s WHERE s.e LIKE 'a%'",
+            &[
+                "use:projection:public.users.email",
+                "use:where:public.users.email",
+            ],
+        ),
+        (
+            "WITH c AS (SELECT * FROM users) SELECT id FROM c ORDER BY email",
+            &[
+                "use:order_by:public.users.email",
+                "use:projection:public.users.id",
+            ],
+        ),
+        (
+            "SELECT id, email FROM users ORDER BY 2",
+            &[
+                "use:order_by:public.users.email",
+                "!use:projection:public.users.email",
+            ],
+        ),
+        (
+            "SELECT email AS e FROM users GROUP BY e",
+            &["!use:projection:public.users.email"],
+        ),
+        (
+            "SELECT email FROM users UNION ALL SELECT 'x'",
+            &["use:set_operation:public.users.email"],
+        ),
+        (
+            "SELECT DISTINCT email FROM users",
+            &["use:distinct:public.users.email"],
+        ),
+        (
+            "SELECT lower(email), count(*) OVER (PARTITION BY name) FROM users",
+            &[
+                "use:expression:public.users.email",
+                "use:window:public.users.name",
+            ],
+        ),
+        (
+            "SELECT id FROM users WHERE id IN (SELECT id FROM users WHERE email = 'x')",
+            &[
+                "use:subquery:public.users.id",
+                "use:where:public.users.email",
+            ],
+        ),
+        (
+            "SELECT a.id FROM (SELECT id, email FROM users) a JOIN orders USING (email)",
+            &["via:join_using:public.users"],
+        ),
+        (
+            "SELECT u.id FROM users u JOIN orders o ON o.user_id = u.id",
+            &["use:join:public.users.id", "use:projection:public.users.id"],
+        ),
+    ]);
+}

@@ -26,23 +26,27 @@ pub fn corpus_dir() -> Option<PathBuf> {
 /// `kind:select`, `read_only`, `construct:NAME`, `read:S.T` (also `write:`, `lock:`,
 /// `create:`), `cte:NAME`, `fn:S.NAME`, `risk:CATEGORY`, `setting:ACTION:NAME`,
 /// `col:S.T.COLUMN`, `star:S.T`, `via:HOW:S.T`, `pin:S.T.COLUMN=V1|V2`, `unpinned:S.T`, `nested:KIND`, `unclassified`, `statements:N`,
-/// `explain_analyze`, `op:NAME`, `param:N`, `lockclause:STRENGTH`, `into:S.T`;
+/// `explain_analyze`, `op:NAME`, `param:N`, `lockclause:STRENGTH`, `into:S.T`,
+/// `use:PLACE:S.T.COLUMN`;
 /// a leading `!` negates.
 pub fn holds(facts: &Facts, expectation: &str) -> bool {
     let (negate, e) = match expectation.strip_prefix('!') {
         Some(rest) => (true, rest),
         None => (false, expectation),
     };
-    let stmts = &facts.statements;
     let (key, arg) = e.split_once(':').unwrap_or((e, ""));
-    let rel = |access: Access| {
-        stmts.iter().any(|s| {
-            s.relations
-                .iter()
-                .any(|r| r.access == access && !r.cte && r.qualified_name == arg)
-        })
-    };
-    let result = match key {
+    let result = statement_holds(facts, key, arg)
+        .or_else(|| relation_holds(facts, key, arg))
+        .or_else(|| call_holds(facts, key, arg))
+        .or_else(|| column_holds(facts, key, arg))
+        .unwrap_or_else(|| panic!("unknown expectation {key:?}"));
+    result != negate
+}
+
+/// Expectations on the statements: kinds, constructs, counts, locks, parameters.
+fn statement_holds(facts: &Facts, key: &str, arg: &str) -> Option<bool> {
+    let stmts = &facts.statements;
+    Some(match key {
         "kind" => stmts
             .iter()
             .any(|s| format!("{:?}", s.kind).to_lowercase() == arg),
@@ -50,6 +54,34 @@ pub fn holds(facts: &Facts, expectation: &str) -> bool {
         "construct" => stmts
             .iter()
             .any(|s| s.not_read_only.iter().any(|c| c.construct == arg)),
+        "nested" => stmts.iter().any(|s| {
+            s.nested_kinds
+                .iter()
+                .any(|k| format!("{k:?}").to_lowercase() == arg)
+        }),
+        "unclassified" => stmts.iter().any(|s| !s.unclassified.is_empty()),
+        "statements" => facts.statement_count.to_string() == arg,
+        "explain_analyze" => stmts
+            .iter()
+            .any(|s| s.explain.as_ref().is_some_and(|e| e.analyze)),
+        "lockclause" => stmts
+            .iter()
+            .any(|s| s.locking.iter().any(|l| l.strength == arg)),
+        _ => return None,
+    })
+}
+
+/// Expectations on the relations: access, CTEs, pins, `INTO`.
+fn relation_holds(facts: &Facts, key: &str, arg: &str) -> Option<bool> {
+    let stmts = &facts.statements;
+    let rel = |access: Access| {
+        stmts.iter().any(|s| {
+            s.relations
+                .iter()
+                .any(|r| r.access == access && !r.cte && r.qualified_name == arg)
+        })
+    };
+    Some(match key {
         "read" => rel(Access::Read),
         "write" => rel(Access::Write),
         "lock" => rel(Access::Lock),
@@ -57,43 +89,6 @@ pub fn holds(facts: &Facts, expectation: &str) -> bool {
         "cte" => stmts
             .iter()
             .any(|s| s.relations.iter().any(|r| r.cte && r.name == arg)),
-        "fn" => stmts
-            .iter()
-            .any(|s| s.functions.iter().any(|f| f.qualified_name == arg)),
-        "builtin_fn" => stmts.iter().any(|s| {
-            s.functions
-                .iter()
-                .any(|f| f.qualified_name == arg && f.builtin)
-        }),
-        "risk" => stmts
-            .iter()
-            .any(|s| s.functions.iter().any(|f| f.risks.iter().any(|r| r == arg))),
-        "setting" => {
-            let (action, name) = arg.split_once(':').unwrap_or((arg, ""));
-            stmts.iter().any(|s| {
-                s.settings
-                    .iter()
-                    .any(|x| x.action == action && x.name.as_deref().unwrap_or("?") == name)
-            })
-        }
-        "col" => {
-            let (table, col) = arg.rsplit_once('.').unwrap_or(("", arg));
-            stmts.iter().any(|s| {
-                s.columns
-                    .iter()
-                    .any(|c| c.name == col && c.relations.iter().any(|r| **r == *table))
-            })
-        }
-        // `via:HOW:S.T` — a column of S.T reached by HOW (`join_using`, `natural_join`, …).
-        "via" => {
-            let (via, table) = arg.split_once(':').unwrap_or((arg, ""));
-            stmts.iter().any(|s| {
-                s.columns.iter().any(|c| {
-                    serde_json::to_value(c.via).unwrap() == via
-                        && c.relations.iter().any(|r| **r == *table)
-                })
-            })
-        }
         // `pin:S.T.COLUMN=V1|V2` — S.T's rows are pinned to those values of COLUMN.
         "pin" => {
             let (target, values) = arg.split_once('=').unwrap_or((arg, ""));
@@ -114,36 +109,88 @@ pub fn holds(facts: &Facts, expectation: &str) -> bool {
                 .iter()
                 .any(|r| r.qualified_name == arg && r.pinned.is_empty())
         }),
-        "star" => stmts.iter().any(|s| {
-            s.columns
-                .iter()
-                .any(|c| c.star && c.relations.iter().any(|r| **r == *arg))
-        }),
-        "nested" => stmts.iter().any(|s| {
-            s.nested_kinds
-                .iter()
-                .any(|k| format!("{k:?}").to_lowercase() == arg)
-        }),
-        "unclassified" => stmts.iter().any(|s| !s.unclassified.is_empty()),
-        "statements" => facts.statement_count.to_string() == arg,
-        "explain_analyze" => stmts
+        "into" => stmts
             .iter()
-            .any(|s| s.explain.as_ref().is_some_and(|e| e.analyze)),
+            .any(|s| s.into.iter().any(|r| r.qualified_name == arg)),
+        _ => return None,
+    })
+}
+
+/// Expectations on calls: functions, risks, operators, settings.
+fn call_holds(facts: &Facts, key: &str, arg: &str) -> Option<bool> {
+    let stmts = &facts.statements;
+    Some(match key {
+        "fn" => stmts
+            .iter()
+            .any(|s| s.functions.iter().any(|f| f.qualified_name == arg)),
+        "builtin_fn" => stmts.iter().any(|s| {
+            s.functions
+                .iter()
+                .any(|f| f.qualified_name == arg && f.builtin)
+        }),
+        "risk" => stmts
+            .iter()
+            .any(|s| s.functions.iter().any(|f| f.risks.iter().any(|r| r == arg))),
+        "setting" => {
+            let (action, name) = arg.split_once(':').unwrap_or((arg, ""));
+            stmts.iter().any(|s| {
+                s.settings
+                    .iter()
+                    .any(|x| x.action == action && x.name.as_deref().unwrap_or("?") == name)
+            })
+        }
         "op" => stmts
             .iter()
             .any(|s| s.operators.iter().any(|o| o.name == arg)),
         "param" => stmts
             .iter()
             .any(|s| s.parameters.iter().any(|p| p.to_string() == arg)),
-        "lockclause" => stmts
-            .iter()
-            .any(|s| s.locking.iter().any(|l| l.strength == arg)),
-        "into" => stmts
-            .iter()
-            .any(|s| s.into.iter().any(|r| r.qualified_name == arg)),
-        other => panic!("unknown expectation {other:?}"),
-    };
-    result != negate
+        _ => return None,
+    })
+}
+
+/// Expectations on columns: named, reached by a way, `*`.
+fn column_holds(facts: &Facts, key: &str, arg: &str) -> Option<bool> {
+    let stmts = &facts.statements;
+    Some(match key {
+        "col" => {
+            let (table, col) = arg.rsplit_once('.').unwrap_or(("", arg));
+            stmts.iter().any(|s| {
+                s.columns
+                    .iter()
+                    .any(|c| c.name == col && c.relations.iter().any(|r| **r == *table))
+            })
+        }
+        // `via:HOW:S.T` — a column of S.T reached by HOW (`join_using`, `natural_join`, …).
+        "via" => {
+            let (via, table) = arg.split_once(':').unwrap_or((arg, ""));
+            stmts.iter().any(|s| {
+                s.columns.iter().any(|c| {
+                    serde_json::to_value(c.via).unwrap() == via
+                        && c.relations.iter().any(|r| **r == *table)
+                })
+            })
+        }
+        "star" => stmts.iter().any(|s| {
+            s.columns
+                .iter()
+                .any(|c| c.star && c.relations.iter().any(|r| **r == *arg))
+        }),
+        // `use:PLACE:S.T.COLUMN` — a reference to the column sits at PLACE (`projection`,
+        // `where`, `order_by`, …).
+        "use" => {
+            let (place, target) = arg.split_once(':').unwrap_or((arg, ""));
+            let (table, col) = target.rsplit_once('.').unwrap_or(("", target));
+            stmts.iter().any(|s| {
+                s.columns.iter().any(|c| {
+                    c.name == col
+                        && c.relations.iter().any(|r| **r == *table)
+                        && serde_json::to_value(c.use_).unwrap() == place
+                })
+            })
+        }
+        _ => return None,
+    })
 }
 
 /// Blocks of a peer corpus file: `(expect allow?, source, sql)`.
