@@ -385,18 +385,14 @@ async fn huge_values_do_not_grow_the_servers_memory() {
     assert!(peak < idle + 64 * 1024, "peak {peak} KiB, idle {idle} KiB");
 }
 
-/// Malformed stdin lines each get the JSON-RPC error the spec names (with the request's id
-/// when it has one), and the server keeps serving: a good call afterwards succeeds.
-#[test]
-fn malformed_json_rpc_lines_are_answered() {
-    use std::io::{BufRead, BufReader, Write};
+/// Malformed lines and the JSON-RPC error each gets: (line, code, id).
+fn malformed_lines() -> Vec<(Vec<u8>, i64, serde_json::Value)> {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let long = format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"ping\",\"pad\":\"{}\"}}",
         "x".repeat(17 << 20)
     );
-    // (line, expected code, expected id)
-    let cases: Vec<(Vec<u8>, i64, serde_json::Value)> = vec![
+    vec![
         (b"{not json".to_vec(), -32700, serde_json::Value::Null),
         (
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}".to_vec(),
@@ -437,8 +433,12 @@ fn malformed_json_rpc_lines_are_answered() {
             8.into(),
         ),
         (long.into_bytes(), -32600, serde_json::Value::Null),
-    ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
+    ]
+}
+
+/// A server over raw stdio, killed after 60 s in case it leaves a line unanswered.
+fn raw_server() -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
         .args([
             "serve",
             "teleport://clusters/acme/databases/shop?dbName=shop&dbUser=agent",
@@ -448,12 +448,20 @@ fn malformed_json_rpc_lines_are_answered() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // A server that leaves a line unanswered would hang the test: end it after 60 s instead.
     let pid = child.id().to_string();
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(60));
         let _ = Command::new("kill").args(["-9", &pid]).status();
     });
+    child
+}
+
+/// Malformed stdin lines each get the JSON-RPC error the spec names (with the request's id
+/// when it has one), and the server keeps serving: a good call afterwards succeeds.
+#[test]
+fn malformed_json_rpc_lines_are_answered() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = raw_server();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut answer = || {
@@ -463,7 +471,7 @@ fn malformed_json_rpc_lines_are_answered() {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
     };
     let mut failures = Vec::new();
-    for (line, code, id) in &cases {
+    for (line, code, id) in &malformed_lines() {
         stdin.write_all(line).unwrap();
         stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
