@@ -69,6 +69,13 @@ fn policy() -> Policy {
 }
 
 fn hot_path(c: &mut Criterion) {
+    decision_steps(c);
+    analysis_parts(c);
+}
+
+/// Each input through the analysis, the policy (compiled and interpreted), and the whole
+/// decision: a cache hit and a miss.
+fn decision_steps(c: &mut Criterion) {
     let opts = AnalysisOptions::default();
     let cached = policy();
     let policy = policy_with(0);
@@ -147,6 +154,11 @@ fn hot_path(c: &mut Criterion) {
             })
         });
     }
+}
+
+/// The analysis' parts on the join: the parse, the arena, the scanner, the shape key, the
+/// traced analysis; and pg_query's own parse and summary as baselines.
+fn analysis_parts(c: &mut Criterion) {
     c.bench_function("analysis-parts/events/join", |b| {
         b.iter(|| sqlguard::analysis::raw::parse(black_box(JOIN)).unwrap())
     });
