@@ -228,18 +228,7 @@ async fn every_query_the_database_saw_is_in_the_log() {
     }
 
     // What PostgreSQL saw, from its own statement log.
-    let server_log = std::fs::read_to_string(cluster.local.dir.join("log")).unwrap();
-    let seen: std::collections::BTreeSet<String> = server_log
-        .lines()
-        .filter(|l| l.contains("execute") && l.contains("audit_mark_"))
-        .filter_map(|l| {
-            l.split("AS ")
-                .nth(1)?
-                .split_whitespace()
-                .next()
-                .map(str::to_string)
-        })
-        .collect();
+    let seen = marks_the_database_ran(&cluster);
     assert!(
         !seen.is_empty(),
         "no query reached the database before the kill"
@@ -280,6 +269,22 @@ async fn every_query_the_database_saw_is_in_the_log() {
     assert!(long.get("query").is_none() && long["query_prefix"].as_str().unwrap().len() <= 4096);
     assert!(long["query_hash"].as_str().unwrap().starts_with("sha256:"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `audit_mark_N` queries the server's statement log shows were executed.
+fn marks_the_database_ran(cluster: &Cluster) -> std::collections::BTreeSet<String> {
+    let server_log = std::fs::read_to_string(cluster.local.dir.join("log")).unwrap();
+    server_log
+        .lines()
+        .filter(|l| l.contains("execute") && l.contains("audit_mark_"))
+        .filter_map(|l| {
+            l.split("AS ")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// The audit trail answers a security team's questions: every call, resource read

@@ -684,12 +684,48 @@ fn a_users_module_sorting_first_keeps_the_tests_working() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Four plans of one query: an index scan, a sequential scan, a cartesian join, a sort.
+fn four_plans() -> [serde_json::Value; 4] {
+    let scan = |rel: &str, rows: f64| {
+        serde_json::json!({"Node Type": "Seq Scan", "Schema": "analytics", "Relation Name": rel,
+            "Alias": rel, "Plan Rows": rows, "Plan Width": 40, "Total Cost": rows / 50.0})
+    };
+    [
+        serde_json::json!([{"Plan": {"Node Type": "Index Scan", "Schema": "analytics",
+            "Relation Name": "events", "Alias": "e", "Index Name": "events_pkey", "Plan Rows": 1,
+            "Plan Width": 40, "Total Cost": 8.4}}]),
+        serde_json::json!([{"Plan": scan("events", 2e6)}]),
+        serde_json::json!([{"Plan": {"Node Type": "Nested Loop", "Plan Rows": 2e8, "Plan Width": 80,
+            "Total Cost": 3e6, "Plans": [scan("events", 2e6), scan("kinds", 100.0)]}}]),
+        serde_json::json!([{"Plan": {"Node Type": "Sort", "Plan Rows": 2e6, "Plan Width": 80,
+            "Total Cost": 5e5, "Plans": [scan("kinds", 2e6)]}}]),
+    ]
+}
+
+/// `explain`'s plan facts, its relations described as 2 M-row tables indexed on `id`.
+fn described(explain: &serde_json::Value) -> sqlguard::analysis::plan::PlanFacts {
+    use sqlguard::analysis::plan::{plan_facts, MemorySettings, RelationInfo};
+    let mut plan = plan_facts(explain, MemorySettings::default()).unwrap();
+    let info = RelationInfo {
+        rows_estimate: 2e6,
+        kind: "r".into(),
+        indexed_columns: vec!["id".into()],
+    };
+    plan.describe_relations(
+        [
+            ("analytics.events".to_string(), info.clone()),
+            ("analytics.kinds".to_string(), info),
+        ]
+        .into(),
+    );
+    plan
+}
+
 /// The second decision (with `input.plan`) evaluates the shipped plan rules alone; it must
 /// decide exactly as the whole decision does, and a bundle that reads `input.plan` in a
 /// module of its own gets the whole decision.
 #[test]
 fn the_plan_decision_equals_the_whole_decision() {
-    use sqlguard::analysis::plan::{plan_facts, MemorySettings, RelationInfo};
     use sqlguard::policy::{DatabaseContext, PolicyInput};
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dirs = [root.join("policies"), root.join("policies/examples/prod")];
@@ -704,20 +740,6 @@ fn the_plan_decision_equals_the_whole_decision() {
     let facts =
         sqlguard::analysis::analyze("SELECT * FROM analytics.events e, analytics.kinds k LIMIT 10")
             .unwrap();
-    let scan = |rel: &str, rows: f64| {
-        serde_json::json!({"Node Type": "Seq Scan", "Schema": "analytics", "Relation Name": rel,
-            "Alias": rel, "Plan Rows": rows, "Plan Width": 40, "Total Cost": rows / 50.0})
-    };
-    let plans = [
-        serde_json::json!([{"Plan": {"Node Type": "Index Scan", "Schema": "analytics",
-            "Relation Name": "events", "Alias": "e", "Index Name": "events_pkey", "Plan Rows": 1,
-            "Plan Width": 40, "Total Cost": 8.4}}]),
-        serde_json::json!([{"Plan": scan("events", 2e6)}]),
-        serde_json::json!([{"Plan": {"Node Type": "Nested Loop", "Plan Rows": 2e8, "Plan Width": 80,
-            "Total Cost": 3e6, "Plans": [scan("events", 2e6), scan("kinds", 100.0)]}}]),
-        serde_json::json!([{"Plan": {"Node Type": "Sort", "Plan Rows": 2e6, "Plan Width": 80,
-            "Total Cost": 5e5, "Plans": [scan("kinds", 2e6)]}}]),
-    ];
     let mut who_denied = Vec::new();
     let user_rule = "package sqlguard\nimport rego.v1\ndeny contains reason(\"mine\", 0, \"no\") if input.plan.total_cost > 100\n";
     let mut own = bundle.clone();
@@ -725,20 +747,8 @@ fn the_plan_decision_equals_the_whole_decision() {
         .push((root.join("policies/mine.rego"), user_rule.to_string()));
     assert!(!own.plan_rules_are_shipped());
     let own = Policy::new(own).unwrap();
-    for explain in &plans {
-        let mut plan = plan_facts(explain, MemorySettings::default()).unwrap();
-        let info = RelationInfo {
-            rows_estimate: 2e6,
-            kind: "r".into(),
-            indexed_columns: vec!["id".into()],
-        };
-        plan.describe_relations(
-            [
-                ("analytics.events".to_string(), info.clone()),
-                ("analytics.kinds".to_string(), info),
-            ]
-            .into(),
-        );
+    for explain in &four_plans() {
+        let plan = described(explain);
         let without = PolicyInput {
             query: Some(&facts),
             database: Some(&database),

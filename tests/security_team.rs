@@ -760,9 +760,14 @@ async fn on_the_cluster_misspelt_names_are_warned_and_configured_identities_deci
             && log.contains("did you mean data.sqlguard.columns?"),
         "{log}"
     );
-    // `doctor` says it too, with the fix.
+    doctor_names_the_misspelt_entry(&data, &config);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `doctor` says it too, with the fix.
+fn doctor_names_the_misspelt_entry(data: &std::path::Path, config: &std::path::Path) {
     std::fs::write(
-        &data,
+        data,
         r#"{"sqlguard": {"columns": {"deny": ["public.users.emial"]}}}"#,
     )
     .unwrap();
@@ -791,7 +796,6 @@ async fn on_the_cluster_misspelt_names_are_warned_and_configured_identities_deci
             .contains("did you mean public.users.email?"),
         "{names}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Item 8: the identity is configuration's only for dsn databases, and says so.
