@@ -238,19 +238,7 @@ async fn every_query_the_database_saw_is_in_the_log() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let intents: std::collections::BTreeSet<String> = recorded
-        .iter()
-        .filter(|r| r["event"] == "intent")
-        .filter_map(|r| {
-            r["query"]
-                .as_str()?
-                .split("AS ")
-                .nth(1)?
-                .split_whitespace()
-                .next()
-                .map(str::to_string)
-        })
-        .collect();
+    let intents = intended_marks(&recorded);
     let missing: Vec<&String> = seen.difference(&intents).collect();
     assert!(
         missing.is_empty(),
@@ -269,6 +257,23 @@ async fn every_query_the_database_saw_is_in_the_log() {
     assert!(long.get("query").is_none() && long["query_prefix"].as_str().unwrap().len() <= 4096);
     assert!(long["query_hash"].as_str().unwrap().starts_with("sha256:"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `audit_mark_N` queries of the log's intents.
+fn intended_marks(recorded: &[Value]) -> std::collections::BTreeSet<String> {
+    recorded
+        .iter()
+        .filter(|r| r["event"] == "intent")
+        .filter_map(|r| {
+            r["query"]
+                .as_str()?
+                .split("AS ")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// The `audit_mark_N` queries the server's statement log shows were executed.

@@ -140,7 +140,12 @@ fn each_failure_names_its_fix() {
     assert_eq!(c["ok"], Value::Bool(false));
     assert!(c["detail"].as_str().unwrap().contains("tables.rego"), "{c}");
 
-    // A Teleport database whose session expired.
+    an_expired_teleport_session_is_named(&dir);
+}
+
+/// A Teleport database whose session expired: the fix is the `tsh login` to run; the MCP
+/// server still starts.
+fn an_expired_teleport_session_is_named(dir: &std::path::Path) {
     let home = dir.join("tsh");
     std::fs::create_dir_all(home.join("keys/proxy.example.com")).unwrap();
     std::fs::write(home.join("current-profile"), "proxy.example.com\n").unwrap();

@@ -48,52 +48,62 @@ fn sqlguard(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// Data files with a typo or a wrong type, and what the refusal says.
+const DATA_TYPOS: &[(&str, &str)] = &[
+    (
+        r#"{"sqlguard": {"tabels": {"allow": ["analytics.*"]}}}"#,
+        "data.sqlguard.tabels is not a key sqlguard knows (did you mean data.sqlguard.tables?)",
+    ),
+    (
+        r#"{"sqlguard": {"columns": {"dney": ["public.users.ssn"]}}}"#,
+        "did you mean data.sqlguard.columns.deny?",
+    ),
+    (
+        r#"{"sqlguard": {"tables": {"allow": "analytics.*"}}}"#,
+        "data.sqlguard.tables.allow must be an array, not the string \"analytics.*\"",
+    ),
+    (
+        r#"{"sqlguard": {"tables": {"deny": [42]}}}"#,
+        "data.sqlguard.tables.deny[0] must be a string, not the number 42",
+    ),
+    (
+        r#"{"sqlguard": {"functions": {"deny": [{"name": "lower"}]}}}"#,
+        "data.sqlguard.functions.deny[0] must be a string, not an object",
+    ),
+    (
+        r#"{"sqlguard": {"read_only": "yes"}}"#,
+        "data.sqlguard.read_only must be true or false",
+    ),
+    (
+        r#"{"sqlguard": {"limits": {"by_label": [{"labels": {"env": "prod"}, "limit": {"max_rows": 5}}]}}}"#,
+        "data.sqlguard.limits.by_label[0].limit is not a key sqlguard knows (did you mean data.sqlguard.limits.by_label[0].limits?)",
+    ),
+    (
+        r#"{"sqlguard": {"limits": {"default": {"max_rows": -1}}}}"#,
+        "data.sqlguard.limits.default.max_rows is -1, below its minimum 0",
+    ),
+    (
+        r#"{"sqlguard": {"side_channels": {"relations": {"public.v": {"shows": "values"}}}}}"#,
+        "data.sqlguard.side_channels.relations.public.v.shows is \"values\", which is not one of",
+    ),
+    (r#"{"sqlguard": []}"#, "data.sqlguard must be an object"),
+    (
+        r#"{"sqlguard": {"columns": {"mask": {"public.users.ssn": 7}}}}"#,
+        "data.sqlguard.columns.mask.public.users.ssn must be a string, not the number 7",
+    ),
+    (
+        r#"{"sqlguard": {"columns": {"mask_formats": {"short": {"keep_frist": 1}}}}}"#,
+        "data.sqlguard.columns.mask_formats.short.keep_frist is not a key sqlguard knows",
+    ),
+];
+
 /// Item 1: a typo or a wrong type in a data file is refused with its path (and the nearest
 /// known key), instead of falling back to a default that opens access.
 #[test]
 fn data_typos_and_wrong_types_are_refused_with_their_path() {
-    let cases: &[(&str, &str)] = &[
-        (
-            r#"{"sqlguard": {"tabels": {"allow": ["analytics.*"]}}}"#,
-            "data.sqlguard.tabels is not a key sqlguard knows (did you mean data.sqlguard.tables?)",
-        ),
-        (
-            r#"{"sqlguard": {"columns": {"dney": ["public.users.ssn"]}}}"#,
-            "did you mean data.sqlguard.columns.deny?",
-        ),
-        (
-            r#"{"sqlguard": {"tables": {"allow": "analytics.*"}}}"#,
-            "data.sqlguard.tables.allow must be an array, not the string \"analytics.*\"",
-        ),
-        (
-            r#"{"sqlguard": {"tables": {"deny": [42]}}}"#,
-            "data.sqlguard.tables.deny[0] must be a string, not the number 42",
-        ),
-        (
-            r#"{"sqlguard": {"functions": {"deny": [{"name": "lower"}]}}}"#,
-            "data.sqlguard.functions.deny[0] must be a string, not an object",
-        ),
-        (
-            r#"{"sqlguard": {"read_only": "yes"}}"#,
-            "data.sqlguard.read_only must be true or false",
-        ),
-        (
-            r#"{"sqlguard": {"limits": {"by_label": [{"labels": {"env": "prod"}, "limit": {"max_rows": 5}}]}}}"#,
-            "data.sqlguard.limits.by_label[0].limit is not a key sqlguard knows (did you mean data.sqlguard.limits.by_label[0].limits?)",
-        ),
-        (
-            r#"{"sqlguard": {"limits": {"default": {"max_rows": -1}}}}"#,
-            "data.sqlguard.limits.default.max_rows is -1, below its minimum 0",
-        ),
-        (
-            r#"{"sqlguard": {"side_channels": {"relations": {"public.v": {"shows": "values"}}}}}"#,
-            "data.sqlguard.side_channels.relations.public.v.shows is \"values\", which is not one of",
-        ),
-        (r#"{"sqlguard": []}"#, "data.sqlguard must be an object"),
-    ];
     let dir = scratch("typos");
     let mut failures = Vec::new();
-    for (i, (text, expected)) in cases.iter().enumerate() {
+    for (i, (text, expected)) in DATA_TYPOS.iter().enumerate() {
         let file = dir.join(format!("case{i}.json"));
         std::fs::write(&file, text).unwrap();
         match Bundle::embedded(std::slice::from_ref(&file)) {
@@ -450,19 +460,20 @@ fn policy_test_keeps_the_built_in_tests_green_under_a_team_layer() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Item 5: the facts common rules need, per statement, for the outermost query only.
-#[test]
-fn facts_carry_limit_offset_aggregates_and_the_query_shape() {
-    type Shape = (
-        Option<RowBound>,
-        Option<RowBound>,
-        &'static [&'static str],
-        [bool; 4],
-    );
+/// A query's shape as the facts give it: limit, offset, aggregates, and [group_by,
+/// distinct, window, order_by].
+type QueryShape = (
+    Option<RowBound>,
+    Option<RowBound>,
+    &'static [&'static str],
+    [bool; 4],
+);
+
+/// (sql, its shape)
+fn shape_cases() -> Vec<(&'static str, QueryShape)> {
     let n = |v: i64| Some(RowBound::Count(v));
     let e = || Some(RowBound::Expression("expression".into()));
-    // (sql, limit, offset, aggregates, [group_by, distinct, window, order_by])
-    let cases: Vec<(&str, Shape)> = vec![
+    vec![
         (
             "SELECT * FROM t LIMIT 10 OFFSET 5",
             (n(10), n(5), &[], [false; 4]),
@@ -518,7 +529,13 @@ fn facts_carry_limit_offset_aggregates_and_the_query_shape() {
             "SELECT public.count(a) FROM t",
             (None, None, &[], [false; 4]),
         ),
-    ];
+    ]
+}
+
+/// Item 5: the facts common rules need, per statement, for the outermost query only.
+#[test]
+fn facts_carry_limit_offset_aggregates_and_the_query_shape() {
+    let cases = shape_cases();
     let mut failures = Vec::new();
     for (sql, (limit, offset, aggregates, [group_by, distinct, window, order_by])) in &cases {
         let f = analyze(sql).unwrap();
@@ -558,6 +575,34 @@ fn the_built_in_aggregates_are_those_of_pg_proc() {
     ours.sort();
     assert_eq!(ours, from_pg);
 }
+
+/// (label, SQL, allowed by the prod example)
+const PROD_LIMIT_CASES: &[(&str, &str, bool)] = &[
+    ("env=prod", "SELECT * FROM analytics.daily LIMIT 100", true),
+    (
+        "env=prod",
+        "SELECT * FROM analytics.daily LIMIT 1001",
+        false,
+    ),
+    ("env=prod", "SELECT * FROM analytics.daily", false),
+    (
+        "env=prod",
+        "SELECT * FROM analytics.daily LIMIT 10 * 10",
+        false,
+    ),
+    ("env=prod", "SELECT count(*) FROM analytics.daily", true),
+    (
+        "env=prod",
+        "SELECT day, count(*) FROM analytics.daily GROUP BY day",
+        false,
+    ),
+    (
+        "env=prod",
+        "SELECT day, count(*) FROM analytics.daily GROUP BY day LIMIT 31",
+        true,
+    ),
+    ("env=dev", "SELECT * FROM analytics.daily", true),
+];
 
 /// Item 5, end to end: `check --print-input` shows the input a rule is written against,
 /// `policy eval --sql` evaluates a rule on it, and examples/prod's "LIMIT ≤ 1000 or an
@@ -605,35 +650,14 @@ fn the_input_can_be_printed_and_the_prod_limit_rule_holds() {
         "{out}"
     );
 
+    the_prod_limit_rule_holds();
+}
+
+/// The prod example's LIMIT rule, by `check`.
+fn the_prod_limit_rule_holds() {
     let prod = policies().join("examples/prod");
-    let cases: &[(&str, &str, bool)] = &[
-        ("env=prod", "SELECT * FROM analytics.daily LIMIT 100", true),
-        (
-            "env=prod",
-            "SELECT * FROM analytics.daily LIMIT 1001",
-            false,
-        ),
-        ("env=prod", "SELECT * FROM analytics.daily", false),
-        (
-            "env=prod",
-            "SELECT * FROM analytics.daily LIMIT 10 * 10",
-            false,
-        ),
-        ("env=prod", "SELECT count(*) FROM analytics.daily", true),
-        (
-            "env=prod",
-            "SELECT day, count(*) FROM analytics.daily GROUP BY day",
-            false,
-        ),
-        (
-            "env=prod",
-            "SELECT day, count(*) FROM analytics.daily GROUP BY day LIMIT 31",
-            true,
-        ),
-        ("env=dev", "SELECT * FROM analytics.daily", true),
-    ];
     let mut failures = Vec::new();
-    for (label, sql, allow) in cases {
+    for (label, sql, allow) in PROD_LIMIT_CASES {
         let (code, out, err) = sqlguard(
             &[
                 "check",
