@@ -161,6 +161,22 @@ fn each_approved_query_ran_once(cluster: &Cluster, tag: &str) {
     assert!(logged(cluster, &format!("{tag}-decline-plan ")).1 >= 1);
 }
 
+/// Each marker's (answer, step, final verdict) as the audit log must show it.
+const EXPECTED_ANSWERS: &[(&str, &str, &str, &str)] = &[
+    ("approve-1", "approved", "query", "allowed"),
+    ("decline-1", "declined", "query", "unapproved"),
+    ("formdecline-1", "declined", "query", "unapproved"),
+    ("cancel-1", "cancelled", "query", "unapproved"),
+    ("late-1", "timed_out", "query", "unapproved"),
+    ("garbage-1", "malformed", "query", "unapproved"),
+    ("empty-1", "malformed", "query", "unapproved"),
+    ("nocap-1", "unsupported", "query", "unapproved"),
+    ("approve-plan", "approved", "plan", "allowed"),
+    ("decline-plan", "declined", "plan", "unapproved"),
+    ("free-1", "", "", "allowed"),
+    ("deny-plan", "", "", "denied_by_plan"),
+];
+
 /// The audit log holds each ask with its answer and wait, its chain verifies, and `audit
 /// query` and `audit summary` answer "which asks were refused, and how".
 fn every_answer_is_audited(audit_path: &std::path::Path, tag: &str) {
@@ -195,21 +211,7 @@ fn every_answer_is_audited(audit_path: &std::path::Path, tag: &str) {
             last["verdict"].as_str().unwrap_or("").to_string(),
         )
     };
-    let expect = [
-        ("approve-1", "approved", "query", "allowed"),
-        ("decline-1", "declined", "query", "unapproved"),
-        ("formdecline-1", "declined", "query", "unapproved"),
-        ("cancel-1", "cancelled", "query", "unapproved"),
-        ("late-1", "timed_out", "query", "unapproved"),
-        ("garbage-1", "malformed", "query", "unapproved"),
-        ("empty-1", "malformed", "query", "unapproved"),
-        ("nocap-1", "unsupported", "query", "unapproved"),
-        ("approve-plan", "approved", "plan", "allowed"),
-        ("decline-plan", "declined", "plan", "unapproved"),
-        ("free-1", "", "", "allowed"),
-        ("deny-plan", "", "", "denied_by_plan"),
-    ];
-    for (marker, answer, step, verdict) in expect {
+    for (marker, answer, step, verdict) in EXPECTED_ANSWERS {
         assert_eq!(
             answer_of(marker),
             (answer.to_string(), step.to_string(), verdict.to_string()),
@@ -225,8 +227,11 @@ fn every_answer_is_audited(audit_path: &std::path::Path, tag: &str) {
         (1900..3500).contains(&waited),
         "timed out after {waited} ms"
     );
+    the_audit_commands_answer_for_asks(audit_path);
+}
 
-    // `audit query` and `audit summary` answer "which asks were refused, and how".
+/// `audit query` and `audit summary` answer "which asks were refused, and how".
+fn the_audit_commands_answer_for_asks(audit_path: &std::path::Path) {
     let query = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
         .args(["audit", "query", audit_path.to_str().unwrap()])
         .args(["--verdict", "unapproved", "--format", "jsonl"])

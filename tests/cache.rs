@@ -285,39 +285,7 @@ async fn over_mcp_equal_calls_are_served_from_the_cache_and_logged_as_such() {
     let mut decision_medians = Vec::new();
     let mut answers: Vec<Vec<(bool, String)>> = Vec::new();
     for entries in [4096, 0] {
-        let dir = std::env::temp_dir().join(format!(
-            "sqlguard-cache-mcp-{}-{entries}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("audit.jsonl");
-        let settings = format!(
-            "audit_log = {:?}\ndecision_cache_entries = {entries}\n",
-            log.display().to_string()
-        );
-        let config = crate::mcp::shop_config(&dir, cluster, &settings);
-        let (client, _pid) = crate::mcp::serve_config(&config).await;
-        let mut constants = Constants::new(5);
-        let mut got = Vec::new();
-        for i in 0..40 {
-            let template = [
-                "SELECT id, name FROM users WHERE id = 1",
-                "SELECT u.name, sum(o.total) FROM users u JOIN orders o ON o.user_id = u.id WHERE o.total > 10.5 GROUP BY u.name",
-                "DELETE FROM orders WHERE id = 1",
-            ][i % 3];
-            let sql = constants.refresh(template).unwrap();
-            let (refused, text) = crate::mcp::query_shop(&client, &sql).await;
-            // Row contents depend on the constants; the refusal's words must not.
-            got.push((refused, if refused { text } else { String::new() }));
-        }
-        let _ = client.cancel().await;
-        let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|r: &serde_json::Value| r["event"] == "intent" || r["event"] == "decision")
-            .collect();
+        let (got, records) = forty_calls(cluster, entries).await;
         assert_eq!(records.len(), 40);
         let cached = records
             .iter()
@@ -346,7 +314,6 @@ async fn over_mcp_equal_calls_are_served_from_the_cache_and_logged_as_such() {
         decision.sort_unstable();
         decision_medians.push(decision[decision.len() / 2]);
         answers.push(got);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     eprintln!(
         "policy_us median over MCP (40 calls, 3 shapes, fresh constants): {} µs with the cache, {} µs without",
@@ -359,4 +326,47 @@ async fn over_mcp_equal_calls_are_served_from_the_cache_and_logged_as_such() {
     assert_eq!(answers[0], answers[1]);
     assert!(answers[0].iter().filter(|a| a.0).count() >= 13);
     assert!(medians[0] < medians[1], "{medians:?}");
+}
+
+/// Forty calls of three shapes with fresh constants, on a server keeping `entries` decisions:
+/// the answers (a refusal's words) and the calls' audit records.
+async fn forty_calls(
+    cluster: &crate::support::cluster::Cluster,
+    entries: usize,
+) -> (Vec<(bool, String)>, Vec<serde_json::Value>) {
+    let dir = std::env::temp_dir().join(format!(
+        "sqlguard-cache-mcp-{}-{entries}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.jsonl");
+    let settings = format!(
+        "audit_log = {:?}\ndecision_cache_entries = {entries}\n",
+        log.display().to_string()
+    );
+    let config = crate::mcp::shop_config(&dir, cluster, &settings);
+    let (client, _pid) = crate::mcp::serve_config(&config).await;
+    let mut constants = Constants::new(5);
+    let mut got = Vec::new();
+    for i in 0..40 {
+        let template = [
+            "SELECT id, name FROM users WHERE id = 1",
+            "SELECT u.name, sum(o.total) FROM users u JOIN orders o ON o.user_id = u.id WHERE o.total > 10.5 GROUP BY u.name",
+            "DELETE FROM orders WHERE id = 1",
+        ][i % 3];
+        let sql = constants.refresh(template).unwrap();
+        let (refused, text) = crate::mcp::query_shop(&client, &sql).await;
+        // Row contents depend on the constants; the refusal's words must not.
+        got.push((refused, if refused { text } else { String::new() }));
+    }
+    let _ = client.cancel().await;
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r: &serde_json::Value| r["event"] == "intent" || r["event"] == "decision")
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    (got, records)
 }

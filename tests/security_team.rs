@@ -368,8 +368,13 @@ fn layers_need_no_source_and_the_built_in_bundle_can_be_exported() {
     std::fs::create_dir_all(&empty).unwrap();
     let err = Bundle::load(&[empty], &[]).unwrap_err().to_string();
     assert!(err.contains("holds no .rego or .json file"), "{err}");
+    the_exported_bundle_is_a_base(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
-    // Export, then the fork is a whole bundle (a base), and its tests pass.
+/// Export, then the fork is a whole bundle (a base), and its tests pass; a fork and the
+/// repository's policies/ are two bases.
+fn the_exported_bundle_is_a_base(dir: &std::path::Path) {
     let fork = dir.join("fork");
     let (code, out, err) = sqlguard(&["policy", "export", fork.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{out}{err}");
@@ -392,7 +397,6 @@ fn layers_need_no_source_and_the_built_in_bundle_can_be_exported() {
     // A fork and the repository's policies/ are two bases.
     let err = Bundle::load(&[fork, policies()], &[]).unwrap_err();
     assert!(matches!(err, PolicyError::TwoBases { .. }), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Item 4: the built-in tests run against the built-in data whatever a team sets, the team's
