@@ -97,7 +97,7 @@ const DATA_TYPOS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Item 1: a typo or a wrong type in a data file is refused with its path (and the nearest
+/// A typo or a wrong type in a data file is refused with its path (and the nearest
 /// known key), instead of falling back to a default that opens access.
 #[test]
 fn data_typos_and_wrong_types_are_refused_with_their_path() {
@@ -209,7 +209,7 @@ fn merge_cases() -> Vec<MergeCase<'static>> {
     ]
 }
 
-/// Item 2: several data files merge as OPA merges data files. OPA's loader merges the
+/// Several data files merge as OPA merges data files. OPA's loader merges the
 /// documents of all files recursively where both are objects and refuses ("merge error") any
 /// other value two files set at one path; sqlguard does the same, accepting only a repeat of
 /// the very same value, and names both files and the path. The layers' result then goes over
@@ -309,7 +309,7 @@ fn two_files_setting_one_key_are_named(dir: &std::path::Path) {
     );
 }
 
-/// Item 3: a layer is Rego rules, data, or both, on top of the built-in bundle, whose helpers
+/// A layer is Rego rules, data, or both, on top of the built-in bundle, whose helpers
 /// (`table_refs`) it uses without a copy of the repository; `policy export` writes the
 /// built-in bundle for a team that forks it instead.
 #[test]
@@ -399,7 +399,7 @@ fn the_exported_bundle_is_a_base(dir: &std::path::Path) {
     assert!(matches!(err, PolicyError::TwoBases { .. }), "{err}");
 }
 
-/// Item 4: the built-in tests run against the built-in data whatever a team sets, the team's
+/// The built-in tests run against the built-in data whatever a team sets, the team's
 /// tests against the merged data; `--run` picks tests, `--format json` reports them.
 #[test]
 fn policy_test_keeps_the_built_in_tests_green_under_a_team_layer() {
@@ -536,7 +536,7 @@ fn shape_cases() -> Vec<(&'static str, QueryShape)> {
     ]
 }
 
-/// Item 5: the facts common rules need, per statement, for the outermost query only.
+/// The facts common rules need, per statement, for the outermost query only.
 #[test]
 fn facts_carry_limit_offset_aggregates_and_the_query_shape() {
     let cases = shape_cases();
@@ -608,7 +608,7 @@ const PROD_LIMIT_CASES: &[(&str, &str, bool)] = &[
     ("env=dev", "SELECT * FROM analytics.daily", true),
 ];
 
-/// Item 5, end to end: `check --print-input` shows the input a rule is written against,
+/// `check --print-input` shows the input a rule is written against,
 /// `policy eval --sql` evaluates a rule on it, and examples/prod's "LIMIT ≤ 1000 or an
 /// aggregate" holds on env=prod only.
 #[test]
@@ -680,7 +680,7 @@ fn the_prod_limit_rule_holds() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Item 6: a per-label entry that sets only some limits is compiled (no interpreter
+/// A per-label entry that sets only some limits is compiled (no interpreter
 /// fallback, no warning on every run).
 #[test]
 fn a_partial_limits_entry_compiles() {
@@ -826,7 +826,7 @@ fn doctor_names_the_misspelt_entry(data: &std::path::Path, config: &std::path::P
     );
 }
 
-/// Item 8: the identity is configuration's only for dsn databases, and says so.
+/// The identity is configuration's only for dsn databases, and says so.
 #[test]
 fn configured_identities_are_for_dsn_databases_and_marked_unverified() {
     let dir = scratch("identity");
@@ -875,7 +875,7 @@ fn configured_identities_are_for_dsn_databases_and_marked_unverified() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Item 9: `sqlguard config` writes the team's `--config` into the entry (also from
+/// `sqlguard config` writes the team's `--config` into the entry (also from
 /// `SQLGUARD_CONFIG`) and leaves no lock file beside the client's file.
 #[test]
 fn client_configuration_runs_the_teams_config() {
@@ -924,7 +924,7 @@ fn client_configuration_runs_the_teams_config() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Item 10: honest messages. A keyed audit log checked without its key is not "BROKEN"; the
+/// Honest messages. A keyed audit log checked without its key is not "BROKEN"; the
 /// agents' instructions suggest information_schema only where the policy allows it; the
 /// agent does not see where the database is when it cannot be reached.
 #[tokio::test]
