@@ -17,7 +17,7 @@ fn write_config(dir: &Path, dsn: &str, policy: &Path) -> PathBuf {
     file
 }
 
-fn doctor(config: &Path, env: &[(&str, &str)]) -> (bool, Value) {
+pub fn doctor(config: &Path, env: &[(&str, &str)]) -> (bool, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
         .args([
             "doctor",
@@ -34,7 +34,7 @@ fn doctor(config: &Path, env: &[(&str, &str)]) -> (bool, Value) {
     (out.status.success(), v)
 }
 
-fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
+pub fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["checks"]
         .as_array()
         .unwrap()

@@ -799,23 +799,8 @@ fn doctor_names_the_misspelt_entry(data: &std::path::Path, config: &std::path::P
         r#"{"sqlguard": {"columns": {"deny": ["public.users.emial"]}}}"#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sqlguard"))
-        .args([
-            "doctor",
-            "--format",
-            "json",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "policy names")
-        .unwrap_or_else(|| panic!("no policy names check: {report}"));
+    let (_, report) = crate::doctor::doctor(config, &[]);
+    let names = crate::doctor::check(&report, "policy names");
     assert_eq!(names["ok"], false, "{names}");
     assert!(
         names["detail"]
